@@ -34,15 +34,19 @@ type Driver interface {
 	// It returns ErrPreconditionFailed otherwise.
 	PutContentIf(ctx context.Context, path string, data []byte, ifVersion string) error
 
-	// Reader opens the object at path for reading from offset. The filesystem
-	// driver returns an *os.File so that HTTP responses can use sendfile.
+	// Reader opens the object at path for reading from offset. Reading at or
+	// past the end yields no bytes, not an error; a negative offset is an
+	// *InvalidOffsetError. The filesystem driver returns an *os.File so that
+	// HTTP responses can use sendfile.
 	Reader(ctx context.Context, path string, offset int64) (io.ReadCloser, error)
 
 	// Stat describes the object at path, or the "directory" prefix path/.
 	Stat(ctx context.Context, path string) (FileInfo, error)
 
 	// List returns the sorted names (not paths) of the direct children of the
-	// directory path: objects and sub-directories alike.
+	// directory path: objects and sub-directories alike. Names starting with
+	// "." are the drivers' own (temporary files, write state) and never listed;
+	// the layout never creates such names. The root is listed with path "".
 	List(ctx context.Context, path string) ([]string, error)
 
 	// Move moves the object at src to dst, replacing dst.
