@@ -56,7 +56,8 @@ type Driver interface {
 	Delete(ctx context.Context, path string) error
 
 	// Writer starts (offset 0) or resumes (offset > 0) a resumable write of
-	// the object at path. Nothing is visible at path until Commit. Resuming
+	// the object at path. Nothing is visible at path until Commit. Starting
+	// at offset 0 discards any earlier unfinished write at path. Resuming
 	// discards any bytes past offset; if fewer than offset bytes were made
 	// durable by an earlier Close, it fails with an *InvalidOffsetError.
 	Writer(ctx context.Context, path string, offset int64) (FileWriter, error)

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelctl/modelctl/registry"
+	"github.com/modelctl/modelctl/registry/storage"
+	"github.com/modelctl/modelctl/registry/storage/filesystem"
+)
+
+func init() { register(newServeCmd) }
+
+type serveOptions struct {
+	addr         string
+	root         string
+	storageURL   string
+	s3Endpoint   string
+	s3Region     string
+	s3Redirect   bool
+	tlsCert      string
+	tlsKey       string
+	logFormat    string
+	logLevel     string
+	grace        time.Duration
+	uploadMaxAge time.Duration
+}
+
+func newServeCmd() *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run an OCI Distribution v1.1 registry",
+		Long: `Run an OCI Distribution v1.1 registry on filesystem storage (--root, the default)
+or S3-compatible object storage (--storage s3://BUCKET/PREFIX --s3-endpoint URL).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(cmd, o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.addr, "addr", "127.0.0.1:5000", "address to listen on")
+	f.StringVar(&o.root, "root", "./data/registry", "filesystem storage directory")
+	f.StringVar(&o.storageURL, "storage", "", "s3://BUCKET/PREFIX to store in S3 instead of --root")
+	f.StringVar(&o.s3Endpoint, "s3-endpoint", "", "S3 endpoint URL (e.g. http://127.0.0.1:9000)")
+	f.StringVar(&o.s3Region, "s3-region", "", "S3 region (default: $AWS_REGION, else us-east-1)")
+	f.BoolVar(&o.s3Redirect, "s3-redirect", false, "answer blob downloads with presigned S3 URLs instead of streaming")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM)")
+	f.StringVar(&o.tlsKey, "tls-key", "", "TLS key file (PEM)")
+	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.DurationVar(&o.grace, "shutdown-grace", 30*time.Second, "how long requests in flight may run after SIGTERM")
+	f.DurationVar(&o.uploadMaxAge, "upload-max-age", 24*time.Hour, "expire upload sessions untouched for this long")
+	return cmd
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func runServe(cmd *cobra.Command, o *serveOptions) error {
+	log, err := newLogger(o.logFormat, o.logLevel)
+	if err != nil {
+		return err
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	ctx := cmd.Context()
+	var drv storage.Driver
+	switch {
+	case o.storageURL == "":
+		drv, err = filesystem.New(o.root)
+	case strings.HasPrefix(o.storageURL, "s3://"):
+		drv, err = openS3(ctx, o)
+	default:
+		err = fmt.Errorf("--storage %q: want s3://BUCKET/PREFIX", o.storageURL)
+	}
+	if err != nil {
+		return err
+	}
+	srv, err := registry.New(registry.Config{
+		Store:        storage.NewStore(drv),
+		Logger:       log,
+		Redirect:     o.s3Redirect,
+		UploadMaxAge: o.uploadMaxAge,
+	})
+	if err != nil {
+		return err
+	}
+	return srv.ListenAndServe(ctx, o.addr, o.tlsCert, o.tlsKey, o.grace)
+}

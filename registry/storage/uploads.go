@@ -1,0 +1,341 @@
+package storage
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// An upload session lives in the store, not in memory: its data is a
+// resumable driver write and its state (committed offset and the running
+// sha256 state) is a small object rewritten after every chunk. Any process
+// serving the same store can continue it, also after a crash.
+
+// UploadInfo describes an upload session.
+type UploadInfo struct {
+	ID      string
+	Name    string
+	Offset  int64
+	Started time.Time
+	Updated time.Time
+}
+
+type uploadState struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Offset    int64     `json:"offset"`
+	HashState []byte    `json:"sha256State"`
+	Started   time.Time `json:"started"`
+	Updated   time.Time `json:"updated"`
+}
+
+func (u *uploadState) info() UploadInfo {
+	return UploadInfo{ID: u.ID, Name: u.Name, Offset: u.Offset, Started: u.Started, Updated: u.Updated}
+}
+
+// copyBufferSize is the unit of every copy into storage: large enough to
+// amortize syscalls and hashing, small enough that memory stays bounded by
+// the number of concurrent uploads.
+const copyBufferSize = 1 << 20
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+
+// uploadLocks serializes requests on one session within this process;
+// clients upload a session's chunks in order, so this is not a bottleneck.
+var uploadLocks sync.Map
+
+func lockUpload(id string) func() {
+	v, _ := uploadLocks.LoadOrStore(id, &sync.Mutex{})
+	mu := v.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+func newUploadID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return hex.EncodeToString(b[:])
+}
+
+func statePath(name, id string) string { return uploadPath(name, id) + "/state" }
+func dataPath(name, id string) string  { return uploadPath(name, id) + "/data" }
+
+// StartUpload opens an upload session in repository name.
+func (s *Store) StartUpload(ctx context.Context, name string) (UploadInfo, error) {
+	h := sha256.New()
+	hs, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return UploadInfo{}, err
+	}
+	now := time.Now().UTC()
+	st := &uploadState{ID: newUploadID(), Name: name, HashState: hs, Started: now, Updated: now}
+	if err := s.saveUpload(ctx, st); err != nil {
+		return UploadInfo{}, fmt.Errorf("start upload in %s: %w", name, err)
+	}
+	return st.info(), nil
+}
+
+func (s *Store) loadUpload(ctx context.Context, name, id string) (*uploadState, error) {
+	if !validUploadID(id) {
+		return nil, fmt.Errorf("%w: %q", ErrUploadUnknown, id)
+	}
+	var st uploadState
+	if err := s.getJSON(ctx, statePath(name, id), &st); err != nil {
+		if IsNotFound(err) {
+			return nil, fmt.Errorf("%w: %s", ErrUploadUnknown, id)
+		}
+		return nil, err
+	}
+	if st.ID != id || st.Name != name {
+		return nil, fmt.Errorf("%w: %s", ErrUploadUnknown, id)
+	}
+	return &st, nil
+}
+
+func (s *Store) saveUpload(ctx context.Context, st *uploadState) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return s.d.PutContent(ctx, statePath(st.Name, st.ID), b)
+}
+
+// UploadStatus reports the committed offset of a session.
+func (s *Store) UploadStatus(ctx context.Context, name, id string) (UploadInfo, error) {
+	st, err := s.loadUpload(ctx, name, id)
+	if err != nil {
+		return UploadInfo{}, err
+	}
+	return st.info(), nil
+}
+
+// AppendUpload appends r to a session. start is the offset the client says
+// the chunk begins at (-1: none given); length is the chunk's declared
+// length (-1: unknown). Whatever arrives before a failure (a client that
+// disconnects) is kept and counted, so the client can resume from the
+// offset the status request reports.
+func (s *Store) AppendUpload(ctx context.Context, name, id string, start, length int64, r io.Reader) (UploadInfo, error) {
+	defer lockUpload(id)()
+	st, err := s.loadUpload(ctx, name, id)
+	if err != nil {
+		return UploadInfo{}, err
+	}
+	if err := s.appendLocked(ctx, st, start, length, r); err != nil {
+		return st.info(), err
+	}
+	return st.info(), nil
+}
+
+// appendLocked writes r at the session's offset, then records the new offset
+// and hash state. The data is made durable before the state that counts it.
+func (s *Store) appendLocked(ctx context.Context, st *uploadState, start, length int64, r io.Reader) error {
+	if start >= 0 && start != st.Offset {
+		return fmt.Errorf("%w: chunk starts at %d, upload is at %d", ErrUploadOffset, start, st.Offset)
+	}
+	h := sha256.New()
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.HashState); err != nil {
+		return fmt.Errorf("upload %s: corrupt hash state: %w", st.ID, err)
+	}
+	w, err := s.d.Writer(ctx, dataPath(st.Name, st.ID), st.Offset)
+	if err != nil {
+		return fmt.Errorf("upload %s: resume at %d: %w", st.ID, st.Offset, err)
+	}
+	n, copyErr := copyHashed(w, h, r)
+	if closeErr := w.Close(); closeErr != nil {
+		return fmt.Errorf("upload %s: %w", st.ID, closeErr)
+	}
+	if n > 0 {
+		hs, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+		if err != nil {
+			return err
+		}
+		st.Offset, st.HashState, st.Updated = w.Size(), hs, time.Now().UTC()
+		if err := s.saveUpload(context.WithoutCancel(ctx), st); err != nil {
+			return fmt.Errorf("upload %s: save state: %w", st.ID, err)
+		}
+	}
+	if copyErr != nil {
+		return fmt.Errorf("upload %s: %w", st.ID, copyErr)
+	}
+	if length >= 0 && n != length {
+		return fmt.Errorf("%w: chunk declared %d bytes, got %d", ErrSizeInvalid, length, n)
+	}
+	return nil
+}
+
+// copyHashed copies r into w and h, keeping them in step: h sees exactly the
+// bytes w accepted, even when w fails part-way.
+func copyHashed(w io.Writer, h hash.Hash, r io.Reader) (int64, error) {
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	buf := *bp
+	var total int64
+	for {
+		nr, rerr := io.ReadFull(r, buf)
+		if nr > 0 {
+			nw, werr := w.Write(buf[:nr])
+			h.Write(buf[:nw])
+			total += int64(nw)
+			if werr != nil {
+				return total, werr
+			}
+			if nw != nr {
+				return total, io.ErrShortWrite
+			}
+		}
+		switch {
+		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+			return total, nil
+		case rerr != nil:
+			return total, rerr
+		}
+	}
+}
+
+// CompleteUpload appends the final chunk (body may be nil), verifies the
+// content against want and moves it to its content address, linked into the
+// repository. A digest mismatch ends the session.
+func (s *Store) CompleteUpload(ctx context.Context, name, id string, want digest.Digest, start int64, body io.Reader) (BlobInfo, error) {
+	defer lockUpload(id)()
+	st, err := s.loadUpload(ctx, name, id)
+	if err != nil {
+		return BlobInfo{}, err
+	}
+	if body != nil {
+		if err := s.appendLocked(ctx, st, start, -1, body); err != nil {
+			return BlobInfo{}, err
+		}
+	}
+	w, err := s.d.Writer(ctx, dataPath(name, id), st.Offset)
+	if err != nil {
+		return BlobInfo{}, fmt.Errorf("upload %s: %w", id, err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		return BlobInfo{}, fmt.Errorf("upload %s: commit: %w", id, err)
+	}
+	got, err := s.uploadDigest(ctx, st, want.Algorithm())
+	if err != nil {
+		return BlobInfo{}, err
+	}
+	if want != "" && got != want {
+		_ = s.d.Delete(context.WithoutCancel(ctx), uploadPath(name, id))
+		return BlobInfo{}, fmt.Errorf("%w: got %s, want %s", ErrDigestMismatch, got, want)
+	}
+	if _, err := s.statBlobData(ctx, got); err == nil {
+		// Already stored (pushed before, or by another repository).
+		if err := s.d.Delete(ctx, dataPath(name, id)); err != nil {
+			return BlobInfo{}, err
+		}
+	} else if err := s.d.Move(ctx, dataPath(name, id), blobDataPath(got)); err != nil {
+		return BlobInfo{}, fmt.Errorf("upload %s: store blob %s: %w", id, got, err)
+	}
+	if err := s.d.PutContent(ctx, layerLinkPath(name, got), []byte(got)); err != nil {
+		return BlobInfo{}, err
+	}
+	if err := ignoreNotFound(s.d.Delete(ctx, uploadPath(name, id))); err != nil {
+		return BlobInfo{}, err
+	}
+	uploadLocks.Delete(id)
+	return BlobInfo{Digest: got, Size: st.Offset}, nil
+}
+
+// uploadDigest returns the digest of the committed session data: sha256
+// from the running state, other algorithms by reading the data once more.
+func (s *Store) uploadDigest(ctx context.Context, st *uploadState, alg digest.Algorithm) (digest.Digest, error) {
+	if alg == "" || alg == digest.SHA256 {
+		h := sha256.New()
+		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.HashState); err != nil {
+			return "", fmt.Errorf("upload %s: corrupt hash state: %w", st.ID, err)
+		}
+		return digest.NewDigest(digest.SHA256, h), nil
+	}
+	var h hash.Hash
+	switch alg {
+	case digest.SHA512:
+		h = sha512.New()
+	default:
+		return "", fmt.Errorf("%w: unsupported algorithm %s", ErrDigestInvalid, alg)
+	}
+	r, err := s.d.Reader(ctx, dataPath(st.Name, st.ID), 0)
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	if _, err := io.CopyBuffer(h, r, *bp); err != nil {
+		return "", fmt.Errorf("upload %s: hash: %w", st.ID, err)
+	}
+	return digest.NewDigest(alg, h), nil
+}
+
+// CancelUpload ends a session and removes everything it stored.
+func (s *Store) CancelUpload(ctx context.Context, name, id string) error {
+	defer lockUpload(id)()
+	if _, err := s.loadUpload(ctx, name, id); err != nil {
+		return err
+	}
+	if w, err := s.d.Writer(ctx, dataPath(name, id), 0); err == nil {
+		_ = w.Cancel(ctx)
+	}
+	uploadLocks.Delete(id)
+	return ignoreNotFound(s.d.Delete(ctx, uploadPath(name, id)))
+}
+
+// PurgeUploads cancels sessions not touched for longer than maxAge, in every
+// repository, and returns how many it removed.
+func (s *Store) PurgeUploads(ctx context.Context, maxAge time.Duration) (int, error) {
+	repos, err := s.Catalog(ctx, -1, "")
+	if err != nil {
+		return 0, err
+	}
+	cutoff := time.Now().Add(-maxAge)
+	purged := 0
+	var errs []error
+	for _, name := range repos {
+		ids, err := s.d.List(ctx, uploadsPath(name))
+		if err != nil {
+			if !IsNotFound(err) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		for _, id := range ids {
+			st, err := s.loadUpload(ctx, name, id)
+			if err != nil {
+				if errors.Is(err, ErrUploadUnknown) {
+					// A session directory without state: its start was
+					// interrupted. Age it by the directory itself.
+					if fi, serr := s.d.Stat(ctx, uploadPath(name, id)); serr == nil && fi.ModTime.Before(cutoff) {
+						_ = s.d.Delete(ctx, uploadPath(name, id))
+					}
+					continue
+				}
+				errs = append(errs, err)
+				continue
+			}
+			if st.Updated.Before(cutoff) {
+				if err := s.CancelUpload(ctx, name, id); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				purged++
+			}
+		}
+	}
+	return purged, errors.Join(errs...)
+}
