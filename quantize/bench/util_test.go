@@ -1,0 +1,7 @@
+package bench
+
+import "strings"
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+type stringsBuilder = strings.Builder
