@@ -633,4 +633,3 @@ func fromValue(name string, v ort.Value) (Tensor, error) {
 	}
 	return t, nil
 }
-
