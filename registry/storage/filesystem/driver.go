@@ -73,7 +73,9 @@ func validPath(p string) bool {
 	return true
 }
 
-func (d *Driver) notFound(p string) error { return &storage.PathNotFoundError{Driver: driverName, Path: p} }
+func (d *Driver) notFound(p string) error {
+	return &storage.PathNotFoundError{Driver: driverName, Path: p}
+}
 
 func (d *Driver) mapErr(p string, err error) error {
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
@@ -84,6 +86,9 @@ func (d *Driver) mapErr(p string, err error) error {
 
 // GetContent implements storage.Driver.
 func (d *Driver) GetContent(ctx context.Context, p string, maxSize int64) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	full, err := d.fullPath(p, false)
 	if err != nil {
 		return nil, err
@@ -173,6 +178,9 @@ func version(fi fs.FileInfo) string {
 // Reader implements storage.Driver; it returns the *os.File itself so that
 // net/http can send it with sendfile.
 func (d *Driver) Reader(ctx context.Context, p string, offset int64) (io.ReadCloser, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	full, err := d.fullPath(p, false)
 	if err != nil {
 		return nil, err
@@ -203,6 +211,9 @@ func (d *Driver) Reader(ctx context.Context, p string, offset int64) (io.ReadClo
 
 // Stat implements storage.Driver.
 func (d *Driver) Stat(ctx context.Context, p string) (storage.FileInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return storage.FileInfo{}, err
+	}
 	full, err := d.fullPath(p, true)
 	if err != nil {
 		return storage.FileInfo{}, err
@@ -221,6 +232,9 @@ func (d *Driver) Stat(ctx context.Context, p string) (storage.FileInfo, error) {
 
 // List implements storage.Driver.
 func (d *Driver) List(ctx context.Context, p string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	full, err := d.fullPath(p, true)
 	if err != nil {
 		return nil, err
@@ -241,6 +255,9 @@ func (d *Driver) List(ctx context.Context, p string) ([]string, error) {
 
 // Move implements storage.Driver.
 func (d *Driver) Move(ctx context.Context, src, dst string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	fsrc, err := d.fullPath(src, false)
 	if err != nil {
 		return err
@@ -263,6 +280,9 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 
 // Delete implements storage.Driver.
 func (d *Driver) Delete(ctx context.Context, p string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	full, err := d.fullPath(p, false)
 	if err != nil {
 		return err

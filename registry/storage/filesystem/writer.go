@@ -16,6 +16,9 @@ import (
 // beside path, named after it, so any process can resume the write; Commit
 // renames it into place.
 func (d *Driver) Writer(ctx context.Context, p string, offset int64) (storage.FileWriter, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	full, err := d.fullPath(p, false)
 	if err != nil {
 		return nil, err
