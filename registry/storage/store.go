@@ -17,6 +17,20 @@ type Store struct {
 	d Driver
 	// MaxManifestSize caps manifests (the spec suggests at least 4 MiB).
 	MaxManifestSize int64
+	// CheckpointBytes is how much of one request's upload body is received
+	// between two saves of the session state: a server killed mid-request
+	// loses at most this much of what it had received.
+	CheckpointBytes int64
+}
+
+// DefaultCheckpointBytes is the default Store.CheckpointBytes.
+const DefaultCheckpointBytes = 128 << 20
+
+func (s *Store) checkpointBytes() int64 {
+	if s.CheckpointBytes > 0 {
+		return s.CheckpointBytes
+	}
+	return DefaultCheckpointBytes
 }
 
 // DefaultMaxManifestSize is the largest manifest accepted: 4 MiB.

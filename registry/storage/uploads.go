@@ -150,29 +150,39 @@ func (s *Store) appendLocked(ctx context.Context, st *uploadState, start, length
 	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.HashState); err != nil {
 		return fmt.Errorf("upload %s: corrupt hash state: %w", st.ID, err)
 	}
-	w, err := s.d.Writer(ctx, dataPath(st.Name, st.ID), st.Offset)
-	if err != nil {
-		return fmt.Errorf("upload %s: resume at %d: %w", st.ID, st.Offset, err)
-	}
-	n, copyErr := copyHashed(w, h, r)
-	if closeErr := w.Close(); closeErr != nil {
-		return fmt.Errorf("upload %s: %w", st.ID, closeErr)
-	}
-	if n > 0 {
-		hs, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	var total int64
+	for {
+		w, err := s.d.Writer(ctx, dataPath(st.Name, st.ID), st.Offset)
 		if err != nil {
-			return err
+			return fmt.Errorf("upload %s: resume at %d: %w", st.ID, st.Offset, err)
 		}
-		st.Offset, st.HashState, st.Updated = w.Size(), hs, time.Now().UTC()
-		if err := s.saveUpload(context.WithoutCancel(ctx), st); err != nil {
-			return fmt.Errorf("upload %s: save state: %w", st.ID, err)
+		n, copyErr := copyHashed(w, h, io.LimitReader(r, s.checkpointBytes()))
+		total += n
+		if closeErr := w.Close(); closeErr != nil {
+			return fmt.Errorf("upload %s: %w", st.ID, closeErr)
 		}
+		if n > 0 {
+			hs, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+			if err != nil {
+				return err
+			}
+			st.Offset, st.HashState, st.Updated = w.Size(), hs, time.Now().UTC()
+			if err := s.saveUpload(context.WithoutCancel(ctx), st); err != nil {
+				return fmt.Errorf("upload %s: save state: %w", st.ID, err)
+			}
+		}
+		if copyErr != nil {
+			return fmt.Errorf("upload %s: %w", st.ID, copyErr)
+		}
+		// A full checkpoint's worth arrived: what came so far is durable
+		// and counted, so a crash now loses at most one checkpoint. Go on.
+		if n == s.checkpointBytes() {
+			continue
+		}
+		break
 	}
-	if copyErr != nil {
-		return fmt.Errorf("upload %s: %w", st.ID, copyErr)
-	}
-	if length >= 0 && n != length {
-		return fmt.Errorf("%w: chunk declared %d bytes, got %d", ErrSizeInvalid, length, n)
+	if length >= 0 && total != length {
+		return fmt.Errorf("%w: chunk declared %d bytes, got %d", ErrSizeInvalid, length, total)
 	}
 	return nil
 }
