@@ -1,0 +1,158 @@
+package client
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	digest "github.com/opencontainers/go-digest"
+)
+
+// Cache is the local state of the client, one directory:
+//
+//	blobs/sha256/HEX   verified blobs, read-only, hardlinked into installs
+//	partial/HEX        downloads in progress, with HEX.json their progress
+//	digests/KEY        digest of a local file, keyed by path/size/mtime/inode
+//	uploads/KEY.json   upload sessions in progress (URL, offset, hash state)
+//	locations/HEX      registry/repo pairs known to hold a blob (for mounts)
+type Cache struct {
+	dir string
+}
+
+// OpenCache creates the cache layout under dir.
+func OpenCache(dir string) (*Cache, error) {
+	for _, sub := range []string{"blobs/sha256", "partial", "digests", "uploads", "locations", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return nil, fmt.Errorf("create cache directory %s: %w", dir, Explain(err, ""))
+		}
+	}
+	return &Cache{dir: dir}, nil
+}
+
+// Dir is the cache's root directory.
+func (c *Cache) Dir() string { return c.dir }
+
+// BlobPath is where a verified blob lives.
+func (c *Cache) BlobPath(d digest.Digest) string {
+	return filepath.Join(c.dir, "blobs", "sha256", d.Encoded())
+}
+
+// HasBlob reports whether the cache holds d with the expected size. Blobs
+// enter the cache only verified, so the size check catches truncation by
+// hand; `modelctl verify` re-hashes.
+func (c *Cache) HasBlob(d digest.Digest, size int64) bool {
+	fi, err := os.Stat(c.BlobPath(d))
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == size
+}
+
+func keyName(parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return hex.EncodeToString(h[:20])
+}
+
+// fileKey identifies the content of a local file without reading it: a
+// change of path, size, mtime or inode (a file replaced by rename) makes a
+// new key.
+func fileKey(path string, fi fs.FileInfo) string {
+	dev, ino := fileID(fi)
+	return keyName(path, fmt.Sprint(fi.Size()), fmt.Sprint(fi.ModTime().UnixNano()), fmt.Sprint(dev), fmt.Sprint(ino))
+}
+
+// LookupDigest returns the cached digest of a file, if it is unchanged.
+func (c *Cache) LookupDigest(path string, fi fs.FileInfo) (digest.Digest, bool) {
+	b, err := os.ReadFile(filepath.Join(c.dir, "digests", fileKey(path, fi)))
+	if err != nil {
+		return "", false
+	}
+	d := digest.Digest(strings.TrimSpace(string(b)))
+	if d.Validate() != nil {
+		return "", false
+	}
+	return d, true
+}
+
+// StoreDigest records the digest of a file.
+func (c *Cache) StoreDigest(path string, fi fs.FileInfo, d digest.Digest) error {
+	return c.writeFile(filepath.Join(c.dir, "digests", fileKey(path, fi)), []byte(d.String()+"\n"), false)
+}
+
+// writeFile replaces name atomically. Small state files skip fsync: they
+// must survive kill -9 (the page cache does), and a state file lost in a
+// power cut only costs a re-hash or a re-send.
+func (c *Cache) writeFile(name string, data []byte, sync bool) error {
+	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "state-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, Explain(err, ""))
+	}
+	_, err = tmp.Write(data)
+	if err == nil && sync {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), name)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write %s: %w", name, Explain(err, ""))
+	}
+	return nil
+}
+
+func (c *Cache) readJSON(name string, v any) error {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+func (c *Cache) writeJSON(name string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return c.writeFile(name, b, false)
+}
+
+// AddLocation records that host/repo holds d, so a later push to another
+// repository of that registry can mount instead of upload.
+func (c *Cache) AddLocation(d digest.Digest, host, repo string) {
+	name := filepath.Join(c.dir, "locations", d.Encoded())
+	var locs []string
+	_ = c.readJSON(name, &locs)
+	loc := host + "/" + repo
+	for _, l := range locs {
+		if l == loc {
+			return
+		}
+	}
+	locs = append(locs, loc)
+	if len(locs) > 16 {
+		locs = locs[len(locs)-16:]
+	}
+	_ = c.writeJSON(name, locs)
+}
+
+// Locations returns the repositories of host known to hold d.
+func (c *Cache) Locations(d digest.Digest, host string) []string {
+	var locs []string
+	_ = c.readJSON(filepath.Join(c.dir, "locations", d.Encoded()), &locs)
+	var out []string
+	for _, l := range locs {
+		if r, ok := strings.CutPrefix(l, host+"/"); ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

@@ -1,0 +1,344 @@
+package client
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/modelctl/modelctl/manifests"
+)
+
+// Large blobs are fetched as several Range requests at once; each segment
+// is at least this long.
+const minSegment = 32 << 20
+
+// downloadState is a download in progress, next to its partial file, so a
+// pull killed at any point continues where each range stood.
+type downloadState struct {
+	Size     int64     `json:"size"`
+	Segments []segment `json:"segments"`
+}
+
+type segment struct {
+	Start int64 `json:"start"`
+	End   int64 `json:"end"` // exclusive
+	Done  int64 `json:"done"`
+}
+
+func planSegments(size int64, parallel int) []segment {
+	n := int64(1)
+	if size >= 2*minSegment {
+		n = min(int64(parallel), size/minSegment)
+	}
+	segs := make([]segment, 0, n)
+	step := size / n
+	for i := int64(0); i < n; i++ {
+		end := (i + 1) * step
+		if i == n-1 {
+			end = size
+		}
+		segs = append(segs, segment{Start: i * step, End: end})
+	}
+	return segs
+}
+
+// fetchSmall reads a small blob (the config) whole, verified.
+func (r *repo) fetchSmall(ctx context.Context, d digest.Digest, size, limit int64) ([]byte, error) {
+	if size > limit {
+		return nil, fmt.Errorf("blob %s is %d bytes, over the %d-byte limit", d, size, limit)
+	}
+	req, err := r.newRequest(ctx, http.MethodGet, r.url("/v2/%s/blobs/%s", r.name, d), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := r.do(req, http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, size+1))
+	if err != nil {
+		return nil, fmt.Errorf("GET blob %s: %w", d, err)
+	}
+	if int64(len(b)) != size {
+		return nil, fmt.Errorf("blob %s: got %d bytes, want %d", d, len(b), size)
+	}
+	if got := digest.FromBytes(b); got != d {
+		return nil, &DigestError{What: "blob " + d.String(), Got: got.String(), Want: d.String()}
+	}
+	return b, nil
+}
+
+// fetchBlob brings a layer into the cache: several ranges in parallel for a
+// large blob, each continuing a previous interrupted run, hashed in order as
+// the contiguous prefix grows. The blob enters the cache only verified.
+// It returns the bytes transferred.
+func (r *repo) fetchBlob(ctx context.Context, f manifests.File, prog *fileProgress) (int64, error) {
+	cache := r.c.cache
+	if cache.HasBlob(f.Digest, f.Size) {
+		prog.done()
+		return 0, nil
+	}
+	partial := filepath.Join(cache.dir, "partial", f.Digest.Encoded())
+	statePath := partial + ".json"
+	var st downloadState
+	file, err := os.OpenFile(partial, os.O_RDWR, 0)
+	if err == nil && cache.readJSON(statePath, &st) == nil && st.Size == f.Size && len(st.Segments) > 0 {
+		// continue
+	} else {
+		if file != nil {
+			file.Close()
+		}
+		st = downloadState{Size: f.Size, Segments: planSegments(f.Size, r.c.opts.Parallel)}
+		if file, err = os.OpenFile(partial, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
+			return 0, fmt.Errorf("create %s: %w", partial, Explain(err, ""))
+		}
+		if err := cache.writeJSON(statePath, &st); err != nil {
+			file.Close()
+			return 0, err
+		}
+	}
+	defer file.Close()
+
+	dl := &download{r: r, f: f, file: file, st: &st, statePath: statePath, prog: prog, wake: make(chan struct{}, 1)}
+	done := int64(0)
+	for i := range st.Segments {
+		dl.done = append(dl.done, &atomic.Int64{})
+		dl.done[i].Store(st.Segments[i].Done)
+		done += st.Segments[i].Done
+	}
+	prog.set(done)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(st.Segments)+1)
+	for i := range st.Segments {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := dl.segment(ctx, i); err != nil {
+				errs <- err
+				cancel()
+			}
+		}()
+	}
+	sum := make(chan digest.Digest, 1)
+	go func() {
+		d, err := dl.hash(ctx)
+		if err != nil {
+			errs <- err
+			cancel()
+		}
+		sum <- d
+	}()
+	wg.Wait()
+	dl.notify()
+	got := <-sum
+	dl.saveState()
+	close(errs)
+	if err := firstError(errs); err != nil {
+		return dl.transferred.Load(), err
+	}
+	if got != f.Digest {
+		file.Close()
+		os.Remove(partial)
+		os.Remove(statePath)
+		return dl.transferred.Load(), &DigestError{What: "layer " + f.Path, Got: got.String(), Want: f.Digest.String()}
+	}
+	if err := file.Sync(); err != nil {
+		return dl.transferred.Load(), fmt.Errorf("sync %s: %w", partial, Explain(err, ""))
+	}
+	if err := os.Chmod(partial, 0o444); err != nil {
+		return dl.transferred.Load(), err
+	}
+	if err := os.Rename(partial, cache.BlobPath(f.Digest)); err != nil {
+		return dl.transferred.Load(), fmt.Errorf("move %s into the cache: %w", f.Digest, err)
+	}
+	syncDir(filepath.Dir(cache.BlobPath(f.Digest)))
+	os.Remove(statePath)
+	prog.done()
+	return dl.transferred.Load(), nil
+}
+
+// firstError prefers a real cause over the cancellations it triggered.
+func firstError(errs <-chan error) error {
+	var first error
+	for err := range errs {
+		if first == nil || (errors.Is(first, context.Canceled) && !errors.Is(err, context.Canceled)) {
+			first = err
+		}
+	}
+	return first
+}
+
+type download struct {
+	r           *repo
+	f           manifests.File
+	file        *os.File
+	st          *downloadState
+	statePath   string
+	prog        *fileProgress
+	done        []*atomic.Int64
+	transferred atomic.Int64
+	wake        chan struct{}
+	mu          sync.Mutex
+	lastSave    time.Time
+}
+
+func (dl *download) notify() {
+	select {
+	case dl.wake <- struct{}{}:
+	default:
+	}
+}
+
+// saveState records how far each range got. The data was written before
+// the counters moved, so the state never claims bytes the file lacks.
+func (dl *download) saveState() {
+	dl.mu.Lock()
+	defer dl.mu.Unlock()
+	for i := range dl.st.Segments {
+		dl.st.Segments[i].Done = dl.done[i].Load()
+	}
+	_ = dl.r.c.cache.writeJSON(dl.statePath, dl.st)
+	dl.lastSave = time.Now()
+}
+
+func (dl *download) maybeSave() {
+	dl.mu.Lock()
+	due := time.Since(dl.lastSave) > 250*time.Millisecond
+	dl.mu.Unlock()
+	if due {
+		dl.saveState()
+	}
+}
+
+// segment downloads one range, retrying transient failures from where it
+// stopped.
+func (dl *download) segment(ctx context.Context, i int) error {
+	seg := dl.st.Segments[i]
+	attempt := 0
+	for {
+		off := seg.Start + dl.done[i].Load()
+		if off >= seg.End {
+			return nil
+		}
+		err := dl.fetchRange(ctx, i, off, seg.End)
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		attempt++
+		if attempt >= maxAttempts || !isTransient(err) {
+			return fmt.Errorf("layer %s: %w", dl.f.Path, err)
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return err
+		}
+	}
+}
+
+func (dl *download) fetchRange(ctx context.Context, i int, off, end int64) error {
+	r := dl.r
+	req, err := r.newRequest(ctx, http.MethodGet, r.url("/v2/%s/blobs/%s", r.name, dl.f.Digest), nil)
+	if err != nil {
+		return err
+	}
+	whole := off == 0 && end == dl.f.Size
+	if !whole {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, end-1))
+	}
+	resp, err := r.do(req, http.StatusOK, http.StatusPartialContent)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if !whole && resp.StatusCode != http.StatusPartialContent {
+		return fmt.Errorf("GET blob %s: the registry ignored Range (status %d): cannot resume or split", dl.f.Digest, resp.StatusCode)
+	}
+	buf := make([]byte, 1<<20)
+	body := io.LimitReader(resp.Body, end-off)
+	for off < end {
+		n, rerr := io.ReadFull(body, buf[:min(int64(len(buf)), end-off)])
+		if n > 0 {
+			if _, err := dl.file.WriteAt(buf[:n], off); err != nil {
+				return fmt.Errorf("write %s: %w", dl.file.Name(), Explain(err, ""))
+			}
+			off += int64(n)
+			dl.done[i].Add(int64(n))
+			dl.transferred.Add(int64(n))
+			dl.prog.add(int64(n))
+			dl.notify()
+			dl.maybeSave()
+		}
+		if rerr != nil {
+			if off < end {
+				return fmt.Errorf("GET blob %s: short body at %d of %d: %w", dl.f.Digest, off, end, rerr)
+			}
+			break
+		}
+	}
+	return nil
+}
+
+// prefix is how many bytes from the start are all written.
+func (dl *download) prefix() int64 {
+	var p int64
+	for i, s := range dl.st.Segments {
+		d := dl.done[i].Load()
+		p = s.Start + d
+		if s.Start+d < s.End {
+			return p
+		}
+	}
+	return p
+}
+
+// hash follows the downloads, hashing the written prefix in order (from the
+// page cache), and returns the digest once every byte is in.
+func (dl *download) hash(ctx context.Context) (digest.Digest, error) {
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	var hashed int64
+	for {
+		p := dl.prefix()
+		for hashed < p {
+			n, err := dl.file.ReadAt(buf[:min(int64(len(buf)), p-hashed)], hashed)
+			h.Write(buf[:n])
+			hashed += int64(n)
+			if err != nil && !(errors.Is(err, io.EOF) && hashed == p) {
+				return "", fmt.Errorf("read %s: %w", dl.file.Name(), err)
+			}
+		}
+		if hashed >= dl.f.Size {
+			return digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil)), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-dl.wake:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}

@@ -1,0 +1,348 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/modelctl/modelctl/manifests"
+)
+
+// ReceiptPath is where a pull records what it installed, relative to the
+// target directory (inside manifests.ReservedDir, which no layer may use).
+const ReceiptPath = manifests.ReservedDir + "/receipt.json"
+
+// Receipt records an installation.
+type Receipt struct {
+	Reference   string        `json:"reference"`
+	Digest      digest.Digest `json:"digest"`
+	InstalledAt time.Time     `json:"installedAt"`
+	Files       []ReceiptFile `json:"files"`
+}
+
+// ReceiptFile is one installed file.
+type ReceiptFile struct {
+	Path   string        `json:"path"`
+	Digest digest.Digest `json:"digest"`
+	Size   int64         `json:"size"`
+}
+
+// PullResult is the outcome of a pull.
+type PullResult struct {
+	Reference   string        `json:"reference"`
+	Digest      digest.Digest `json:"digest"`
+	Dir         string        `json:"dir"`
+	Files       []FileResult  `json:"files"`
+	Size        int64         `json:"size"`
+	Transferred int64         `json:"transferred"`
+	Receipt     string        `json:"receipt"`
+}
+
+// Artifact is a resolved, validated model artifact.
+type Artifact struct {
+	Reference Reference
+	Digest    digest.Digest
+	Raw       []byte
+	Manifest  *manifests.Manifest
+	Config    *manifests.Model
+	RawConfig []byte
+}
+
+// fetchManifest GETs a manifest by tag or digest and checks its digest:
+// against the reference when it is a digest, and against the registry's
+// Docker-Content-Digest when it sends one.
+func (r *repo) fetchManifest(ctx context.Context, reference string, want digest.Digest) ([]byte, digest.Digest, error) {
+	req, err := r.newRequest(ctx, http.MethodGet, r.url("/v2/%s/manifests/%s", r.name, reference), nil)
+	if err != nil {
+		return nil, "", err
+	}
+	req.Header.Set("Accept", manifests.MediaTypeImageManifest)
+	resp, err := r.do(req, http.StatusOK)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, manifests.MaxManifestSize+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("GET manifest %s: %w", reference, err)
+	}
+	if len(b) > manifests.MaxManifestSize {
+		return nil, "", fmt.Errorf("manifest %s: over the %d-byte limit", reference, manifests.MaxManifestSize)
+	}
+	got := digest.FromBytes(b)
+	if want != "" && got != want {
+		return nil, "", &DigestError{What: "manifest " + reference, Got: got.String(), Want: want.String()}
+	}
+	if h := digest.Digest(resp.Header.Get("Docker-Content-Digest")); strings.HasPrefix(string(h), "sha256:") && h != got {
+		return nil, "", &DigestError{What: "manifest " + reference + " (registry's Docker-Content-Digest)", Got: got.String(), Want: h.String()}
+	}
+	return b, got, nil
+}
+
+// Resolve fetches and validates the manifest and config of ref.
+func (c *Client) Resolve(ctx context.Context, ref Reference) (*Artifact, error) {
+	r, ctx := c.repo(ctx, ref.Registry, ref.Repository, false)
+	return c.resolve(ctx, r, ref)
+}
+
+func (c *Client) resolve(ctx context.Context, r *repo, ref Reference) (*Artifact, error) {
+	if ref.S3 {
+		return nil, fmt.Errorf("%s: s3:// sources are not supported yet: pull from a registry serving the bucket (modelctl serve --storage s3://...)", ref)
+	}
+	if ref.Reference() == "" {
+		return nil, fmt.Errorf("%s: no tag or digest", ref)
+	}
+	raw, d, err := r.fetchManifest(ctx, ref.Reference(), ref.Digest)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("%s: %w: no such tag or repository (modelctl ls %s/%s lists the tags)", ref, err, ref.Registry, ref.Repository)
+		}
+		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	m, err := manifests.ParseManifest(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	cfg, err := r.fetchSmall(ctx, m.Config.Digest, m.Config.Size, manifests.MaxConfigSize)
+	if err != nil {
+		return nil, fmt.Errorf("%s: config: %w", ref, err)
+	}
+	model, err := manifests.ParseConfig(cfg, &m.Manifest)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	return &Artifact{Reference: ref, Digest: d, Raw: raw, Manifest: m, Config: model, RawConfig: cfg}, nil
+}
+
+// Pull installs the artifact ref into dir: every layer is fetched into the
+// cache and verified first, and only then do files appear in dir, each
+// complete (hardlinked from the cache, or copied, fsynced and renamed).
+// A failed pull leaves dir as it was (and does not create it).
+func (c *Client) Pull(ctx context.Context, ref Reference, dir string) (*PullResult, error) {
+	r, ctx := c.repo(ctx, ref.Registry, ref.Repository, false)
+	art, err := c.resolve(ctx, r, ref)
+	if err != nil {
+		return nil, err
+	}
+	files := art.Manifest.Files
+	prog := newProgress(c.opts.Progress)
+	transferred := make([]int64, len(files))
+	g, gctx := errgroup.WithContext(ctx)
+	// Large blobs already fetch several ranges each; two files at a time
+	// keeps the connection count bounded.
+	g.SetLimit(max(1, c.opts.Parallel/2))
+	for i, f := range files {
+		fp := prog.file(f.Path, f.Size)
+		g.Go(func() error {
+			n, err := r.fetchBlob(gctx, f, fp)
+			transferred[i] = n
+			if err != nil {
+				return fmt.Errorf("pull %s: %w", ref, err)
+			}
+			return nil
+		})
+	}
+	err = g.Wait()
+	prog.close()
+	if err != nil {
+		return nil, err
+	}
+
+	res := &PullResult{Reference: ref.String(), Digest: art.Digest}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	res.Dir = abs
+	if err := c.install(abs, files); err != nil {
+		return nil, fmt.Errorf("pull %s: install into %s: %w", ref, dir, err)
+	}
+	receipt := Receipt{Reference: ref.String(), Digest: art.Digest, InstalledAt: time.Now().UTC()}
+	for i, f := range files {
+		st := "downloaded"
+		if transferred[i] == 0 && f.Size > 0 {
+			st = "cached"
+		}
+		res.Files = append(res.Files, FileResult{Path: f.Path, Digest: f.Digest, Size: f.Size, Status: st, Transferred: transferred[i]})
+		res.Size += f.Size
+		res.Transferred += transferred[i]
+		receipt.Files = append(receipt.Files, ReceiptFile{Path: f.Path, Digest: f.Digest, Size: f.Size})
+	}
+	res.Receipt = filepath.Join(abs, filepath.FromSlash(ReceiptPath))
+	if err := writeReceipt(abs, &receipt); err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	return res, nil
+}
+
+// ReadReceipt reads the receipt of an installation directory.
+func ReadReceipt(dir string) (*Receipt, error) {
+	b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(ReceiptPath)))
+	if err != nil {
+		return nil, err
+	}
+	var rc Receipt
+	if err := json.Unmarshal(b, &rc); err != nil {
+		return nil, fmt.Errorf("receipt in %s: %w", dir, err)
+	}
+	return &rc, nil
+}
+
+func writeReceipt(dir string, rc *Receipt) error {
+	b, err := json.MarshalIndent(rc, "", "  ")
+	if err != nil {
+		return err
+	}
+	rdir := filepath.Join(dir, manifests.ReservedDir)
+	if err := mkdirNoLinks(dir, manifests.ReservedDir); err != nil {
+		return err
+	}
+	tmp := filepath.Join(rdir, ".receipt-"+randomSuffix())
+	if err := writeSynced(tmp, b); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(rdir, "receipt.json")); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write receipt: %w", err)
+	}
+	syncDir(rdir)
+	return nil
+}
+
+func writeSynced(name string, b []byte) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, Explain(err, ""))
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(name)
+		return fmt.Errorf("write %s: %w", name, Explain(err, ""))
+	}
+	return nil
+}
+
+func randomSuffix() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// mkdirNoLinks creates root/rel directory by directory, refusing to go
+// through anything that is not a real directory (a symlink planted in the
+// target could otherwise redirect a write outside it).
+func mkdirNoLinks(root, rel string) error {
+	cur := root
+	for _, elem := range strings.Split(rel, "/") {
+		cur = filepath.Join(cur, elem)
+		fi, err := os.Lstat(cur)
+		switch {
+		case err == nil && fi.IsDir():
+			continue
+		case err == nil && fi.Mode()&os.ModeSymlink != 0:
+			return fmt.Errorf("%s is a symbolic link: refusing to install through it", cur)
+		case err == nil:
+			return fmt.Errorf("%s exists and is not a directory", cur)
+		case !isNotExist(err):
+			return err
+		}
+		if err := os.Mkdir(cur, 0o755); err != nil && !os.IsExist(err) {
+			return fmt.Errorf("create %s: %w", cur, Explain(err, ""))
+		}
+	}
+	return nil
+}
+
+// install places verified cache blobs at their paths under dir.
+func (c *Client) install(dir string, files []manifests.File) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return Explain(err, "")
+	}
+	for _, f := range files {
+		if err := c.installFile(dir, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Client) installFile(dir string, f manifests.File) error {
+	// Validated again here: install must be safe whatever called it.
+	if err := manifests.ValidatePath(f.Path); err != nil {
+		return err
+	}
+	parentRel := ""
+	if i := strings.LastIndexByte(f.Path, '/'); i >= 0 {
+		parentRel = f.Path[:i]
+		if err := mkdirNoLinks(dir, parentRel); err != nil {
+			return err
+		}
+	}
+	dest := filepath.Join(dir, filepath.FromSlash(f.Path))
+	parent := filepath.Dir(dest)
+	src := c.cache.BlobPath(f.Digest)
+	if fi, err := os.Lstat(dest); err == nil {
+		if fi.IsDir() {
+			return fmt.Errorf("%s is a directory", dest)
+		}
+		if si, err := os.Stat(src); err == nil && fi.Mode().IsRegular() && os.SameFile(fi, si) {
+			return nil // already this blob
+		}
+	}
+	tmp := filepath.Join(parent, ".modelctl-tmp-"+randomSuffix())
+	if err := os.Link(src, tmp); err != nil {
+		// Another filesystem, or one without hardlinks: copy.
+		if err := copyFile(src, tmp); err != nil {
+			return fmt.Errorf("install %s: %w", f.Path, err)
+		}
+	}
+	// rename replaces a symlink at dest, never its target.
+	if err := os.Rename(tmp, dest); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("install %s: %w", f.Path, Explain(err, ""))
+	}
+	syncDir(parent)
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return Explain(err, "")
+	}
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(dst)
+		return fmt.Errorf("copy %s: %w", dst, Explain(err, ""))
+	}
+	return nil
+}
