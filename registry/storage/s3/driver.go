@@ -83,7 +83,9 @@ func (d *Driver) dirKey(p string) (string, error) {
 	return k + "/", nil
 }
 
-func (d *Driver) notFound(p string) error { return &storage.PathNotFoundError{Driver: driverName, Path: p} }
+func (d *Driver) notFound(p string) error {
+	return &storage.PathNotFoundError{Driver: driverName, Path: p}
+}
 
 func isNotFound(err error) bool {
 	switch minio.ToErrorResponse(err).Code {
