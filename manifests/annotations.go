@@ -72,10 +72,17 @@ func flatten(out map[string]string, prefix string, v map[string]any, depth int) 
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if k == "" || strings.ContainsAny(k, " \t\r\n") {
-			return fmt.Errorf("bench report: invalid key %q under %s", k, prefix)
+		if k == "" {
+			return fmt.Errorf("bench report: empty key under %s", prefix)
 		}
-		key := prefix + k
+		// Keys can be file or output names; whitespace is not welcome in
+		// annotation keys, so it becomes "_".
+		key := prefix + strings.Map(func(r rune) rune {
+			if r <= ' ' || r == 0x7f {
+				return '_'
+			}
+			return r
+		}, k)
 		switch x := v[k].(type) {
 		case map[string]any:
 			if err := flatten(out, key+".", x, depth+1); err != nil {

@@ -232,21 +232,22 @@ func TestParseConfigChecksDiffIDs(t *testing.T) {
 
 func TestBenchAnnotations(t *testing.T) {
 	report := []byte(`{"model":"m.onnx","latency_ms":{"p50":12.5,"p95":20},"peak_rss_bytes":123456789012,
-		"quality":{"cosine":0.9997,"mse":1e-06},"provider":"cpu","shapes":[1,16,128],"ok":true,"missing":null}`)
+		"quality":{"cosine":0.9997,"mse":1e-06},"provider":"cpu","shapes":[1,16,128],"ok":true,"missing":null,"files":{"my model.onnx":5}}`)
 	got, err := DecodeBenchReport(report)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"dev.modelctl.bench.model":          "m.onnx",
-		"dev.modelctl.bench.latency_ms.p50": "12.5",
-		"dev.modelctl.bench.latency_ms.p95": "20",
-		"dev.modelctl.bench.peak_rss_bytes": "123456789012",
-		"dev.modelctl.bench.quality.cosine": "0.9997",
-		"dev.modelctl.bench.quality.mse":    "1e-06",
-		"dev.modelctl.bench.provider":       "cpu",
-		"dev.modelctl.bench.shapes":         "1,16,128",
-		"dev.modelctl.bench.ok":             "true",
+		"dev.modelctl.bench.model":               "m.onnx",
+		"dev.modelctl.bench.latency_ms.p50":      "12.5",
+		"dev.modelctl.bench.latency_ms.p95":      "20",
+		"dev.modelctl.bench.peak_rss_bytes":      "123456789012",
+		"dev.modelctl.bench.quality.cosine":      "0.9997",
+		"dev.modelctl.bench.quality.mse":         "1e-06",
+		"dev.modelctl.bench.provider":            "cpu",
+		"dev.modelctl.bench.shapes":              "1,16,128",
+		"dev.modelctl.bench.ok":                  "true",
+		"dev.modelctl.bench.files.my_model.onnx": "5",
 	}
 	if len(got) != len(want) {
 		t.Errorf("got %d annotations, want %d: %v", len(got), len(want), got)
@@ -259,7 +260,7 @@ func TestBenchAnnotations(t *testing.T) {
 	if b := Benchmark(got); b["latency_ms.p50"] != "12.5" {
 		t.Errorf("Benchmark() = %v", b)
 	}
-	for _, bad := range []string{`[1]`, `{"a":[{"x":1}]}`, `{"a b":1}`, `{"a":"` + strings.Repeat("x", MaxAnnotationValue+1) + `"}`} {
+	for _, bad := range []string{`[1]`, `{"a":[{"x":1}]}`, `{"":1}`, `{"a":"` + strings.Repeat("x", MaxAnnotationValue+1) + `"}`} {
 		if _, err := DecodeBenchReport([]byte(bad)); err == nil {
 			t.Errorf("DecodeBenchReport(%.40s) accepted", bad)
 		}
