@@ -199,4 +199,3 @@ func contains(s []string, v string) bool {
 	}
 	return false
 }
-
