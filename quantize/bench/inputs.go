@@ -44,6 +44,9 @@ func ResolveShape(in ValueInfo, explicit []int64) ([]int64, error) {
 			parts[i] = d.String()
 			if d.Value < 0 {
 				parts[i] = "N"
+				if i == 0 || isBatchName(d.Param) {
+					parts[i] = "1"
+				}
 			}
 		}
 		return fmt.Sprintf("--shape %s=%s", in.Name, strings.Join(parts, "x"))

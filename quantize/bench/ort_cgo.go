@@ -633,3 +633,5 @@ func fromValue(name string, v ort.Value) (Tensor, error) {
 	}
 	return t, nil
 }
+
+func runtimeVersion() string { return ort.GetVersion() }

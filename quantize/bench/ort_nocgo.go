@@ -25,3 +25,5 @@ func (*Session) SetInputs([]Tensor) error                       { return ErrNoCg
 func (*Session) RunOnce(context.Context) (time.Duration, error) { return 0, ErrNoCgo }
 func (*Session) Outputs() ([]Tensor, error)                     { return nil, ErrNoCgo }
 func (*Session) Close() error                                   { return nil }
+
+func runtimeVersion() string { return "" }
