@@ -33,7 +33,7 @@ type Report struct {
 	// output name; outputs that are not floating point are absent.
 	Quality map[string]Quality `json:"quality,omitempty"`
 	// Worst is the worst figure over all outputs, the one the gates judge.
-	Worst *Quality `json:"quality_worst,omitempty"`
+	Worst *Quality   `json:"quality_worst,omitempty"`
 	Gates GateResult `json:"gates"`
 	// Inputs describes what the models were fed, by input name.
 	Inputs      map[string]InputReport `json:"inputs"`
