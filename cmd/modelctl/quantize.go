@@ -1,0 +1,188 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelctl/modelctl/quantize"
+	"github.com/modelctl/modelctl/quantize/synth"
+)
+
+func init() {
+	register(newQuantizeCmd)
+	register(newSynthCmd)
+}
+
+type quantizeOptions struct {
+	out        string
+	mode       string
+	weightType string
+	json       bool
+	opts       quantize.Options
+}
+
+func newQuantizeCmd() *cobra.Command {
+	o := &quantizeOptions{}
+	cmd := &cobra.Command{
+		Use:   "quantize IN.onnx -o OUT.onnx",
+		Short: "Quantize an ONNX model (INT8, FP16 or INT4) in bounded memory",
+		Long: `Quantize rewrites the weights of an ONNX model tensor by tensor, streaming
+them from disk, so a model of any size quantizes in a few hundred MB of memory.
+The output's external data file is named after it (OUT.onnx.data).
+
+  int8  MatMul (constant B) and Gemm become DynamicQuantizeLinear → MatMulInteger
+        (com.microsoft.DynamicQuantizeMatMul for opset < 11)
+  fp16  float weights stored as float16
+  int4  MatMul and Gemm become com.microsoft.MatMulNBits (block-wise)`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.out == "" {
+				return fmt.Errorf("quantize: -o OUT.onnx is required")
+			}
+			o.opts.Mode = quantize.Mode(o.mode)
+			switch o.weightType {
+			case "int8":
+			case "uint8":
+				o.opts.Uint8 = true
+			default:
+				return fmt.Errorf("quantize: --weight-type %q: want int8 or uint8", o.weightType)
+			}
+			stderr := cmd.ErrOrStderr()
+			var bar *progressBar
+			if f, ok := stderr.(*os.File); ok && isTerminal(f) && !o.json {
+				bar = &progressBar{w: f}
+				o.opts.Progress = bar.update
+			}
+			sum, err := quantize.Quantize(cmd.Context(), args[0], o.out, o.opts)
+			bar.finish()
+			if err != nil {
+				return err
+			}
+			peak := quantize.PeakRSS()
+			if o.json {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(struct {
+					*quantize.Summary
+					Output       string  `json:"output"`
+					PeakRSSBytes int64   `json:"peakRSSBytes"`
+					Seconds      float64 `json:"seconds"`
+				}{sum, o.out, peak, sum.Duration.Seconds()})
+			}
+			printSummary(cmd.OutOrStdout(), o.out, sum, peak)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.out, "output", "o", "", "output model path (its data file is OUT.onnx.data)")
+	f.StringVar(&o.mode, "mode", "int8", "int8, fp16 or int4")
+	f.BoolVar(&o.opts.PerChannel, "per-channel", false, "int8: one scale per output column")
+	f.BoolVar(&o.opts.ReduceRange, "reduce-range", false, "int8: 7-bit weights (exact on AVX2 CPUs without VNNI)")
+	f.StringVar(&o.weightType, "weight-type", "int8", "int8 (symmetric) or uint8 (asymmetric) weights")
+	f.IntVar(&o.opts.BlockSize, "block-size", 32, "int4: block size (16..256, a power of two)")
+	f.BoolVar(&o.opts.Symmetric, "symmetric", false, "int4: symmetric blocks (no zero points)")
+	f.StringSliceVar(&o.opts.OpTypes, "op-types", nil, "node types to quantize (default MatMul,Gemm)")
+	f.StringSliceVar(&o.opts.ExcludeOpTypes, "exclude-op-types", nil, "node types to leave as they are")
+	f.StringSliceVar(&o.opts.Nodes, "nodes", nil, "only these node names")
+	f.StringSliceVar(&o.opts.ExcludeNodes, "exclude-nodes", nil, "node names to leave as they are")
+	f.Int64Var(&o.opts.MinWeightElems, "min-weight-size", 0, "leave weights with fewer elements as they are")
+	f.BoolVar(&o.json, "json", false, "print the summary as JSON")
+	return cmd
+}
+
+func printSummary(w io.Writer, out string, s *quantize.Summary, peak int64) {
+	fmt.Fprintf(w, "wrote %s (%s)\n", out, s.Mode)
+	fmt.Fprintf(w, "  tensors quantized: %d, nodes skipped: %d\n", len(s.Quantized), len(s.Skipped))
+	for i, sk := range s.Skipped {
+		if i == 10 {
+			fmt.Fprintf(w, "    ... %d more\n", len(s.Skipped)-10)
+			break
+		}
+		fmt.Fprintf(w, "    %s %s: %s\n", sk.OpType, sk.Node, sk.Reason)
+	}
+	fmt.Fprintf(w, "  quantized weights: %s -> %s\n", humanBytes(s.InputDataBytes), humanBytes(s.OutputDataBytes))
+	fmt.Fprintf(w, "  model size: %s -> %s (%.1f%%)\n", humanBytes(s.InputBytes), humanBytes(s.OutputBytes), 100*float64(s.OutputBytes)/float64(max(1, s.InputBytes)))
+	fmt.Fprintf(w, "  time: %s, peak RSS: %s\n", s.Duration.Round(time.Millisecond), humanBytes(peak))
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for v := n / unit; v >= unit; v /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// progressBar draws on a terminal, at most ten times a second.
+type progressBar struct {
+	w    io.Writer
+	last time.Time
+	used bool
+}
+
+func (b *progressBar) update(done, total int64) {
+	if time.Since(b.last) < 100*time.Millisecond && done < total {
+		return
+	}
+	b.last, b.used = time.Now(), true
+	frac := float64(done) / float64(max(total, 1))
+	n := int(frac * 30)
+	fmt.Fprintf(b.w, "\r[%s%s] %5.1f%% %s/%s", strings.Repeat("#", n), strings.Repeat(".", 30-n), 100*frac, humanBytes(done), humanBytes(total))
+}
+
+func (b *progressBar) finish() {
+	if b != nil && b.used {
+		fmt.Fprint(b.w, "\r\033[K")
+	}
+}
+
+// synth is hidden: scripts and benchmarks use it to make large test models.
+func newSynthCmd() *cobra.Command {
+	var cfg synth.Config
+	var dir, size string
+	cmd := &cobra.Command{
+		Use:    "synth -o DIR [--size 4GiB]",
+		Short:  "Write a synthetic transformer-like FP32 model with external data",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				return fmt.Errorf("synth: -o DIR is required")
+			}
+			n, err := synth.ParseSize(size)
+			if err != nil {
+				return fmt.Errorf("synth: %w", err)
+			}
+			cfg.WeightBytes = n
+			path, err := synth.GenerateContext(cmd.Context(), dir, cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), path)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&dir, "output", "o", "", "output directory")
+	f.StringVar(&size, "size", "16MiB", "approximate weight bytes (512KiB, 64MiB, 4GiB)")
+	f.IntVar(&cfg.Layers, "layers", 0, "transformer blocks (default: from --size)")
+	f.IntVar(&cfg.Hidden, "hidden", 0, "width, a multiple of 8 (default 256, or from --size and --layers)")
+	f.IntVar(&cfg.FFN, "ffn", 4, "feed-forward multiplier")
+	f.Uint64Var(&cfg.Seed, "seed", 1, "seed of the weights")
+	f.StringVar(&cfg.Name, "name", "model.onnx", "model file name")
+	return cmd
+}

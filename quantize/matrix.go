@@ -1,0 +1,85 @@
+package quantize
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+)
+
+// matrix is a constant FP32 weight read in chunks from disk (or memory):
+// logically [K, N] (B of MatMul: K inputs, N outputs), physically [K, N] or,
+// for Gemm with transB=1, [N, K]. Chunks are either logical rows (for
+// MatMulInteger's [K, N] layout) or logical columns (for MatMulNBits'
+// [N, K] layout), so output can be written in order, in one pass per chunk.
+type matrix struct {
+	r     io.ReaderAt
+	K, N  int64
+	trans bool // physical layout is [N, K]
+}
+
+// chunkLines is how many lines (rows if byRow, else columns) fit in budget
+// bytes of float32, at least one.
+func (m *matrix) chunkLines(byRow bool, budget int64) int64 {
+	line := m.N
+	total := m.K
+	if !byRow {
+		line, total = m.K, m.N
+	}
+	return max(1, min(total, budget/(4*line)))
+}
+
+// read fills buf with logical lines [i0, i1) as float32: rows of N when
+// byRow, columns of K (that is, rows of Bᵀ) otherwise. scratch is used for
+// the strided case; both are grown as needed and returned.
+func (m *matrix) read(byRow bool, i0, i1 int64, buf []float32, scratch []byte) ([]float32, []byte, error) {
+	line, other := m.N, m.K
+	if !byRow {
+		line, other = m.K, m.N
+	}
+	n := (i1 - i0) * line
+	buf = grow(buf, n)
+	contiguous := byRow != m.trans
+	if contiguous {
+		// Physical rows i0..i1 are exactly these lines.
+		scratch = growBytes(scratch, 4*n)
+		if _, err := m.r.ReadAt(scratch[:4*n], 4*i0*line); err != nil {
+			return nil, nil, fmt.Errorf("read weight lines %d..%d: %w", i0, i1, err)
+		}
+		decode(buf[:n], scratch)
+		return buf, scratch, nil
+	}
+	// Strided: each physical line (length other... i.e. 'line' physical
+	// lines of 'other' elements) contributes a segment [i0, i1).
+	seg := i1 - i0
+	scratch = growBytes(scratch, 4*seg)
+	for p := int64(0); p < line; p++ {
+		if _, err := m.r.ReadAt(scratch[:4*seg], 4*(p*other+i0)); err != nil {
+			return nil, nil, fmt.Errorf("read weight column %d: %w", p, err)
+		}
+		for j := int64(0); j < seg; j++ {
+			buf[j*line+p] = math.Float32frombits(binary.LittleEndian.Uint32(scratch[4*j:]))
+		}
+	}
+	return buf, scratch, nil
+}
+
+func decode(dst []float32, src []byte) {
+	for i := range dst {
+		dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
+	}
+}
+
+func grow(b []float32, n int64) []float32 {
+	if int64(cap(b)) < n {
+		return make([]float32, n)
+	}
+	return b[:n]
+}
+
+func growBytes(b []byte, n int64) []byte {
+	if int64(cap(b)) < n {
+		return make([]byte, n)
+	}
+	return b[:n]
+}

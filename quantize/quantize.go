@@ -1,0 +1,172 @@
+// Package quantize rewrites ONNX models to INT8, FP16 or INT4 weights,
+// tensor by tensor: weights are streamed from disk in bounded chunks and the
+// output data file is written in order, so memory does not grow with the
+// model. Whatever is not quantized passes through byte for byte.
+package quantize
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/modelctl/modelctl/quantize/onnx"
+	"github.com/modelctl/modelctl/quantize/onnx/onnxpb"
+)
+
+// Mode is the target precision.
+type Mode string
+
+const (
+	ModeInt8 Mode = "int8" // dynamic: DynamicQuantizeLinear → MatMulInteger
+	ModeFP16 Mode = "fp16" // float16 weights
+	ModeInt4 Mode = "int4" // com.microsoft.MatMulNBits, block-wise
+)
+
+// Options select what is quantized and how. The zero value of each field
+// is a sensible default (see DefaultOptions).
+type Options struct {
+	Mode        Mode
+	PerChannel  bool // int8: one scale per output column instead of one per tensor
+	ReduceRange bool // int8: 7-bit weights, exact on AVX2 CPUs without VNNI
+	Uint8       bool // int8: uint8 (asymmetric) weights instead of int8 (symmetric)
+	BlockSize   int  // int4: 16, 32, 64, 128 or 256 (default 32)
+	Symmetric   bool // int4: no zero points (zero point 8)
+
+	OpTypes        []string // node types to quantize (default MatMul and Gemm)
+	ExcludeOpTypes []string
+	Nodes          []string // when set, only these node names
+	ExcludeNodes   []string
+	MinWeightElems int64 // weights with fewer elements stay FP32
+
+	// ChunkBytes bounds the FP32 bytes of one weight chunk in memory
+	// (default 64 MiB); peak memory is a small multiple of it.
+	ChunkBytes int64
+	// Progress, when set, is called with bytes of weights processed so far
+	// and their total.
+	Progress func(done, total int64)
+}
+
+// Summary reports what a run did.
+type Summary struct {
+	Mode            Mode
+	Quantized       []string // weights quantized
+	Skipped         []Skip   // candidate nodes left as they were, and why
+	InputBytes      int64    // .onnx plus its data files
+	OutputBytes     int64
+	InputDataBytes  int64 // bytes of tensors quantized, before
+	OutputDataBytes int64 // ... and after
+	Duration        time.Duration
+}
+
+// Skip is a node that was not quantized.
+type Skip struct {
+	Node, OpType, Reason string
+}
+
+// Quantize reads the model at in and writes the quantized model to out
+// (and out's data file, out + ".data").
+func Quantize(ctx context.Context, in, out string, opts Options) (*Summary, error) {
+	start := time.Now()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	m, err := onnx.Open(in)
+	if err != nil {
+		return nil, fmt.Errorf("quantize: %w", err)
+	}
+	inBytes, err := modelBytes(m)
+	if err != nil {
+		return nil, fmt.Errorf("quantize: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return nil, fmt.Errorf("quantize: %w", err)
+	}
+	w, err := onnx.Create(out)
+	if err != nil {
+		return nil, fmt.Errorf("quantize: %w", err)
+	}
+	defer w.Abort()
+	r := &rewriter{ctx: ctx, m: m, w: w, opts: opts, sum: &Summary{Mode: opts.Mode, InputBytes: inBytes}}
+	if err := r.run(); err != nil {
+		return nil, fmt.Errorf("quantize %s: %w", in, err)
+	}
+	if err := w.Commit(m.Proto); err != nil {
+		return nil, fmt.Errorf("quantize: %w", err)
+	}
+	if r.sum.OutputBytes, err = fileSizes(out, out+".data"); err != nil {
+		return nil, fmt.Errorf("quantize: %w", err)
+	}
+	r.sum.Duration = time.Since(start)
+	return r.sum, nil
+}
+
+func (o *Options) validate() error {
+	switch o.Mode {
+	case ModeInt8, ModeFP16, ModeInt4:
+	case "":
+		o.Mode = ModeInt8
+	default:
+		return fmt.Errorf("quantize: mode %q: want int8, fp16 or int4", o.Mode)
+	}
+	if o.BlockSize == 0 {
+		o.BlockSize = 32
+	}
+	if o.BlockSize < 16 || o.BlockSize > 256 || o.BlockSize&(o.BlockSize-1) != 0 {
+		return fmt.Errorf("quantize: block size %d: want a power of two from 16 to 256", o.BlockSize)
+	}
+	if len(o.OpTypes) == 0 {
+		o.OpTypes = []string{"MatMul", "Gemm"}
+	}
+	for _, t := range o.OpTypes {
+		if t != "MatMul" && t != "Gemm" {
+			return fmt.Errorf("quantize: op type %q: only MatMul and Gemm weights are quantized", t)
+		}
+	}
+	if o.ChunkBytes <= 0 {
+		o.ChunkBytes = 64 << 20
+	}
+	return nil
+}
+
+func modelBytes(m *onnx.Model) (int64, error) {
+	files, err := m.DataFiles()
+	if err != nil {
+		return 0, err
+	}
+	paths := []string{m.Path}
+	for _, f := range files {
+		paths = append(paths, filepath.Join(m.Dir, filepath.FromSlash(f.Path)))
+	}
+	return fileSizes(paths...)
+}
+
+func fileSizes(paths ...string) (int64, error) {
+	var n int64
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if os.IsNotExist(err) && p != paths[0] {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		n += st.Size()
+	}
+	return n, nil
+}
+
+// wanted applies the include/exclude options to a node.
+func (o *Options) wanted(n *onnxpb.NodeProto) (bool, string) {
+	switch {
+	case !slices.Contains(o.OpTypes, n.GetOpType()) || slices.Contains(o.ExcludeOpTypes, n.GetOpType()):
+		return false, "op type excluded"
+	case len(o.Nodes) > 0 && !slices.Contains(o.Nodes, n.GetName()):
+		return false, "node not in --nodes"
+	case slices.Contains(o.ExcludeNodes, n.GetName()):
+		return false, "node excluded"
+	}
+	return true, ""
+}
