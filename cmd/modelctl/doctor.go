@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"oras.land/oras-go/v2/registry/remote/credentials"
+
+	"github.com/modelctl/modelctl/client"
+	"github.com/modelctl/modelctl/internal/version"
+	"github.com/modelctl/modelctl/quantize/bench"
+)
+
+func init() { register(newDoctorCmd) }
+
+type doctorOptions struct {
+	ortLib    string
+	plainHTTP bool
+	json      bool
+	timeout   time.Duration
+}
+
+// doctorReport is what `modelctl doctor --json` prints.
+type doctorReport struct {
+	Modelctl    string             `json:"modelctl"`
+	ONNXRuntime *bench.RuntimeInfo `json:"onnxruntime,omitempty"`
+	ORTError    string             `json:"onnxruntime_error,omitempty"`
+	System      bench.SystemInfo   `json:"system"`
+	Advice      []string           `json:"advice,omitempty"`
+	Registry    *registryCheck     `json:"registry,omitempty"`
+}
+
+// registryCheck is the answer of GET /v2/ on a registry.
+type registryCheck struct {
+	Registry  string `json:"registry"`
+	URL       string `json:"url"`
+	Reachable bool   `json:"reachable"`
+	Status    int    `json:"status,omitempty"`
+	// AuthRequired: the registry answered 401; Challenge is its
+	// WWW-Authenticate header and HaveCredentials whether the Docker
+	// credential store (what `modelctl login` fills) has some for it.
+	AuthRequired    bool   `json:"auth_required"`
+	Challenge       string `json:"challenge,omitempty"`
+	HaveCredentials bool   `json:"have_credentials"`
+	Error           string `json:"error,omitempty"`
+}
+
+func newDoctorCmd() *cobra.Command {
+	o := &doctorOptions{}
+	cmd := &cobra.Command{
+		Use:   "doctor [REF]",
+		Short: "Check onnxruntime, the CPU, memory, disk and (given REF) a registry",
+		Long: `Report the onnxruntime library (version, path, execution providers and whether
+each initializes), CPU features that matter to INT8 inference (AVX2, AVX-512,
+VNNI), memory and free disk; given a reference (host[:port][/repo...]), whether
+its registry answers GET /v2/ and whether it needs credentials. Exits 1 when a
+check fails.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return runDoctor(cmd, o, args) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.ortLib, "ort-lib", "", "onnxruntime shared library (default: $"+bench.LibraryEnv+", then the `make ort` cache)")
+	f.BoolVar(&o.plainHTTP, "plain-http", false, "speak plain HTTP to a non-loopback registry")
+	f.BoolVar(&o.json, "json", false, "print the report as JSON")
+	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait for the registry")
+	return cmd
+}
+
+func runDoctor(cmd *cobra.Command, o *doctorOptions, args []string) error {
+	ctx := cmd.Context()
+	wd, _ := os.Getwd()
+	rep := doctorReport{
+		Modelctl: fmt.Sprintf("%s %s/%s %s", version.Version, runtime.GOOS, runtime.GOARCH, runtime.Version()),
+		System:   bench.System(wd),
+	}
+	var problems []string
+	info, err := bench.Runtime(o.ortLib)
+	if err != nil {
+		rep.ORTError = err.Error()
+		problems = append(problems, "onnxruntime: "+err.Error())
+	} else {
+		rep.ONNXRuntime = info
+	}
+	if !rep.System.VNNI {
+		rep.Advice = append(rep.Advice, "this CPU has no VNNI: quantize with --reduce-range (7-bit weights), which onnxruntime's int8 kernels compute exactly here; full-range int8 can saturate")
+	}
+	if len(args) == 1 {
+		rc := checkRegistry(ctx, args[0], o.plainHTTP, o.timeout)
+		rep.Registry = &rc
+		if !rc.Reachable {
+			problems = append(problems, "registry "+rc.Registry+": "+rc.Error)
+		} else if rc.AuthRequired && !rc.HaveCredentials {
+			rep.Advice = append(rep.Advice, fmt.Sprintf("%s needs credentials: run `modelctl login %s -u USER --password-stdin`", rc.Registry, rc.Registry))
+		}
+	}
+	out := cmd.OutOrStdout()
+	if o.json {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		printDoctor(out, rep)
+	}
+	if len(problems) > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("doctor: %s", strings.Join(problems, "; "))}
+	}
+	return nil
+}
+
+// checkRegistry asks a registry's /v2/ endpoint whether it answers and
+// whether it wants credentials. Loopback registries are plain HTTP.
+func checkRegistry(ctx context.Context, ref string, plainHTTP bool, timeout time.Duration) registryCheck {
+	host, _, err := client.ParseRegistry(ref)
+	if strings.HasPrefix(ref, "s3://") {
+		err = errors.New("s3:// references have no registry endpoint to check")
+	}
+	if err != nil {
+		return registryCheck{Registry: ref, Error: err.Error()}
+	}
+	scheme := "https"
+	if plainHTTP || client.IsLoopback(host) {
+		scheme = "http"
+	}
+	rc := registryCheck{Registry: host, URL: scheme + "://" + host + "/v2/"}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rc.URL, nil)
+	if err != nil {
+		rc.Error = err.Error()
+		return rc
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		rc.Error = err.Error()
+		return rc
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	rc.Status = resp.StatusCode
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		rc.Reachable = true
+	case resp.StatusCode == http.StatusUnauthorized:
+		rc.Reachable, rc.AuthRequired = true, true
+		rc.Challenge = resp.Header.Get("WWW-Authenticate")
+	default:
+		rc.Error = fmt.Sprintf("GET %s: %s (not an OCI registry?)", rc.URL, resp.Status)
+	}
+	if store, err := credentials.NewStoreFromDocker(credentials.StoreOptions{}); err == nil {
+		if c, err := store.Get(ctx, host); err == nil && (c.Username != "" || c.Password != "" || c.AccessToken != "" || c.RefreshToken != "") {
+			rc.HaveCredentials = true
+		}
+	}
+	return rc
+}
+
+func printDoctor(w io.Writer, r doctorReport) {
+	fmt.Fprintf(w, "modelctl %s\n", r.Modelctl)
+	if r.ONNXRuntime != nil {
+		ort := r.ONNXRuntime
+		fmt.Fprintf(w, "onnxruntime %s  %s\n", ort.Version, ort.Path)
+		if ort.Build != "" {
+			fmt.Fprintf(w, "  build: %s\n", ort.Build)
+		}
+		fmt.Fprintf(w, "  providers listed: %s\n", strings.Join(ort.Available, ", "))
+		for _, p := range ort.Providers {
+			state := "ok"
+			switch {
+			case p.Initializes:
+			case p.Available:
+				state = "listed, does not initialize: " + p.Error
+			default:
+				state = "not in this build"
+			}
+			fmt.Fprintf(w, "  %-9s %s\n", p.Name, state)
+		}
+	} else {
+		fmt.Fprintf(w, "onnxruntime: %s\n", r.ORTError)
+	}
+	s := r.System
+	fmt.Fprintf(w, "cpu: %s, %d logical cores\n", orUnknown(s.CPU), s.CPUs)
+	fmt.Fprintf(w, "  features: %s\n", strings.Join(s.CPUFeatures, " "))
+	vnni := "yes"
+	if !s.VNNI {
+		vnni = "no"
+	}
+	fmt.Fprintf(w, "  int8 dot product (VNNI): %s\n", vnni)
+	fmt.Fprintf(w, "memory: %s total, %s available\n", gib(s.MemoryTotal), gib(s.MemoryAvailable))
+	fmt.Fprintf(w, "disk: %s free in %s\n", gib(s.DiskFree), s.DiskPath)
+	if rc := r.Registry; rc != nil {
+		switch {
+		case !rc.Reachable:
+			fmt.Fprintf(w, "registry %s: UNREACHABLE: %s\n", rc.Registry, rc.Error)
+		case rc.AuthRequired:
+			have := "none stored"
+			if rc.HaveCredentials {
+				have = "stored"
+			}
+			fmt.Fprintf(w, "registry %s: reachable (%s: %d), credentials required (%s)\n", rc.Registry, rc.URL, rc.Status, have)
+		default:
+			fmt.Fprintf(w, "registry %s: reachable (%s: %d), no credentials needed\n", rc.Registry, rc.URL, rc.Status)
+		}
+	}
+	for _, a := range r.Advice {
+		fmt.Fprintf(w, "advice: %s\n", a)
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func gib(n uint64) string {
+	if n == 0 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+}
