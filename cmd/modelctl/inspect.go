@@ -1,0 +1,87 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelctl/modelctl/client"
+	"github.com/modelctl/modelctl/manifests"
+)
+
+func init() { register(newInspectCmd) }
+
+func newInspectCmd() *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   "inspect REF",
+		Short: "Show an artifact's manifest, config, files and benchmark",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref, err := client.ParseReference(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := cf.client(nil)
+			if err != nil {
+				return err
+			}
+			art, err := c.Resolve(cmd.Context(), ref)
+			if err != nil {
+				return err
+			}
+			if cf.json {
+				return xferPrintJSON(cmd.OutOrStdout(), struct {
+					Reference string            `json:"reference"`
+					Digest    string            `json:"digest"`
+					Manifest  json.RawMessage   `json:"manifest"`
+					Config    json.RawMessage   `json:"config"`
+					Files     []manifests.File  `json:"files"`
+					Benchmark map[string]string `json:"benchmark"`
+				}{ref.String(), art.Digest.String(), art.Raw, art.RawConfig, art.Manifest.Files, manifests.Benchmark(art.Manifest.Annotations)})
+			}
+			out := cmd.OutOrStdout()
+			cfg := art.Config
+			fmt.Fprintf(out, "Reference:    %s\nDigest:       %s\nArtifactType: %s\n", ref, art.Digest, art.Manifest.ArtifactType)
+			fmt.Fprintf(out, "Name:         %s\nFormat:       %s\nPrecision:    %s\nQuantization: %s\n", cfg.Descriptor.Name, cfg.Config.Format, cfg.Config.Precision, cfg.Config.Quantization)
+			if cfg.Descriptor.CreatedAt != nil {
+				fmt.Fprintf(out, "Created:      %s\n", cfg.Descriptor.CreatedAt.Format("2006-01-02T15:04:05Z07:00"))
+			}
+			var total int64
+			fmt.Fprintln(out, "Files:")
+			for _, f := range art.Manifest.Files {
+				total += f.Size
+				fmt.Fprintf(out, "  %12d  %s  %s\n", f.Size, f.Digest, f.Path)
+			}
+			fmt.Fprintf(out, "  %12d  total\n", total)
+			printAnnotations := func(title string, m map[string]string) {
+				if len(m) == 0 {
+					return
+				}
+				keys := make([]string, 0, len(m))
+				for k := range m {
+					keys = append(keys, k)
+				}
+				sort.Strings(keys)
+				fmt.Fprintln(out, title)
+				for _, k := range keys {
+					fmt.Fprintf(out, "  %s = %s\n", k, m[k])
+				}
+			}
+			printAnnotations("Benchmark:", manifests.Benchmark(art.Manifest.Annotations))
+			other := map[string]string{}
+			for k, v := range art.Manifest.Annotations {
+				if !strings.HasPrefix(k, manifests.AnnotationBenchPrefix) {
+					other[k] = v
+				}
+			}
+			printAnnotations("Annotations:", other)
+			return nil
+		},
+	}
+	cf.register(cmd.Flags())
+	return cmd
+}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/modelctl/modelctl/client"
+)
+
+func init() { register(newPullCmd) }
+
+// clientFlags are the flags every command that talks to a registry shares.
+type clientFlags struct {
+	plainHTTP bool
+	insecure  bool
+	cacheDir  string
+	parallel  int
+	chunkSize string
+	json      bool
+}
+
+func (f *clientFlags) register(fs *pflag.FlagSet) {
+	fs.BoolVar(&f.plainHTTP, "plain-http", false, "speak plain HTTP to a non-loopback registry (loopback always is)")
+	fs.BoolVar(&f.insecure, "insecure", false, "skip TLS certificate verification")
+	fs.StringVar(&f.cacheDir, "cache-dir", "", "local cache directory (default $MODELCTL_CACHE or the user cache dir + /modelctl)")
+	fs.IntVar(&f.parallel, "parallel", 4, "concurrent files and byte ranges")
+	fs.StringVar(&f.chunkSize, "chunk-size", "64MiB", "size of one upload chunk (the registry's OCI-Chunk-Min-Length raises it)")
+	fs.BoolVar(&f.json, "json", false, "print the result as JSON")
+}
+
+func (f *clientFlags) client(stderr io.Writer) (*client.Client, error) {
+	chunk, err := xferParseSize(f.chunkSize)
+	if err != nil {
+		return nil, fmt.Errorf("--chunk-size: %w", err)
+	}
+	opts := client.Options{PlainHTTP: f.plainHTTP, Insecure: f.insecure, CacheDir: f.cacheDir, Parallel: f.parallel, ChunkSize: chunk}
+	if !f.json && xferIsTerminal(stderr) {
+		opts.Progress = stderr
+	}
+	return client.New(opts)
+}
+
+// xferIsTerminal reports whether w is a character device: progress bars go
+// there and nowhere else.
+func xferIsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func xferParseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = rest, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n <= 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("%q is not a size like 64MiB", s)
+	}
+	return n * mult, nil
+}
+
+func xferPrintJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func xferMiB(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func newPullCmd() *cobra.Command {
+	var cf clientFlags
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "pull REF -o DIR",
+		Short: "Download a model artifact, verify every byte, and install it into DIR",
+		Long: `Pull REF (host[:port]/repo:tag or @sha256:...) into DIR. Layers go through a local
+content-addressed cache (a second pull transfers nothing), are verified by digest
+while they stream, resume after an interruption, and appear in DIR only complete
+(hardlinked from the cache where possible). DIR/.modelctl/receipt.json records
+what was installed.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if dir == "" {
+				return fmt.Errorf("pull: -o DIR is required")
+			}
+			ref, err := client.ParseReference(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := cf.client(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			res, err := c.Pull(cmd.Context(), ref, dir)
+			if err != nil {
+				return err
+			}
+			if cf.json {
+				return xferPrintJSON(cmd.OutOrStdout(), res)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "pulled %s@%s into %s: %d files, %s, transferred %s\n", args[0], res.Digest, res.Dir, len(res.Files), xferMiB(res.Size), xferMiB(res.Transferred))
+			for _, f := range res.Files {
+				fmt.Fprintf(out, "  %-10s %s  %s\n", f.Status, f.Digest.Encoded()[:12], f.Path)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&dir, "output", "o", "", "directory to install into (created if missing)")
+	cf.register(cmd.Flags())
+	cmd.Flags().Lookup("chunk-size").Hidden = true
+	return cmd
+}
