@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
@@ -116,7 +117,7 @@ func (c *Client) Push(ctx context.Context, ref Reference, opts PushOptions) (*Pu
 		out.Size += f.Info.Size()
 		out.Transferred += results[i].Sent
 	}
-	art, err := manifests.Pack(packed, opts.Pack)
+	art, err := r.packIdempotent(ctx, tags[0], packed, opts.Pack)
 	if err != nil {
 		return nil, fmt.Errorf("push %s: %w", ref, err)
 	}
@@ -130,6 +131,27 @@ func (c *Client) Push(ctx context.Context, ref Reference, opts PushOptions) (*Pu
 	}
 	out.Digest = art.ManifestDesc.Digest
 	return out, nil
+}
+
+// packIdempotent packs the artifact; when the tag already holds the same
+// artifact (same files, config and annotations, only pushed earlier), it
+// reuses that creation time so the manifest, and so the digest a config
+// pins, does not change on a re-push of an unchanged model.
+func (r *repo) packIdempotent(ctx context.Context, tag string, files []manifests.File, opts manifests.PackOptions) (*manifests.Artifact, error) {
+	if opts.CreatedAt.IsZero() {
+		if raw, d, err := r.fetchManifest(ctx, tag, ""); err == nil {
+			if m, err := manifests.ParseManifest(raw); err == nil {
+				if t, err := time.Parse(time.RFC3339, m.Annotations[manifests.AnnotationCreatedAt]); err == nil {
+					prev := opts
+					prev.CreatedAt = t
+					if a, err := manifests.Pack(files, prev); err == nil && a.ManifestDesc.Digest == d {
+						return a, nil
+					}
+				}
+			}
+		}
+	}
+	return manifests.Pack(files, opts)
 }
 
 // checkFiles validates the files to push before anything is sent.
