@@ -147,10 +147,10 @@ func (d *Driver) PutContentIf(ctx context.Context, p string, data []byte, ifVers
 		return d.mapErr(p, err)
 	}
 	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+	if err := lockFile(lock); err != nil {
 		return fmt.Errorf("%s: lock %s: %w", driverName, p, err)
 	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // released on close anyway
+	defer unlockFile(lock) //nolint:errcheck // released on close anyway
 	fi, err := os.Stat(full)
 	switch {
 	case err == nil && ifVersion == "":
@@ -168,11 +168,7 @@ func (d *Driver) PutContentIf(ctx context.Context, p string, data []byte, ifVers
 // version identifies one content of a file: every write renames a new inode
 // into place, so inode, size and mtime together change on each write.
 func version(fi fs.FileInfo) string {
-	var ino uint64
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		ino = st.Ino
-	}
-	return fmt.Sprintf("%x-%x-%x", ino, fi.Size(), fi.ModTime().UnixNano())
+	return fmt.Sprintf("%x-%x-%x", inode(fi), fi.Size(), fi.ModTime().UnixNano())
 }
 
 // Reader implements storage.Driver; it returns the *os.File itself so that

@@ -8,9 +8,37 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
+	"unsafe"
 
 	"github.com/modelctl/modelctl/registry/storage"
 )
+
+// Large writes bypass the page cache (O_DIRECT) where the filesystem allows:
+// a registry receives multi-GB blobs that nobody reads back at once, and on
+// virtual machines filling the page cache costs more CPU than the hashing
+// (measured here: 0.3-2 s of system time per GiB buffered, 0.1-0.4 direct).
+// Direct writes need block-aligned offsets, lengths and memory, so the
+// writer gathers bytes in an aligned buffer, writes whole buffers directly,
+// and writes the unaligned tail through the page cache when it closes.
+const (
+	directAlign   = 4096
+	directBufSize = 1 << 20
+)
+
+var directBuffers = sync.Pool{New: func() any {
+	raw := make([]byte, directBufSize+directAlign)
+	off := int(directAlign - uintptr(unsafe.Pointer(&raw[0]))%directAlign)
+	if off == directAlign {
+		off = 0
+	}
+	b := raw[off : off+directBufSize : off+directBufSize]
+	return &b
+}}
+
+// DirectIO can be turned off (tests of the buffered path, or filesystems
+// that misbehave with O_DIRECT).
+var DirectIO = directIOSupported
 
 // Writer implements storage.Driver. The bytes go to a hidden partial file
 // beside path, named after it, so any process can resume the write; Commit
@@ -30,7 +58,7 @@ func (d *Driver) Writer(ctx context.Context, p string, offset int64) (storage.Fi
 		return nil, d.mapErr(p, err)
 	}
 	partial := filepath.Join(filepath.Dir(full), "."+filepath.Base(full)+".partial")
-	flags := os.O_WRONLY | os.O_CREATE
+	flags := os.O_RDWR | os.O_CREATE
 	if offset == 0 {
 		flags |= os.O_TRUNC
 	}
@@ -38,6 +66,7 @@ func (d *Driver) Writer(ctx context.Context, p string, offset int64) (storage.Fi
 	if err != nil {
 		return nil, d.mapErr(p, err)
 	}
+	w := &fileWriter{d: d, path: p, full: full, partial: partial, f: f, size: offset}
 	if offset > 0 {
 		fi, err := f.Stat()
 		if err != nil {
@@ -54,12 +83,34 @@ func (d *Driver) Writer(ctx context.Context, p string, offset int64) (storage.Fi
 			f.Close()
 			return nil, d.mapErr(p, err)
 		}
+	}
+	if DirectIO {
+		// Start the buffer at the block boundary below offset, holding the
+		// bytes of the partial block, so every direct write is aligned.
+		// They are read before O_DIRECT is on, which would refuse the read.
+		w.buf = directBuffers.Get().(*[]byte)
+		w.base = offset &^ (directAlign - 1)
+		w.n = int(offset - w.base)
+		if w.n > 0 {
+			if _, err := f.ReadAt((*w.buf)[:w.n], w.base); err != nil {
+				w.release()
+				f.Close()
+				return nil, d.mapErr(p, err)
+			}
+		}
+		w.direct = setDirect(f, true) == nil
+		if !w.direct {
+			w.release()
+			w.base, w.n = 0, 0
+		}
+	}
+	if !w.direct {
 		if _, err := f.Seek(offset, io.SeekStart); err != nil {
 			f.Close()
 			return nil, d.mapErr(p, err)
 		}
 	}
-	return &fileWriter{d: d, path: p, full: full, partial: partial, f: f, size: offset}, nil
+	return w, nil
 }
 
 type fileWriter struct {
@@ -70,6 +121,12 @@ type fileWriter struct {
 	f       *os.File
 	size    int64
 	closed  bool
+
+	// Direct I/O state: buf holds the bytes of the file from base on.
+	direct bool
+	buf    *[]byte
+	base   int64
+	n      int
 }
 
 var errWriterClosed = errors.New("filesystem: writer already closed")
@@ -78,19 +135,48 @@ func (w *fileWriter) Write(b []byte) (int, error) {
 	if w.closed {
 		return 0, errWriterClosed
 	}
-	n, err := w.f.Write(b)
-	w.size += int64(n)
-	if err != nil {
-		return n, fmt.Errorf("%s: write %s: %w", driverName, w.path, err)
+	if !w.direct {
+		n, err := w.f.Write(b)
+		w.size += int64(n)
+		if err != nil {
+			return n, fmt.Errorf("%s: write %s: %w", driverName, w.path, err)
+		}
+		return n, nil
 	}
-	return n, nil
+	written := 0
+	for len(b) > 0 {
+		c := copy((*w.buf)[w.n:], b)
+		w.n += c
+		b = b[c:]
+		if w.n == directBufSize {
+			if err := w.flushDirect(directBufSize); err != nil {
+				return written, err
+			}
+		}
+		written += c
+		w.size += int64(c)
+	}
+	return written, nil
+}
+
+// flushDirect writes the first n (aligned) bytes of the buffer.
+func (w *fileWriter) flushDirect(n int) error {
+	if _, err := w.f.WriteAt((*w.buf)[:n], w.base); err != nil {
+		return fmt.Errorf("%s: write %s: %w", driverName, w.path, err)
+	}
+	w.base += int64(n)
+	w.n = copy(*w.buf, (*w.buf)[n:w.n])
+	return nil
 }
 
 // ReadFrom lets io.Copy hand the file to the kernel's copy paths
-// (copy_file_range, splice) when the source allows it.
+// (copy_file_range, splice) when the writer is buffered.
 func (w *fileWriter) ReadFrom(r io.Reader) (int64, error) {
 	if w.closed {
 		return 0, errWriterClosed
+	}
+	if w.direct {
+		return io.Copy(struct{ io.Writer }{w}, r)
 	}
 	n, err := w.f.ReadFrom(r)
 	w.size += n
@@ -99,11 +185,37 @@ func (w *fileWriter) ReadFrom(r io.Reader) (int64, error) {
 
 func (w *fileWriter) Size() int64 { return w.size }
 
+func (w *fileWriter) release() {
+	if w.buf != nil {
+		directBuffers.Put(w.buf)
+		w.buf = nil
+	}
+}
+
 func (w *fileWriter) Close() error {
 	if w.closed {
 		return errWriterClosed
 	}
 	w.closed = true
+	defer w.release()
+	if w.direct {
+		if aligned := w.n &^ (directAlign - 1); aligned > 0 {
+			if err := w.flushDirect(aligned); err != nil {
+				w.f.Close()
+				return err
+			}
+		}
+		if w.n > 0 {
+			if err := setDirect(w.f, false); err != nil {
+				w.f.Close()
+				return fmt.Errorf("%s: %s: leave direct I/O: %w", driverName, w.path, err)
+			}
+			if _, err := w.f.WriteAt((*w.buf)[:w.n], w.base); err != nil {
+				w.f.Close()
+				return fmt.Errorf("%s: write %s: %w", driverName, w.path, err)
+			}
+		}
+	}
 	if err := w.f.Sync(); err != nil {
 		w.f.Close()
 		return fmt.Errorf("%s: sync %s: %w", driverName, w.path, err)
@@ -115,6 +227,7 @@ func (w *fileWriter) Cancel(ctx context.Context) error {
 	if !w.closed {
 		w.closed = true
 		w.f.Close()
+		w.release()
 	}
 	if err := os.Remove(w.partial); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%s: cancel %s: %w", driverName, w.path, err)
