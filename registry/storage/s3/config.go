@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/minio/minio-go/v7"
@@ -228,7 +229,16 @@ func (d *Driver) checkBucket(ctx context.Context, creds *credentials.Credentials
 		return fmt.Errorf("%s: no credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "+
 			"write them to the shared credentials file (~/.aws/credentials), or pass them as flags", where)
 	}
-	ok, err := d.client.BucketExists(ctx, d.cfg.Bucket)
+	// A listing, unlike HEAD bucket, answers with an error code in its body,
+	// so an unknown key and a missing bucket can be told apart.
+	err = nil
+	for oi := range d.client.ListObjectsIter(ctx, d.cfg.Bucket, minio.ListObjectsOptions{Prefix: d.base, MaxKeys: 1}) {
+		err = oi.Err
+		break
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", where, ctx.Err())
@@ -238,21 +248,19 @@ func (d *Driver) checkBucket(ctx context.Context, creds *credentials.Credentials
 			return fmt.Errorf("%s: cannot reach the endpoint (check --s3-endpoint): %w", where, err)
 		}
 		resp := minio.ToErrorResponse(err)
-		switch resp.Code {
-		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
-			"InvalidToken", "TokenRefreshRequired", "InvalidClientTokenId", "Forbidden":
-			return fmt.Errorf("%s: access denied (%s): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "+
-				"(or AWS_SESSION_TOKEN, the shared credentials file, the flags) and the key's permissions on the bucket", where, resp.Code)
+		switch {
+		case resp.Code == "NoSuchBucket":
+			return fmt.Errorf("bucket %s does not exist at %s: create it first (e.g. `aws s3 mb s3://%s`)",
+				d.cfg.Bucket, d.cfg.endpointOrDefault(), d.cfg.Bucket)
+		case resp.StatusCode == http.StatusForbidden || slices.Contains([]string{"AccessDenied", "InvalidAccessKeyId",
+			"SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired", "InvalidClientTokenId",
+			// versitygw's answer (404) for an access key it does not know.
+			"XAdminUserNotFound"}, resp.Code):
+			return fmt.Errorf("%s: access denied (%s: %s): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "+
+				"(or AWS_SESSION_TOKEN, the shared credentials file, the flags) and the key's permissions on the bucket",
+				where, resp.Code, resp.Message)
 		}
-		if resp.StatusCode == http.StatusForbidden {
-			return fmt.Errorf("%s: access denied: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "+
-				"(or AWS_SESSION_TOKEN, the shared credentials file, the flags) and the key's permissions on the bucket", where)
-		}
-		return fmt.Errorf("%s: %w", where, err)
-	}
-	if !ok {
-		return fmt.Errorf("bucket %s does not exist at %s: create it first (e.g. `aws s3 mb s3://%s`)",
-			d.cfg.Bucket, d.cfg.endpointOrDefault(), d.cfg.Bucket)
+		return fmt.Errorf("%s: %w (%s, HTTP %d)", where, err, resp.Code, resp.StatusCode)
 	}
 	return nil
 }

@@ -75,7 +75,7 @@ type writeState struct {
 
 // partTarget is the size of part n (1-based): base for parts 1-1000, twice
 // that for 1001-2000, and so on, so that 10,000 parts of a 5 MiB base hold
-// 268 GiB (a 100 GiB blob needs parts of at most 5 times the base).
+// 268 GiB (a 100 GiB blob needs parts of at most 6 times the base).
 func partTarget(n int, base int64) int64 {
 	return base * int64(1+(n-1)/1000)
 }
