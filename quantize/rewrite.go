@@ -211,8 +211,8 @@ func (r *rewriter) dropConstant(name string) {
 	} else {
 		r.g.Node = slices.DeleteFunc(r.g.Node, func(n *onnxpb.NodeProto) bool { return n == c.node })
 	}
+	// m.Embedded keeps c.t: its data is still read to quantize it.
 	r.g.ValueInfo = slices.DeleteFunc(r.g.ValueInfo, func(v *onnxpb.ValueInfoProto) bool { return v.GetName() == name })
-	delete(r.m.Embedded, c.t)
 }
 
 // addInit adds an initializer that fill produces when the data is written.
