@@ -121,7 +121,11 @@ func runDoctor(cmd *cobra.Command, o *doctorOptions, args []string) error {
 // checkRegistry asks a registry's /v2/ endpoint whether it answers and
 // whether it wants credentials. Loopback registries are plain HTTP.
 func checkRegistry(ctx context.Context, ref string, plainHTTP bool, timeout time.Duration) registryCheck {
+	// A full reference (host/repo:tag) or just the registry (host[:port]).
 	host, _, err := client.ParseRegistry(ref)
+	if r, rerr := client.ParseReference(ref); rerr == nil {
+		host, err = r.Registry, nil
+	}
 	if strings.HasPrefix(ref, "s3://") {
 		err = errors.New("s3:// references have no registry endpoint to check")
 	}

@@ -54,10 +54,6 @@ func Runtime(explicit string) (*RuntimeInfo, error) {
 		return nil, err
 	}
 	info := &RuntimeInfo{Path: path, Version: version, Build: build, Available: available}
-	// A provider that fails to load logs an error of its own; the probe
-	// reports it, so keep the console quiet meanwhile.
-	_ = ort.SetEnvironmentLogLevel(ort.LoggingLevelFatal)
-	defer ort.SetEnvironmentLogLevel(ort.LoggingLevelError)
 	for _, name := range []string{"cpu", "cuda", "directml", "coreml"} {
 		st := ProviderStatus{Name: name, ORTName: providerNames[name], Available: slices.Contains(available, providerNames[name])}
 		so, err := ort.NewSessionOptions()
@@ -76,8 +72,14 @@ func Runtime(explicit string) (*RuntimeInfo, error) {
 }
 
 // appendProvider adds an execution provider to session options; the CPU
-// provider is always there.
+// provider is always there. A provider that fails to load logs an error of
+// its own besides returning it; the caller reports the error, so the log is
+// silenced meanwhile.
 func appendProvider(so *ort.SessionOptions, name string) error {
+	if name != "cpu" {
+		_ = ort.SetEnvironmentLogLevel(ort.LoggingLevelFatal)
+		defer ort.SetEnvironmentLogLevel(ort.LoggingLevelError)
+	}
 	switch name {
 	case "cpu":
 		return nil
@@ -141,10 +143,6 @@ func Load(ctx context.Context, modelPath string, opts Options) (*Session, error)
 		candidates = append(slices.Clone(autoOrder), "cpu")
 	}
 	var tried []string
-	if want == "auto" {
-		_ = ort.SetEnvironmentLogLevel(ort.LoggingLevelFatal)
-		defer ort.SetEnvironmentLogLevel(ort.LoggingLevelError)
-	}
 	for _, p := range candidates {
 		s, err := newSession(modelPath, info, p, opts.Threads)
 		if err == nil {
