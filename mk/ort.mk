@@ -18,8 +18,9 @@ ORT_DLL_SHA256 := 508c362f5673483dd3a086379c392795b2e42d10d5e6f3f90ebd7ac21c97af
 ORT_DML_SHA256 := 234e8898778cdec88d3cb0539508273494082812c968699f3de665a018971625
 
 TEST_DEPS += $(ORT_LIB)
+BENCH_TARGETS += bench-noise
 
-.PHONY: ort ort-windows
+.PHONY: ort ort-windows bench-noise
 
 # `make ort` is the one command the "onnxruntime not found" error names.
 ort: $(ORT_LIB)
@@ -48,3 +49,8 @@ $(ORT_DLL): $(ORT_TGZ)
 
 $(ORT_DML_DLL): $(ORT_TGZ)
 	$(call ort_extract,$<,package/bin/napi-v6/win32/x64/DirectML.dll,$@,$(ORT_DML_SHA256))
+
+# Timer noise: the same model benchmarked against itself with one thread;
+# prints the p50 difference of each repetition and the median (budget 15%).
+bench-noise: bin/modelctl $(ORT_LIB)
+	./quantize/bench/scripts/noise.sh
