@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/modelctl/modelctl/internal/testenv"
+	"github.com/modelctl/modelctl/manifests"
 	"github.com/modelctl/modelctl/quantize/bench"
 	"github.com/modelctl/modelctl/quantize/onnx/onnxpb"
 )
@@ -173,6 +174,17 @@ func TestBenchInt8AgainstFP32(t *testing.T) {
 	}
 	if in := r.Inputs["input"]; in.DType != "float32" || len(in.Shape) != 3 || in.Source != "generated" {
 		t.Errorf("inputs %+v", r.Inputs)
+	}
+
+	// push --bench turns this JSON into manifest annotations.
+	ann, err := manifests.DecodeBenchReport([]byte(stdout))
+	if err != nil {
+		t.Fatalf("annotations from the report: %v", err)
+	}
+	for _, k := range []string{"model.latency_ms.p50", "model.peak_rss_bytes.run", "baseline.load_ms", "speedup", "quality.output.cosine", "quality_worst.mae", "gates.passed", "environment.onnxruntime"} {
+		if ann[manifests.AnnotationBenchPrefix+k] == "" {
+			t.Errorf("annotation %s missing (have %d keys)", k, len(ann))
+		}
 	}
 
 	// The human table has both columns and the verdict.
