@@ -17,6 +17,7 @@ import (
 // Cache is the local state of the client, one directory:
 //
 //	blobs/sha256/HEX   verified blobs, read-only, hardlinked into installs
+//	stamps/HEX         size and mtime of a blob when it was verified
 //	partial/HEX        downloads in progress, with HEX.json their progress
 //	digests/KEY        digest of a local file, keyed by path/size/mtime/inode
 //	uploads/KEY.json   upload sessions in progress (URL, offset, hash state)
@@ -27,7 +28,7 @@ type Cache struct {
 
 // OpenCache creates the cache layout under dir.
 func OpenCache(dir string) (*Cache, error) {
-	for _, sub := range []string{"blobs/sha256", "partial", "digests", "uploads", "locations", "tmp"} {
+	for _, sub := range []string{"blobs/sha256", "stamps", "partial", "digests", "uploads", "locations", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			return nil, fmt.Errorf("create cache directory %s: %w", dir, Explain(err, ""))
 		}
@@ -43,12 +44,53 @@ func (c *Cache) BlobPath(d digest.Digest) string {
 	return filepath.Join(c.dir, "blobs", "sha256", d.Encoded())
 }
 
-// HasBlob reports whether the cache holds d with the expected size. Blobs
-// enter the cache only verified, so the size check catches truncation by
-// hand; `modelctl verify` re-hashes.
+// HasBlob reports whether the cache holds d, unchanged since it was
+// verified. Installs hardlink cache blobs, so a tool that rewrites an
+// installed file in place (onnx's shape inference does) rewrites the cache
+// blob too: the size and mtime recorded when the blob was verified catch
+// that, and the blob is dropped and fetched again. `modelctl verify`
+// re-hashes.
 func (c *Cache) HasBlob(d digest.Digest, size int64) bool {
-	fi, err := os.Stat(c.BlobPath(d))
-	return err == nil && fi.Mode().IsRegular() && fi.Size() == size
+	p := c.BlobPath(d)
+	fi, err := os.Stat(p)
+	if err != nil {
+		return false
+	}
+	b, err := os.ReadFile(c.stampPath(d))
+	if err == nil && fi.Mode().IsRegular() && fi.Size() == size && string(b) == stamp(fi) {
+		return true
+	}
+	os.Remove(p)
+	os.Remove(c.stampPath(d))
+	return false
+}
+
+func (c *Cache) stampPath(d digest.Digest) string {
+	return filepath.Join(c.dir, "stamps", d.Encoded())
+}
+
+func stamp(fi fs.FileInfo) string {
+	return fmt.Sprintf("%d %d", fi.Size(), fi.ModTime().UnixNano())
+}
+
+// addBlob moves a verified file into the cache, read-only, and records its
+// stamp.
+func (c *Cache) addBlob(d digest.Digest, verified string) error {
+	if err := os.Chmod(verified, 0o444); err != nil {
+		return err
+	}
+	fi, err := os.Stat(verified)
+	if err != nil {
+		return err
+	}
+	if err := c.writeFile(c.stampPath(d), []byte(stamp(fi)), false); err != nil {
+		return err
+	}
+	if err := os.Rename(verified, c.BlobPath(d)); err != nil {
+		return fmt.Errorf("move %s into the cache: %w", d, err)
+	}
+	syncDir(filepath.Dir(c.BlobPath(d)))
+	return nil
 }
 
 func keyName(parts ...string) string {

@@ -159,13 +159,9 @@ func (r *repo) fetchBlob(ctx context.Context, f manifests.File, prog *fileProgre
 	if err := file.Sync(); err != nil {
 		return dl.transferred.Load(), fmt.Errorf("sync %s: %w", partial, Explain(err, ""))
 	}
-	if err := os.Chmod(partial, 0o444); err != nil {
+	if err := cache.addBlob(f.Digest, partial); err != nil {
 		return dl.transferred.Load(), err
 	}
-	if err := os.Rename(partial, cache.BlobPath(f.Digest)); err != nil {
-		return dl.transferred.Load(), fmt.Errorf("move %s into the cache: %w", f.Digest, err)
-	}
-	syncDir(filepath.Dir(cache.BlobPath(f.Digest)))
 	os.Remove(statePath)
 	prog.done()
 	return dl.transferred.Load(), nil

@@ -271,6 +271,9 @@ func mkdirNoLinks(root, rel string) error {
 	return nil
 }
 
+// linkThreshold is the size from which installs hardlink the cache blob.
+const linkThreshold = 4 << 20
+
 // install places verified cache blobs at their paths under dir.
 func (c *Client) install(dir string, files []manifests.File) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -308,8 +311,13 @@ func (c *Client) installFile(dir string, f manifests.File) error {
 		}
 	}
 	tmp := filepath.Join(parent, ".modelctl-tmp-"+randomSuffix())
-	if err := os.Link(src, tmp); err != nil {
-		// Another filesystem, or one without hardlinks: copy.
+	// Large files (weights) are hardlinked so a model is not stored twice;
+	// small ones (the graph, docs) are copied, since tools such as onnx's
+	// shape inference rewrite a graph in place, which through a link would
+	// rewrite the cache.
+	linked := f.Size >= linkThreshold && os.Link(src, tmp) == nil
+	if !linked {
+		// Small, or another filesystem, or one without hardlinks: copy.
 		if err := copyFile(src, tmp); err != nil {
 			return fmt.Errorf("install %s: %w", f.Path, err)
 		}

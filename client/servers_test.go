@@ -3,6 +3,8 @@ package client
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -103,4 +105,9 @@ func newTestClient(t testing.TB, opts Options) *Client {
 		t.Fatal(err)
 	}
 	return c
+}
+
+func sha256Hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(h[:])
 }
