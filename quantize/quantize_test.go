@@ -1,0 +1,404 @@
+package quantize_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/modelctl/modelctl/internal/testenv"
+	"github.com/modelctl/modelctl/quantize"
+	"github.com/modelctl/modelctl/quantize/onnx"
+	"github.com/modelctl/modelctl/quantize/onnx/onnxpb"
+	"github.com/modelctl/modelctl/quantize/onnx/onnxtest"
+	"github.com/modelctl/modelctl/quantize/synth"
+)
+
+func open(t *testing.T, path string) *onnx.Model {
+	t.Helper()
+	m, err := onnx.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func tensorBytes(t *testing.T, m *onnx.Model, tp *onnxpb.TensorProto) []byte {
+	t.Helper()
+	d, err := m.TensorData(tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	b, err := io.ReadAll(io.NewSectionReader(d, 0, d.Size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func floats(b []byte) []float32 {
+	f := make([]float32, len(b)/4)
+	for i := range f {
+		f[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return f
+}
+
+func initializers(m *onnx.Model) map[string]*onnxpb.TensorProto {
+	out := map[string]*onnxpb.TensorProto{}
+	for _, t := range m.Graph().GetInitializer() {
+		out[t.GetName()] = t
+	}
+	return out
+}
+
+func opCounts(g *onnxpb.GraphProto) map[string]int {
+	c := map[string]int{}
+	for _, n := range g.GetNode() {
+		c[n.GetOpType()]++
+	}
+	return c
+}
+
+func synthModel(t *testing.T, cfg synth.Config) string {
+	t.Helper()
+	p, err := synth.Generate(t.TempDir(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// dequantized checks every weight the run quantized against its FP32
+// original: |w - (q - zp)·scale| <= scale/2 (+ rounding slack), and that
+// every tensor left alone is byte-identical.
+func TestInt8Weights(t *testing.T) {
+	in := synthModel(t, synth.Config{Layers: 2, Hidden: 64, Seed: 5})
+	tests := []struct {
+		name string
+		opts quantize.Options
+		qmin float64
+		qmax float64
+	}{
+		{"per-tensor", quantize.Options{}, -127, 127},
+		{"reduce-range", quantize.Options{ReduceRange: true}, -64, 64},
+		{"per-channel", quantize.Options{PerChannel: true}, -127, 127},
+		{"uint8", quantize.Options{Uint8: true}, 0, 255},
+		{"uint8 reduce-range", quantize.Options{Uint8: true, ReduceRange: true}, 0, 127},
+		{"small chunks", quantize.Options{PerChannel: true, ChunkBytes: 1000}, -127, 127},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "q.onnx")
+			sum, err := quantize.Quantize(context.Background(), in, out, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			onnxtest.Check(t, out)
+			if len(sum.Quantized) != 12 {
+				t.Fatalf("quantized %d weights, want 12 (6 per layer)", len(sum.Quantized))
+			}
+			src, dst := open(t, in), open(t, out)
+			ops := opCounts(dst.Graph())
+			for op, want := range map[string]int{"DynamicQuantizeLinear": 12, "MatMulInteger": 12, "Cast": 12, "MatMul": 4} {
+				if ops[op] != want {
+					t.Errorf("%d %s nodes, want %d (ops %v)", ops[op], op, want, ops)
+				}
+			}
+			si, di := initializers(src), initializers(dst)
+			for name, st := range si {
+				if dt, ok := di[name]; ok {
+					if !bytes.Equal(tensorBytes(t, src, st), tensorBytes(t, dst, dt)) {
+						t.Errorf("pass-through tensor %s changed", name)
+					}
+					continue
+				}
+				w := floats(tensorBytes(t, src, st))
+				q := tensorBytes(t, dst, di[name+"_quantized"])
+				scales := floats(tensorBytes(t, dst, di[name+"_scale"]))
+				zps := tensorBytes(t, dst, di[name+"_zero_point"])
+				n := int(st.GetDims()[1])
+				for i, v := range w {
+					j := 0
+					if tc.opts.PerChannel {
+						j = i % n
+					}
+					qv, zp := float64(int8(q[i])), float64(int8(zps[j]))
+					if tc.opts.Uint8 {
+						qv, zp = float64(q[i]), float64(zps[j])
+					}
+					if qv < tc.qmin || qv > tc.qmax {
+						t.Fatalf("%s[%d] = %v outside [%v, %v]", name, i, qv, tc.qmin, tc.qmax)
+					}
+					if d := math.Abs(float64(v) - (qv-zp)*float64(scales[j])); d > float64(scales[j])*0.5001 {
+						t.Fatalf("%s[%d]: %v dequantizes to %v (scale %v)", name, i, v, (qv-zp)*float64(scales[j]), scales[j])
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestInt4Weights(t *testing.T) {
+	in := synthModel(t, synth.Config{Layers: 1, Hidden: 72, Seed: 9}) // K=72: a partial last block
+	for _, sym := range []bool{false, true} {
+		out := filepath.Join(t.TempDir(), "q.onnx")
+		if _, err := quantize.Quantize(context.Background(), in, out, quantize.Options{Mode: quantize.ModeInt4, Symmetric: sym, BlockSize: 32, ChunkBytes: 4096}); err != nil {
+			t.Fatal(err)
+		}
+		onnxtest.Check(t, out)
+		src, dst := open(t, in), open(t, out)
+		if ops := opCounts(dst.Graph()); ops["MatMulNBits"] != 6 {
+			t.Fatalf("ops %v, want 6 MatMulNBits", ops)
+		}
+		si, di := initializers(src), initializers(dst)
+		name := "layers.0.attn.q.weight"
+		w := floats(tensorBytes(t, src, si[name]))
+		q := tensorBytes(t, dst, di[name+"_Q4"])
+		scales := floats(tensorBytes(t, dst, di[name+"_scales"]))
+		var zps []byte
+		if !sym {
+			zps = tensorBytes(t, dst, di[name+"_zero_points"])
+		}
+		K, N, blocks := 72, 72, 3
+		for k := 0; k < K; k++ {
+			for n := 0; n < N; n++ {
+				b := k / 32
+				byt := q[(n*blocks+b)*16+(k%32)/2]
+				code := byt & 0x0f
+				if k%2 == 1 {
+					code = byt >> 4
+				}
+				zp := byte(8)
+				if !sym {
+					zp = zps[n*2+b/2] >> (4 * (b % 2)) & 0x0f
+				}
+				s := scales[n*blocks+b]
+				got := float64(int(code)-int(zp)) * float64(s)
+				// Symmetric blocks map the largest magnitude to -8, so the
+				// other sign clamps at +7: up to one step off there.
+				tol := 0.5001
+				if sym && code == 15 {
+					tol = 1.0001
+				}
+				if d := math.Abs(got - float64(w[k*N+n])); d > math.Abs(float64(s))*tol {
+					t.Fatalf("symmetric=%v w[%d,%d]=%v dequantizes to %v (scale %v)", sym, k, n, w[k*N+n], got, s)
+				}
+			}
+		}
+	}
+}
+
+func TestFP16(t *testing.T) {
+	in := synthModel(t, synth.Config{Layers: 1, Hidden: 64, Seed: 2})
+	out := filepath.Join(t.TempDir(), "h.onnx")
+	sum, err := quantize.Quantize(context.Background(), in, out, quantize.Options{Mode: quantize.ModeFP16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	onnxtest.Check(t, out)
+	dst := open(t, out)
+	if got := opCounts(dst.Graph())["Cast"]; got != len(sum.Quantized) || got == 0 {
+		t.Fatalf("%d Cast nodes for %d converted tensors", got, len(sum.Quantized))
+	}
+	if r := float64(sum.OutputDataBytes) / float64(sum.InputDataBytes); r != 0.5 {
+		t.Fatalf("fp16 data is %.3f of fp32, want 0.5", r)
+	}
+	// Graph inputs and outputs stay float32.
+	for _, v := range append(dst.Graph().GetInput(), dst.Graph().GetOutput()...) {
+		if et := v.GetType().GetTensorType().GetElemType(); et != onnx.Float {
+			t.Errorf("%s has element type %d, want FLOAT", v.GetName(), et)
+		}
+	}
+}
+
+// The real models: what is not quantized is byte-identical; silero (all
+// weights inside If subgraphs) passes through whole.
+func TestRealModelsPassThrough(t *testing.T) {
+	for _, tc := range []struct {
+		model     string
+		mode      quantize.Mode
+		quantized int
+		msDomain  bool
+	}{
+		{onnxtest.PPOCRv4, quantize.ModeInt8, 9, true}, // opset 9: DynamicQuantizeMatMul
+		{onnxtest.HelloDeepa, quantize.ModeInt8, 3, false},
+		{onnxtest.HelloDeepa, quantize.ModeInt4, 3, true},
+		{onnxtest.SileroVAD, quantize.ModeInt8, 0, false},
+		{onnxtest.SileroVAD, quantize.ModeFP16, 0, false},
+	} {
+		t.Run(tc.model+"/"+string(tc.mode), func(t *testing.T) {
+			in := onnxtest.Model(t, tc.model)
+			out := filepath.Join(t.TempDir(), "q.onnx")
+			sum, err := quantize.Quantize(context.Background(), in, out, quantize.Options{Mode: tc.mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			onnxtest.Check(t, out)
+			if len(sum.Quantized) != tc.quantized {
+				t.Fatalf("quantized %v, want %d", sum.Quantized, tc.quantized)
+			}
+			src, dst := open(t, in), open(t, out)
+			hasMS := false
+			for _, o := range dst.Proto.GetOpsetImport() {
+				hasMS = hasMS || o.GetDomain() == "com.microsoft"
+			}
+			if hasMS != tc.msDomain {
+				t.Errorf("com.microsoft opset import: %v, want %v", hasMS, tc.msDomain)
+			}
+			if opset := dst.Proto.GetOpsetImport()[0]; !proto.Equal(opset, src.Proto.GetOpsetImport()[0]) {
+				t.Errorf("opset changed: %v -> %v", src.Proto.GetOpsetImport()[0], opset)
+			}
+			if src.Proto.GetIrVersion() != dst.Proto.GetIrVersion() || src.Proto.GetProducerName() != dst.Proto.GetProducerName() ||
+				!proto.Equal(&onnxpb.ModelProto{MetadataProps: src.Proto.MetadataProps}, &onnxpb.ModelProto{MetadataProps: dst.Proto.MetadataProps}) {
+				t.Error("model metadata changed")
+			}
+			si, di := initializers(src), initializers(dst)
+			same := 0
+			for name, st := range si {
+				if dt, ok := di[name]; ok {
+					same++
+					if !bytes.Equal(tensorBytes(t, src, st), tensorBytes(t, dst, dt)) {
+						t.Errorf("pass-through initializer %s changed", name)
+					}
+				}
+			}
+			// Nodes other than the rewritten ones are unchanged, subgraphs included.
+			dn := map[string]*onnxpb.NodeProto{}
+			for _, n := range dst.Graph().GetNode() {
+				dn[strings.Join(n.GetOutput(), ",")] = n
+			}
+			rewritten := 0
+			for _, n := range src.Graph().GetNode() {
+				d, ok := dn[strings.Join(n.GetOutput(), ",")]
+				if ok && sameBytes(t, n, d) {
+					continue
+				}
+				rewritten++
+			}
+			// Each quantized weight removes its Constant node (PP-OCR) and
+			// rewrites its MatMul/Gemm.
+			if max := 2 * tc.quantized; rewritten > max {
+				t.Errorf("%d nodes changed, want at most %d", rewritten, max)
+			}
+			if tc.quantized == 0 && !sameBytes(t, src.Graph(), dst.Graph()) {
+				t.Error("graph changed though nothing was quantized")
+			}
+		})
+	}
+}
+
+// sameBytes compares encodings: proto.Equal calls a NaN attribute unequal
+// to itself (silero has one).
+func sameBytes(t *testing.T, a, b proto.Message) bool {
+	t.Helper()
+	opts := proto.MarshalOptions{Deterministic: true}
+	ab, err1 := opts.Marshal(a)
+	bb, err2 := opts.Marshal(b)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	return bytes.Equal(ab, bb)
+}
+
+func TestBadInput(t *testing.T) {
+	in := synthModel(t, synth.Config{Layers: 1, Hidden: 64})
+	// Truncate the data file: a clear error, and no output left behind.
+	data := in + ".data"
+	st, _ := os.Stat(data)
+	if err := os.Truncate(data, st.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	outDir := t.TempDir()
+	_, err := quantize.Quantize(context.Background(), in, filepath.Join(outDir, "q.onnx"), quantize.Options{})
+	if err == nil || !strings.Contains(err.Error(), "too short") {
+		t.Fatalf("err = %v, want a too-short data file", err)
+	}
+	if ents, _ := os.ReadDir(outDir); len(ents) != 0 {
+		t.Fatalf("left %v behind", ents)
+	}
+	tests := []struct {
+		opts    quantize.Options
+		wantErr string
+	}{
+		{quantize.Options{Mode: "int3"}, "want int8, fp16 or int4"},
+		{quantize.Options{Mode: quantize.ModeInt4, BlockSize: 48}, "power of two"},
+		{quantize.Options{OpTypes: []string{"Conv"}}, "only MatMul and Gemm"},
+	}
+	for _, tc := range tests {
+		_, err := quantize.Quantize(context.Background(), in, filepath.Join(outDir, "q.onnx"), tc.opts)
+		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+			t.Errorf("%+v: err = %v, want %q", tc.opts, err, tc.wantErr)
+		}
+	}
+}
+
+func TestCancel(t *testing.T) {
+	in := synthModel(t, synth.Config{Layers: 2, Hidden: 64})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	outDir := t.TempDir()
+	_, err := quantize.Quantize(ctx, in, filepath.Join(outDir, "q.onnx"), quantize.Options{})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if ents, _ := os.ReadDir(outDir); len(ents) != 0 {
+		t.Fatalf("left %v behind", ents)
+	}
+}
+
+func TestSelection(t *testing.T) {
+	in := synthModel(t, synth.Config{Layers: 1, Hidden: 64})
+	tests := []struct {
+		opts quantize.Options
+		want int
+	}{
+		{quantize.Options{Nodes: []string{"layers.0.attn.q", "layers.0.ffn.up"}}, 2},
+		{quantize.Options{ExcludeNodes: []string{"layers.0.attn.q"}}, 5},
+		{quantize.Options{ExcludeOpTypes: []string{"MatMul"}}, 0},
+		{quantize.Options{MinWeightElems: 64 * 64 * 2}, 2}, // only the FFN pair
+	}
+	for _, tc := range tests {
+		sum, err := quantize.Quantize(context.Background(), in, filepath.Join(t.TempDir(), "q.onnx"), tc.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sum.Quantized) != tc.want {
+			t.Errorf("%+v: quantized %v, want %d", tc.opts, sum.Quantized, tc.want)
+		}
+	}
+}
+
+// TestBoundedMemory runs the binary on a 96 MiB model with 1 MiB chunks:
+// its peak RSS must stay far below the model's size.
+func TestBoundedMemory(t *testing.T) {
+	dir := t.TempDir()
+	in, err := synth.Generate(dir, synth.Config{WeightBytes: 96 << 20, Hidden: 512})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(testenv.Modelctl(t), "quantize", in, "-o", filepath.Join(dir, "q.onnx"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	peak := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
+	t.Logf("peak RSS %d MiB quantizing 96 MiB\n%s", peak>>20, out)
+	if peak > 64<<20 {
+		t.Errorf("peak RSS %d MiB, want <= 64 MiB", peak>>20)
+	}
+	if !strings.Contains(string(out), "tensors quantized: ") {
+		t.Errorf("no summary in output:\n%s", out)
+	}
+}
