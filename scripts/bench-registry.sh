@@ -38,6 +38,7 @@ wait_up() { for _ in $(seq 100); do curl -sf -o /dev/null "http://$1/v2/" && ret
 start_server() { # kind root port
 	case $1 in
 	modelctl) "$MODELCTL" serve --addr "127.0.0.1:$3" --root "$2" --log-level error >"$work/server.log" 2>&1 & ;;
+	modelctl-buffered) "$MODELCTL" serve --addr "127.0.0.1:$3" --root "$2" --log-level error --direct-io=false >"$work/server.log" 2>&1 & ;;
 	distribution)
 		cat >"$work/config.yml" <<YML
 version: 0.1
@@ -77,7 +78,7 @@ one_run() { # kind -> "pushcpu pullcpu pushwall pullwall rss"
 median() { sort -g | awk '{a[NR]=$1} END{print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }
 
 declare -A res
-for kind in modelctl distribution; do
+for kind in ${SERVERS:-modelctl distribution}; do
 	: >"$work/$kind.txt"
 	for i in $(seq "$RUNS"); do
 		line=$(one_run "$kind")
@@ -107,7 +108,7 @@ fi
 
 printf '\nRegistry server cost, %s MiB blob on loopback, median of %s runs (%s)\n' "$SIZE_MB" "$RUNS" "$(nproc) cores"
 printf '%-14s %16s %16s %10s %10s %14s\n' server push_cpu_s/GiB pull_cpu_s/GiB push_s pull_s peak_rss_MiB
-for kind in modelctl distribution; do
+for kind in ${SERVERS:-modelctl distribution}; do
 	printf '%-14s %16s %16s %10s %10s %14s\n' "$kind" "${res[$kind,1]}" "${res[$kind,2]}" "${res[$kind,3]}" "${res[$kind,4]}" "${res[$kind,5]}"
 done
 awk -v a="${res[modelctl,1]}" -v b="${res[distribution,1]}" -v c="${res[modelctl,2]}" -v d="${res[distribution,2]}" \

@@ -29,6 +29,7 @@ type serveOptions struct {
 	logLevel     string
 	grace        time.Duration
 	uploadMaxAge time.Duration
+	directIO     bool
 }
 
 func newServeCmd() *cobra.Command {
@@ -54,6 +55,7 @@ or S3-compatible object storage (--storage s3://BUCKET/PREFIX --s3-endpoint URL)
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.DurationVar(&o.grace, "shutdown-grace", 30*time.Second, "how long requests in flight may run after SIGTERM")
 	f.DurationVar(&o.uploadMaxAge, "upload-max-age", 24*time.Hour, "expire upload sessions untouched for this long")
+	f.BoolVar(&o.directIO, "direct-io", filesystem.DirectIO, "filesystem storage: write blobs with O_DIRECT, bypassing the page cache")
 	return cmd
 }
 
@@ -84,6 +86,7 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 	var drv storage.Driver
 	switch {
 	case o.storageURL == "":
+		filesystem.DirectIO = o.directIO
 		drv, err = filesystem.New(o.root)
 	case strings.HasPrefix(o.storageURL, "s3://"):
 		drv, err = openS3(ctx, o)
