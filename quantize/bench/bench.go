@@ -164,6 +164,7 @@ func Bench(ctx context.Context, cfg Config) (*Report, error) {
 		s.rep.LoadMS = nsToMS(rep.LoadNS)
 		s.rep.PeakRSS.Load = rep.PeakRSS
 		report.Environment.ONNXRuntime = rep.Version
+		report.Environment.Providers = rep.Available
 	}
 
 	run := func(s *subject, record bool) error {
@@ -361,6 +362,7 @@ type request struct {
 type reply struct {
 	Error     string       `json:"error,omitempty"`
 	Version   string       `json:"version,omitempty"`
+	Available []string     `json:"available,omitempty"`
 	Provider  string       `json:"provider,omitempty"`
 	LoadNS    int64        `json:"load_ns,omitempty"`
 	RunsNS    []int64      `json:"runs_ns,omitempty"`
@@ -486,7 +488,7 @@ func serve(ctx context.Context, sp **Session, req request, warn io.Writer) (repl
 			return fail(err)
 		}
 		*sp = s
-		rep := reply{Version: runtimeVersion(), Provider: s.Provider(), LoadNS: elapsed.Nanoseconds(), PeakRSS: peakRSS()}
+		rep := reply{Version: runtimeVersion(), Available: availableProviders(), Provider: s.Provider(), LoadNS: elapsed.Nanoseconds(), PeakRSS: peakRSS()}
 		// Reading the inputs is part of running, not loading.
 		rep.PeakReset = resetPeakRSS()
 		inputs := make([]Tensor, len(req.Inputs))

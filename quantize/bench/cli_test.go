@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -136,6 +137,9 @@ func TestBenchInt8AgainstFP32(t *testing.T) {
 	var r bench.Report
 	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
 		t.Fatalf("report is not JSON: %v\n%s", err, stdout)
+	}
+	if !slices.Contains(r.Environment.Providers, "CPUExecutionProvider") {
+		t.Errorf("providers available %v", r.Environment.Providers)
 	}
 	if r.Schema != bench.ReportSchema || r.Baseline == nil || r.Environment.ONNXRuntime != bench.ORTVersion {
 		t.Fatalf("report header: schema %d baseline %v ort %q", r.Schema, r.Baseline, r.Environment.ONNXRuntime)

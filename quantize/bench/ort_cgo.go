@@ -633,3 +633,15 @@ func fromValue(name string, v ort.Value) (Tensor, error) {
 }
 
 func runtimeVersion() string { return ort.GetVersion() }
+
+// availableProviders lists the providers the loaded library offers.
+func availableProviders() []string {
+	envMu.Lock()
+	path := envPath
+	envMu.Unlock()
+	_, _, available, err := libraryInfo(path)
+	if err != nil {
+		return nil
+	}
+	return available
+}

@@ -27,3 +27,5 @@ func (*Session) Outputs() ([]Tensor, error)                     { return nil, Er
 func (*Session) Close() error                                   { return nil }
 
 func runtimeVersion() string { return "" }
+
+func availableProviders() []string { return nil }

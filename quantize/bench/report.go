@@ -82,7 +82,10 @@ type Settings struct {
 
 // Environment is where the benchmark ran.
 type Environment struct {
-	ONNXRuntime string   `json:"onnxruntime"`
+	ONNXRuntime string `json:"onnxruntime"`
+	// Providers are the execution providers the library lists (not all of
+	// them need initialize: see modelctl doctor).
+	Providers   []string `json:"providers_available"`
 	OS          string   `json:"os"`
 	Arch        string   `json:"arch"`
 	CPU         string   `json:"cpu,omitempty"`
