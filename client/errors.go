@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"syscall"
+
+	"oras.land/oras-go/v2/registry/remote/auth"
 )
 
 // Sentinel errors, wrapped by the errors the client returns so that callers
@@ -108,6 +110,8 @@ func Explain(err error, host string) error {
 		return fmt.Errorf("%w: cannot connect to %s: connection refused (is the registry running there? check host and port): %w", ErrUnreachable, host, err)
 	case isTLSOverHTTP(err):
 		return fmt.Errorf("%w: %s does not speak HTTPS (use --plain-http for a plain-HTTP registry): %w", ErrUnreachable, host, err)
+	case errors.Is(err, auth.ErrBasicCredentialNotFound):
+		return fmt.Errorf("%w by %s and no credentials are stored: run `modelctl login %s -u USER --password-stdin`: %w", ErrUnauthorized, host, host, err)
 	case errors.Is(err, ErrUnauthorized):
 		return fmt.Errorf("authentication required by %s: run `modelctl login %s -u USER --password-stdin`: %w", host, host, err)
 	case errors.Is(err, ErrDenied):
