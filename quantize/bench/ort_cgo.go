@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -147,7 +148,7 @@ func Load(ctx context.Context, modelPath string, opts Options) (*Session, error)
 		s, err := newSession(modelPath, info, p, opts.Threads)
 		if err == nil {
 			if want == "auto" && p == "cpu" {
-				opts.warnf("--provider auto: no accelerated provider initialized (%s); running on cpu", joinErrs(tried))
+				opts.warnf("--provider auto: no accelerated provider initialized (%s); running on cpu", strings.Join(tried, "; "))
 			}
 			return s, nil
 		}
@@ -156,18 +157,7 @@ func Load(ctx context.Context, modelPath string, opts Options) (*Session, error)
 		}
 		tried = append(tried, err.Error())
 	}
-	panic("unreachable")
-}
-
-func joinErrs(errs []string) string {
-	out := ""
-	for i, e := range errs {
-		if i > 0 {
-			out += "; "
-		}
-		out += e
-	}
-	return out
+	return nil, fmt.Errorf("load %s: no provider to try", modelPath)
 }
 
 func newSession(modelPath string, info *ModelInfo, provider string, threads int) (*Session, error) {
