@@ -30,6 +30,7 @@ type serveOptions struct {
 	grace        time.Duration
 	uploadMaxAge time.Duration
 	directIO     bool
+	s3Creds      s3CredentialFlags
 }
 
 func newServeCmd() *cobra.Command {
@@ -56,6 +57,7 @@ or S3-compatible object storage (--storage s3://BUCKET/PREFIX --s3-endpoint URL)
 	f.DurationVar(&o.grace, "shutdown-grace", 30*time.Second, "how long requests in flight may run after SIGTERM")
 	f.DurationVar(&o.uploadMaxAge, "upload-max-age", 24*time.Hour, "expire upload sessions untouched for this long")
 	f.BoolVar(&o.directIO, "direct-io", filesystem.DirectIO, "filesystem storage: write blobs with O_DIRECT, bypassing the page cache")
+	addS3CredentialFlags(cmd, &o.s3Creds)
 	return cmd
 }
 

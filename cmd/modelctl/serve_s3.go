@@ -3,11 +3,71 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/modelctl/modelctl/registry/storage"
+	"github.com/modelctl/modelctl/registry/storage/s3"
 )
 
-// openS3 opens the S3 driver for --storage s3://...
+// s3CredentialFlags are static S3 credentials from the command line. The
+// environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)
+// or the shared credentials file are preferable: flags show up in ps.
+type s3CredentialFlags struct {
+	accessKey     string
+	secretKeyFile string
+}
+
+func addS3CredentialFlags(cmd *cobra.Command, c *s3CredentialFlags) {
+	f := cmd.Flags()
+	f.StringVar(&c.accessKey, "s3-access-key", "", "S3 access key (default: $AWS_ACCESS_KEY_ID or the shared credentials file)")
+	f.StringVar(&c.secretKeyFile, "s3-secret-key-file", "", "file holding the S3 secret key (default: $AWS_SECRET_ACCESS_KEY or the shared credentials file)")
+}
+
+// openS3 opens the S3 driver for --storage s3://BUCKET/PREFIX, checking the
+// bucket and credentials now rather than at the first request.
 func openS3(ctx context.Context, o *serveOptions) (storage.Driver, error) {
-	return nil, fmt.Errorf("--storage %s: S3 storage is not built yet", o.storageURL)
+	var creds s3.Credentials
+	if o.s3Creds.accessKey != "" || o.s3Creds.secretKeyFile != "" {
+		if o.s3Creds.accessKey == "" || o.s3Creds.secretKeyFile == "" {
+			return nil, fmt.Errorf("--s3-access-key and --s3-secret-key-file go together")
+		}
+		secret, err := os.ReadFile(o.s3Creds.secretKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--s3-secret-key-file: %w", err)
+		}
+		creds = s3.Credentials{AccessKey: o.s3Creds.accessKey, SecretKey: strings.TrimSpace(string(secret))}
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	d, err := s3.NewFromURL(sctx, o.storageURL, o.s3Endpoint, o.s3Region, creds)
+	if err != nil {
+		return nil, err
+	}
+	go cleanupS3(ctx, d, o.uploadMaxAge)
+	return d, nil
+}
+
+// cleanupS3 aborts multipart uploads and write state that no upload session
+// has touched for maxAge: what crashed clients and servers left behind.
+func cleanupS3(ctx context.Context, d *s3.Driver, maxAge time.Duration) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			res, err := d.Cleanup(ctx, maxAge)
+			if err != nil {
+				slog.Warn("s3 cleanup of abandoned uploads", "err", err)
+				continue
+			}
+			slog.Info("s3 cleanup of abandoned uploads", "result", fmt.Sprintf("%+v", res))
+		}
+	}
 }
