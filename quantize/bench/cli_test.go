@@ -313,3 +313,37 @@ func TestDoctor(t *testing.T) {
 		t.Errorf("unreachable registry: exit %d, %s", code, stderr)
 	}
 }
+
+// TestBenchRealModel runs the PP-OCRv4 recognizer (opset 9, MatMul and
+// attention, a softmax over characters) against its INT8 version: the
+// class-score output gets a top-1 agreement.
+func TestBenchRealModel(t *testing.T) {
+	fp32 := filepath.Join(testenv.Root(t), ".cache", "models", "ch_PP-OCRv4_rec_infer.onnx")
+	if _, err := os.Stat(fp32); err != nil {
+		t.Fatalf("%v: run `make tools` (mk/onnx.mk fetches the real models)", err)
+	}
+	int8 := filepath.Join(t.TempDir(), "rec_int8.onnx")
+	if _, errOut, code := modelctl(t, "", nil, "quantize", fp32, "-o", int8); code != 0 {
+		t.Fatalf("quantize: exit %d: %s", code, errOut)
+	}
+	stdout, stderr, code := modelctl(t, "", nil, "bench", int8, "--baseline", fp32, "--shape", "x=1x3x48x160",
+		"--warmup", "1", "--runs", "3", "--threads", "1", "--provider", "cpu", "--json")
+	if code != 0 {
+		t.Fatalf("bench: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var r bench.Report
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Quality) != 1 {
+		t.Fatalf("quality %v: want the one softmax output", r.Quality)
+	}
+	for name, q := range r.Quality {
+		if q.Top1 == nil || *q.Top1 < 0.9 || q.Cosine <= 0.98 || q.Cosine > 1 {
+			t.Errorf("%s: %+v, want top-1 agreement >= 0.9 and cosine in (0.98, 1]", name, q)
+		}
+	}
+	if *r.SizeRatio >= 1 || r.Model.LatencyMS.P50 <= 0 {
+		t.Errorf("size ratio %v, p50 %v", *r.SizeRatio, r.Model.LatencyMS.P50)
+	}
+}
