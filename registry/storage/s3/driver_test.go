@@ -426,3 +426,33 @@ func TestRedirectURL(t *testing.T) {
 		t.Fatal("RedirectURL for 30 days: no error")
 	}
 }
+
+type failAtEnd struct{ r io.Reader }
+
+func (f failAtEnd) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err == io.EOF {
+		return n, errors.New("digest mismatch")
+	}
+	return n, err
+}
+
+// A PutStream that fails after several parts leaves no multipart upload.
+func TestPutStreamFailureLeavesNothing(t *testing.T) {
+	srv := s3test.Start(t)
+	d := open(t, testConfig(srv))
+	data := pattern(13, 3*s3.MinPartSize+99)
+	if _, err := d.PutStream(ctx(t), "blobs/x/data", failAtEnd{bytes.NewReader(data)}); err == nil || !strings.Contains(err.Error(), "digest mismatch") {
+		t.Fatalf("PutStream of a failing reader: err = %v", err)
+	}
+	if got := leftovers(t, srv, d); len(got) != 0 {
+		t.Fatalf("left behind: %q", got)
+	}
+	n, err := d.PutStream(ctx(t), "blobs/x/data", bytes.NewReader(data))
+	if err != nil || n != int64(len(data)) {
+		t.Fatalf("PutStream = %d, %v", n, err)
+	}
+	if got := leftovers(t, srv, d); len(got) != 0 {
+		t.Fatalf("left behind: %q", got)
+	}
+}

@@ -112,6 +112,9 @@ type writer struct {
 	size  int64
 
 	closed, finished bool
+	// ephemeral writes (PutStream) keep no state: they cannot be resumed,
+	// and two of them on one path do not share anything.
+	ephemeral bool
 
 	sem chan struct{}
 	wg  sync.WaitGroup
@@ -323,6 +326,9 @@ func (w *writer) Close() error {
 		return fmt.Errorf("%s: close %s: %w", driverName, w.path, errWriterDone)
 	}
 	w.closed = true
+	if w.ephemeral {
+		return fmt.Errorf("%s: close %s: a streamed put cannot be resumed", driverName, w.path)
+	}
 	if err := w.wait(); err != nil {
 		return err
 	}
@@ -385,10 +391,15 @@ func (w *writer) Close() error {
 func (w *writer) Cancel(ctx context.Context) error {
 	_ = w.wait()
 	w.closed, w.finished = true, true
+	w.d.putBuf(w.buf)
+	w.buf = nil
 	if w.uploadID != "" {
 		if err := w.d.core.AbortMultipartUpload(ctx, w.d.cfg.Bucket, w.key, w.uploadID); err != nil && !isNotFound(err) {
 			return w.d.mapErr(ctx, "cancel write", w.path, err)
 		}
+	}
+	if w.ephemeral {
+		return nil
 	}
 	return w.d.mapErr(ctx, "cancel write", w.path, w.d.dropWrites(ctx, w.dir))
 }
@@ -433,6 +444,9 @@ func (w *writer) Commit(ctx context.Context) error {
 	w.closed, w.finished = true, true
 	w.d.putBuf(w.buf)
 	w.buf = nil
+	if w.ephemeral {
+		return nil
+	}
 	// The object is in place; what is left is bookkeeping, and Cleanup
 	// removes it should this fail.
 	drop := []string{w.dir + stateName}
@@ -442,6 +456,57 @@ func (w *writer) Commit(ctx context.Context) error {
 	_ = w.d.removeKeys(context.WithoutCancel(ctx), drop)
 	return nil
 }
+
+// PutStream stores what r yields at path in one pass: parts upload while r
+// is read, and the object appears, atomically, only when r ends with io.EOF.
+// Any other error from r (a verifying reader's digest mismatch at the end, a
+// dropped connection) or a cancelled ctx aborts the upload and leaves
+// nothing. It keeps no resumable state, so two PutStreams of one path do not
+// interfere (the last to finish wins) and neither disturbs a Writer there.
+// It returns the number of bytes stored.
+//
+// The registry uses it when a blob's digest is known before its bytes
+// arrive (a monolithic upload): the bytes go straight to the content
+// address, with no server-side copy afterwards.
+func (d *Driver) PutStream(ctx context.Context, p string, r io.Reader) (int64, error) {
+	k, err := d.key(p)
+	if err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	w := &writer{
+		d:         d,
+		ctx:       ctx,
+		path:      p,
+		key:       k,
+		nextPart:  1,
+		sem:       make(chan struct{}, d.cfg.Concurrency),
+		ephemeral: true,
+	}
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	n, err := io.CopyBuffer(writerOnly{w}, r, *bp)
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err == nil {
+		if err = w.Commit(ctx); err == nil {
+			return n, nil
+		}
+	}
+	_ = w.Cancel(context.WithoutCancel(ctx))
+	if ctx.Err() != nil {
+		return n, fmt.Errorf("%s: put %s: %w", driverName, p, ctx.Err())
+	}
+	return n, fmt.Errorf("%s: put %s: %w", driverName, p, err)
+}
+
+// writerOnly hides writer's other methods from io.CopyBuffer.
+type writerOnly struct{ io.Writer }
+
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
 // readState reads the state in dir; found is false when there is none.
 func (d *Driver) readState(ctx context.Context, dir string) (*writeState, bool, error) {

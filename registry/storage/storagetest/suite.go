@@ -80,6 +80,23 @@ func Run(t *testing.T, cfg Config) {
 			tc.fn(t, cfg.New(t))
 		})
 	}
+	// Optional capabilities, tested where a driver has them.
+	t.Run("PutStream", func(t *testing.T) {
+		d := cfg.New(t)
+		if _, ok := d.(StreamPutter); !ok {
+			t.Logf("%s driver has no PutStream; nothing to test", d.Name())
+			return
+		}
+		s.testPutStream(t, d)
+	})
+}
+
+// StreamPutter is the optional one-pass put: the object appears at path,
+// atomically, only when r ends with io.EOF; any other error from r, or a
+// cancelled ctx, leaves nothing (and an object already there untouched). It
+// keeps no resumable state, so it never disturbs a Writer at the same path.
+type StreamPutter interface {
+	PutStream(ctx context.Context, path string, r io.Reader) (int64, error)
 }
 
 type suite struct{ cfg Config }
@@ -618,6 +635,90 @@ func (s *suite) testDelete(t *testing.T, d storage.Driver) {
 	var oe *storage.InvalidOffsetError
 	if !errors.As(err, &oe) || oe.Have != 0 {
 		t.Fatalf("resume a write below a deleted directory: err = %v, want *InvalidOffsetError with Have 0", err)
+	}
+}
+
+// failingReader yields data, then fails instead of ending: what a
+// verifying reader does when the digest does not match.
+type failingReader struct {
+	r   io.Reader
+	err error
+}
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err == io.EOF {
+		return n, f.err
+	}
+	return n, err
+}
+
+func (s *suite) testPutStream(t *testing.T, d storage.Driver) {
+	ctx := ctxFor(t)
+	sp := d.(StreamPutter)
+	data := randomBytes(21, s.cfg.LargeSize)
+	tests := []struct {
+		name string
+		path string
+		data []byte
+	}{
+		{"empty", "ps/empty", nil},
+		{"small", "ps/small", []byte("small")},
+		{"large", "ps/large/data", data},
+	}
+	for _, tc := range tests {
+		n, err := sp.PutStream(ctx, tc.path, bytes.NewReader(tc.data))
+		if err != nil || n != int64(len(tc.data)) {
+			t.Fatalf("PutStream(%s) = %d, %v; want %d bytes", tc.path, n, err, len(tc.data))
+		}
+		wantContent(t, d, tc.path, tc.data)
+	}
+	// Replacing, through a reader that hides WriterTo.
+	small := []byte("replaced")
+	if _, err := sp.PutStream(ctx, "ps/large/data", io.MultiReader(bytes.NewReader(small))); err != nil {
+		t.Fatal(err)
+	}
+	wantContent(t, d, "ps/large/data", small)
+
+	// A reader that fails at the end leaves nothing new, and the old
+	// object as it was.
+	errDigest := errors.New("digest mismatch")
+	for _, p := range []string{"ps/failed", "ps/small"} {
+		_, err := sp.PutStream(ctx, p, &failingReader{r: bytes.NewReader(data), err: errDigest})
+		if !errors.Is(err, errDigest) {
+			t.Fatalf("PutStream(%s) of a failing reader: err = %v, want the reader's error", p, err)
+		}
+	}
+	_, err := d.Stat(ctx, "ps/failed")
+	wantNotFound(t, "Stat after a failed PutStream", err)
+	wantContent(t, d, "ps/small", []byte("small"))
+
+	// A cancelled context.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := sp.PutStream(cctx, "ps/cancelled", bytes.NewReader(small)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("PutStream with a cancelled context: err = %v, want context.Canceled", err)
+	}
+	_, err = d.Stat(ctx, "ps/cancelled")
+	wantNotFound(t, "Stat after a cancelled PutStream", err)
+
+	// A resumable write at the same path is not disturbed.
+	write(t, d, "ps/shared", 0, []byte("resumable"))
+	if _, err := sp.PutStream(ctx, "ps/shared", bytes.NewReader(small)); err != nil {
+		t.Fatal(err)
+	}
+	wantContent(t, d, "ps/shared", small)
+	write(t, d, "ps/shared", 9, []byte(" write"))
+	commit(t, d, "ps/shared", 15)
+	wantContent(t, d, "ps/shared", []byte("resumable write"))
+
+	for _, p := range []string{"", "../x", "/abs", "a/.hidden"} {
+		_, err := sp.PutStream(ctx, p, bytes.NewReader(small))
+		wantInvalidPath(t, "PutStream("+p+")", err)
+	}
+	got, err := d.List(ctx, "ps")
+	if err != nil || !slices.Equal(got, []string{"empty", "large", "shared", "small"}) {
+		t.Fatalf("List(ps) = %q, %v; want [empty large shared small]", got, err)
 	}
 }
 
