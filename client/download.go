@@ -35,6 +35,22 @@ type segment struct {
 	Done  int64 `json:"done"`
 }
 
+// valid reports whether a state read back from disk describes contiguous
+// ranges covering [0, size) with progress inside each.
+func (st *downloadState) valid(size int64) bool {
+	if st.Size != size || len(st.Segments) == 0 || len(st.Segments) > 64 {
+		return false
+	}
+	var next int64
+	for _, s := range st.Segments {
+		if s.Start != next || s.End < s.Start || s.Done < 0 || s.Done > s.End-s.Start {
+			return false
+		}
+		next = s.End
+	}
+	return next == size
+}
+
 func planSegments(size int64, parallel int) []segment {
 	n := int64(1)
 	if size >= 2*minSegment {
@@ -93,7 +109,7 @@ func (r *repo) fetchBlob(ctx context.Context, f manifests.File, prog *fileProgre
 	statePath := partial + ".json"
 	var st downloadState
 	file, err := os.OpenFile(partial, os.O_RDWR, 0)
-	if err == nil && cache.readJSON(statePath, &st) == nil && st.Size == f.Size && len(st.Segments) > 0 {
+	if err == nil && cache.readJSON(statePath, &st) == nil && st.valid(f.Size) {
 		// continue
 	} else {
 		if file != nil {
@@ -111,6 +127,9 @@ func (r *repo) fetchBlob(ctx context.Context, f manifests.File, prog *fileProgre
 	defer file.Close()
 
 	dl := &download{r: r, f: f, file: file, st: &st, statePath: statePath, prog: prog, wake: make(chan struct{}, 1)}
+	// The range bounds never change; the goroutines read this copy while
+	// saveState rewrites st under its lock.
+	dl.bounds = append([]segment(nil), st.Segments...)
 	done := int64(0)
 	for i := range st.Segments {
 		dl.done = append(dl.done, &atomic.Int64{})
@@ -185,6 +204,7 @@ type download struct {
 	st          *downloadState
 	statePath   string
 	prog        *fileProgress
+	bounds      []segment
 	done        []*atomic.Int64
 	transferred atomic.Int64
 	wake        chan struct{}
@@ -223,7 +243,7 @@ func (dl *download) maybeSave() {
 // segment downloads one range, retrying transient failures from where it
 // stopped.
 func (dl *download) segment(ctx context.Context, i int) error {
-	seg := dl.st.Segments[i]
+	seg := dl.bounds[i]
 	attempt := 0
 	for {
 		off := seg.Start + dl.done[i].Load()
@@ -293,7 +313,7 @@ func (dl *download) fetchRange(ctx context.Context, i int, off, end int64) error
 // prefix is how many bytes from the start are all written.
 func (dl *download) prefix() int64 {
 	var p int64
-	for i, s := range dl.st.Segments {
+	for i, s := range dl.bounds {
 		d := dl.done[i].Load()
 		p = s.Start + d
 		if s.Start+d < s.End {
