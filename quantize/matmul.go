@@ -278,25 +278,24 @@ func (r *rewriter) writeInt8(qw *qweight, out io.Writer) error {
 		nStats = m.N
 	}
 	lo, hi := make([]float32, nStats), make([]float32, nStats)
-	var buf []float32
-	var scratch []byte
+	var v []float32
 	for k0 := int64(0); k0 < m.K; k0 += lines {
 		if err := r.ctx.Err(); err != nil {
 			return err
 		}
 		k1 := min(m.K, k0+lines)
-		if buf, scratch, err = m.read(true, k0, k1, buf, scratch); err != nil {
+		if v, err = r.readLines(m, true, k0, k1); err != nil {
 			return fmt.Errorf("weight %q: %w", qw.name, err)
 		}
-		for i, v := range buf {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return fmt.Errorf("weight %q has a non-finite value at row %d: exclude its node with --exclude-nodes", qw.name, k0+int64(i)/m.N)
-			}
-			j := 0
-			if qw.perChannel {
-				j = i % int(m.N)
-			}
-			lo[j], hi[j] = min(lo[j], v), max(hi[j], v)
+		bad := false
+		if qw.perChannel {
+			bad = columnRanges(v, int(m.N), lo, hi)
+		} else {
+			l, h, b := rangeOf(v)
+			lo[0], hi[0], bad = min(lo[0], l), max(hi[0], h), b
+		}
+		if bad {
+			return fmt.Errorf("weight %q has NaN or Inf values (rows %d..%d): exclude its node with --exclude-nodes", qw.name, k0, k1)
 		}
 	}
 	qmin, qmax := qrange(r.opts.Uint8, r.opts.ReduceRange)
@@ -306,44 +305,31 @@ func (r *rewriter) writeInt8(qw *qweight, out io.Writer) error {
 		qw.scales[j], qw.zps[j] = scaleZP(lo[j], hi[j], r.opts.Uint8, r.opts.ReduceRange)
 		inv[j] = 1 / qw.scales[j]
 	}
-	var q []byte
 	for k0 := int64(0); k0 < m.K; k0 += lines {
 		if err := r.ctx.Err(); err != nil {
 			return err
 		}
 		k1 := min(m.K, k0+lines)
-		if lines < m.K { // one chunk is still in buf
-			if buf, scratch, err = m.read(true, k0, k1, buf, scratch); err != nil {
+		if lines < m.K { // else the only chunk is still in v
+			if v, err = r.readLines(m, true, k0, k1); err != nil {
 				return fmt.Errorf("weight %q: %w", qw.name, err)
 			}
 		}
-		q = growBytes(q, int64(len(buf)))
-		if qw.perChannel {
-			n := int(m.N)
-			for i, v := range buf {
-				j := i % n
-				q[i] = toByte(quant(v, inv[j], qw.zps[j], qmin, qmax))
-			}
-		} else {
-			s, z := inv[0], qw.zps[0]
-			for i, v := range buf {
-				q[i] = toByte(quant(v, s, z, qmin, qmax))
-			}
-		}
-		if _, err := out.Write(q); err != nil {
+		r.qbuf = growBytes(r.qbuf, int64(len(v)))
+		quantizeTo(r.qbuf, v, inv, qw.zps, qmin, qmax)
+		if _, err := out.Write(r.qbuf); err != nil {
 			return err
 		}
-		r.progress(4 * int64(len(buf)))
+		r.progress(4 * int64(len(v)))
 	}
 	return nil
 }
 
-// toByte stores a quantized value as its int8 or uint8 byte.
-func toByte(q float32) byte {
-	if q < 0 {
-		return byte(int8(q))
-	}
-	return byte(uint8(q))
+// readLines reads logical lines of m into the rewriter's reused buffers.
+func (r *rewriter) readLines(m *matrix, byRow bool, i0, i1 int64) ([]float32, error) {
+	v, fbuf, scratch, err := m.read(byRow, i0, i1, r.fbuf, r.scratch)
+	r.fbuf, r.scratch = fbuf, scratch
+	return v, err
 }
 
 // writeInt4 streams the weight in column chunks (rows of Bᵀ) and writes
@@ -361,8 +347,6 @@ func (r *rewriter) writeInt4(qw *qweight, out io.Writer) error {
 	lines := m.chunkLines(false, r.opts.ChunkBytes)
 	qw.scales = make([]float32, m.N*qw.blocks)
 	qw.zps = make([]float32, m.N*qw.blocks)
-	var buf []float32
-	var scratch []byte
 	blob := make([]byte, qw.blocks*qw.blobSize)
 	codes := make([]byte, bs)
 	for n0 := int64(0); n0 < m.N; n0 += lines {
@@ -370,7 +354,8 @@ func (r *rewriter) writeInt4(qw *qweight, out io.Writer) error {
 			return err
 		}
 		n1 := min(m.N, n0+lines)
-		if buf, scratch, err = m.read(false, n0, n1, buf, scratch); err != nil {
+		buf, err := r.readLines(m, false, n0, n1)
+		if err != nil {
 			return fmt.Errorf("weight %q: %w", qw.name, err)
 		}
 		for n := n0; n < n1; n++ {

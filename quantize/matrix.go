@@ -29,39 +29,43 @@ func (m *matrix) chunkLines(byRow bool, budget int64) int64 {
 	return max(1, min(total, budget/(4*line)))
 }
 
-// read fills buf with logical lines [i0, i1) as float32: rows of N when
-// byRow, columns of K (that is, rows of Bᵀ) otherwise. scratch is used for
-// the strided case; both are grown as needed and returned.
-func (m *matrix) read(byRow bool, i0, i1 int64, buf []float32, scratch []byte) ([]float32, []byte, error) {
+// read returns logical lines [i0, i1) as float32: rows of N when byRow,
+// columns of K (that is, rows of Bᵀ) otherwise. The result may view
+// scratch (contiguous lines) or fill buf (strided); both are grown as
+// needed and returned for reuse, and never alias each other.
+func (m *matrix) read(byRow bool, i0, i1 int64, buf []float32, scratch []byte) (v, _ []float32, _ []byte, _ error) {
 	line, other := m.N, m.K
 	if !byRow {
 		line, other = m.K, m.N
 	}
 	n := (i1 - i0) * line
-	buf = grow(buf, n)
-	contiguous := byRow != m.trans
-	if contiguous {
+	if contiguous := byRow != m.trans; contiguous {
 		// Physical rows i0..i1 are exactly these lines.
 		scratch = growBytes(scratch, 4*n)
 		if _, err := m.r.ReadAt(scratch[:4*n], 4*i0*line); err != nil {
-			return nil, nil, fmt.Errorf("read weight lines %d..%d: %w", i0, i1, err)
+			return nil, buf, scratch, fmt.Errorf("read weight lines %d..%d: %w", i0, i1, err)
 		}
-		decode(buf[:n], scratch)
-		return buf, scratch, nil
+		if v, ok := viewFloats(scratch[:4*n]); ok {
+			return v, buf, scratch, nil
+		}
+		buf = grow(buf, n)
+		decode(buf, scratch)
+		return buf, buf, scratch, nil
 	}
 	// Strided: each physical line (length other... i.e. 'line' physical
 	// lines of 'other' elements) contributes a segment [i0, i1).
+	buf = grow(buf, n)
 	seg := i1 - i0
 	scratch = growBytes(scratch, 4*seg)
 	for p := int64(0); p < line; p++ {
 		if _, err := m.r.ReadAt(scratch[:4*seg], 4*(p*other+i0)); err != nil {
-			return nil, nil, fmt.Errorf("read weight column %d: %w", p, err)
+			return nil, buf, scratch, fmt.Errorf("read weight column %d: %w", p, err)
 		}
 		for j := int64(0); j < seg; j++ {
 			buf[j*line+p] = math.Float32frombits(binary.LittleEndian.Uint32(scratch[4*j:]))
 		}
 	}
-	return buf, scratch, nil
+	return buf, buf, scratch, nil
 }
 
 func decode(dst []float32, src []byte) {

@@ -32,6 +32,11 @@ type rewriter struct {
 	total  int64
 	opset  int64
 	extraD map[string]int64 // opset imports to add
+
+	// Buffers reused from weight to weight, so memory stays at one chunk.
+	scratch []byte
+	fbuf    []float32
+	qbuf    []byte
 }
 
 // constant is a constant tensor: a main-graph initializer that is not also
