@@ -138,7 +138,13 @@ func generate(info *ModelInfo, shapes map[string][]int64, given map[string]Tenso
 		}
 		if t, ok := given[in.Name]; ok {
 			if t.DType != in.DType {
-				return nil, fmt.Errorf("--input %s: the file holds %s, the model wants %s", in.Name, t.DType, in.DType)
+				// Floats convert (a float32 file for an fp16 model); other
+				// mismatches are mistakes worth hearing about.
+				c, err := castFloat(t, in.DType)
+				if err != nil {
+					return nil, fmt.Errorf("--input %s: the file holds %s, the model wants %s", in.Name, t.DType, in.DType)
+				}
+				t = c
 			}
 			if _, err := ResolveShape(in, t.Shape); err != nil {
 				return nil, fmt.Errorf("--input %s: %w", in.Name, err)

@@ -306,3 +306,22 @@ func TestLibraryPath(t *testing.T) {
 		t.Errorf("error %q does not name `make ort`", err)
 	}
 }
+
+func TestGivenInputs(t *testing.T) {
+	info := &ModelInfo{Inputs: []ValueInfo{
+		{Name: "h", DType: Float16, Shape: []Dim{{Value: 2}}},
+		{Name: "ids", DType: Int64, Shape: []Dim{{Value: 2}}},
+	}}
+	given := map[string]Tensor{"h": {Name: "h", DType: Float32, Shape: []int64{2}, Data: []float32{1.5, -2}}}
+	got, err := generate(info, map[string][]int64{}, given, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].DType != Float16 || !slices.Equal(got[0].Data.([]uint16), []uint16{Float32ToHalf(1.5), Float32ToHalf(-2)}) {
+		t.Errorf("float32 file for a float16 input: %+v", got[0])
+	}
+	given = map[string]Tensor{"ids": {Name: "ids", DType: Float32, Shape: []int64{2}, Data: []float32{1, 2}}}
+	if _, err := generate(info, nil, given, 1); err == nil || !strings.Contains(err.Error(), "the model wants int64") {
+		t.Errorf("float file for an int64 input: %v", err)
+	}
+}
