@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/modelctl/modelctl/internal/testenv"
@@ -59,11 +60,30 @@ func runConformance(t *testing.T, addr string, extraEnv ...string) {
 	}
 	t.Logf("OCI conformance: %d checks, %d failures, %d errors, %d skipped", res.Tests, res.Failures, res.Errors, res.Skipped)
 	if err != nil || res.Failures != 0 || res.Errors != 0 || res.Skipped != 0 {
-		t.Fatalf("conformance suite failed (exit: %v):\n%s", err, tail(out))
+		t.Fatalf("conformance suite failed (exit: %v):\n%s", err, problems(out))
 	}
 	if res.Tests < minConformanceChecks {
 		t.Fatalf("conformance suite ran %d checks, expected at least %d", res.Tests, minConformanceChecks)
 	}
+}
+
+// problems picks the failed and skipped checks, with their reasons, out of
+// the suite's report, which is otherwise thousands of lines of passes.
+func problems(out []byte) string {
+	var b strings.Builder
+	lines := strings.Split(string(out), "\n")
+	for i, l := range lines {
+		if strings.HasSuffix(l, ": FAIL") || strings.HasSuffix(l, ": Skip") || strings.HasSuffix(l, ": Error") || strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+			b.WriteString(l + "\n")
+			if i+1 < len(lines) && strings.HasPrefix(strings.TrimSpace(lines[i+1]), "- ") {
+				b.WriteString(lines[i+1] + "\n")
+			}
+		}
+	}
+	if b.Len() == 0 {
+		return tail(out)
+	}
+	return tail([]byte(b.String()))
 }
 
 func tail(b []byte) string {

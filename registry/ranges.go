@@ -67,8 +67,12 @@ func parseRange(h string, size int64) (offset, length int64, ok, satisfiable boo
 	end := size - 1
 	if b != "" {
 		e, err := strconv.ParseInt(b, 10, 64)
-		if err != nil || e < start {
+		if err != nil {
 			return 0, 0, false, true
+		}
+		if e < start {
+			// An invalid range-spec: RFC 9110 asks for a 416.
+			return 0, 0, true, false
 		}
 		if e < end {
 			end = e
