@@ -14,3 +14,10 @@ $(VERSITYGW):
 
 $(TOOLBIN)/versitygw: $(VERSITYGW)
 	ln -sf $(notdir $<) $@
+
+# S3 throughput against minio-go's own PutObject/GetObject (ratios, medians).
+BENCH_TARGETS += bench-s3
+
+.PHONY: bench-s3
+bench-s3: $(VERSITYGW) $(TOOLBIN)/versitygw
+	./scripts/bench-s3.sh
