@@ -48,6 +48,9 @@ type Config struct {
 // ABBA order), so both see the same machine conditions. The gates are
 // judged into the report; a failed gate is not an error.
 func Bench(ctx context.Context, cfg Config) (*Report, error) {
+	if !cgoEnabled {
+		return nil, ErrNoCgo
+	}
 	if cfg.Runs < 1 {
 		return nil, fmt.Errorf("bench: --runs %d: need at least 1", cfg.Runs)
 	}

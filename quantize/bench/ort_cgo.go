@@ -635,3 +635,6 @@ func availableProviders() []string {
 	}
 	return available
 }
+
+// cgoEnabled: this build can load onnxruntime.
+const cgoEnabled = true

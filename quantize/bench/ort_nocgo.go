@@ -29,3 +29,6 @@ func (*Session) Close() error                                   { return nil }
 func runtimeVersion() string { return "" }
 
 func availableProviders() []string { return nil }
+
+// cgoEnabled: this build cannot load onnxruntime.
+const cgoEnabled = false
