@@ -326,3 +326,62 @@ func TestValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestGarbageCollect(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	cfg := pushBlob(t, s, "r", []byte("{}"))
+	keep := pushBlob(t, s, "r", []byte("kept layer"))
+	gone := pushBlob(t, s, "r", []byte("deleted layer"))
+	shared := pushBlob(t, s, "r", []byte("shared layer"))
+	pushBlob(t, s, "other", []byte("shared layer"))
+	m, err := s.PutManifest(ctx, storage.PutManifestRequest{Name: "r", Reference: "v1", ContentType: v1.MediaTypeImageManifest, Body: manifestJSON(t, cfg, []v1.Descriptor{keep}, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := s.PutManifest(ctx, storage.PutManifestRequest{Name: "r", Reference: "v0", ContentType: v1.MediaTypeImageManifest, Body: manifestJSON(t, cfg, []v1.Descriptor{gone}, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// keep's link goes too, but manifest v1 still uses it: it must survive.
+	for _, d := range []digest.Digest{gone.Digest, shared.Digest, keep.Digest} {
+		if err := s.DeleteBlob(ctx, "r", d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteManifest(ctx, "r", old.Digest, ""); err != nil {
+		t.Fatal(err)
+	}
+
+	// Within the grace period nothing goes.
+	res, err := s.GarbageCollect(ctx, time.Hour, false)
+	if err != nil || len(res.Deleted) != 0 || res.Young != 2 {
+		t.Fatalf("gc within grace: %+v, %v; want 2 young, none deleted", res, err)
+	}
+	res, err = s.GarbageCollect(ctx, -time.Second, true)
+	if err != nil || len(res.Deleted) != 2 {
+		t.Fatalf("dry run: %+v, %v", res, err)
+	}
+	if _, err := s.StatGlobalBlob(ctx, gone.Digest); err != nil {
+		t.Fatalf("dry run deleted %s: %v", gone.Digest, err)
+	}
+	res, err = s.GarbageCollect(ctx, -time.Second, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := map[digest.Digest]bool{}
+	for _, d := range res.Deleted {
+		deleted[d] = true
+	}
+	if len(deleted) != 2 || !deleted[gone.Digest] || !deleted[old.Digest] {
+		t.Fatalf("deleted %v; want the unlinked layer %s and the deleted manifest %s", res.Deleted, gone.Digest, old.Digest)
+	}
+	for _, d := range []digest.Digest{cfg.Digest, keep.Digest, shared.Digest, m.Digest} {
+		if _, err := s.StatGlobalBlob(ctx, d); err != nil {
+			t.Fatalf("gc removed referenced %s: %v", d, err)
+		}
+	}
+	if _, _, err := s.GetManifest(ctx, "r", "v1"); err != nil {
+		t.Fatalf("manifest v1 after gc: %v", err)
+	}
+}
