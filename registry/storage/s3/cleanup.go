@@ -44,9 +44,14 @@ func (d *Driver) Cleanup(ctx context.Context, olderThan time.Duration) (CleanupR
 	}
 	dirs := map[string]*writeDir{}
 	var order []string
+	var drop []string
 	for _, oi := range objs {
 		i := strings.LastIndex(oi.Key, writeDirMark)
 		if i < 0 {
+			// A start-up probe object that outlived its process.
+			if strings.HasPrefix(oi.Key, d.base+writesDir+"/probe-") && oi.LastModified.Before(cutoff) {
+				drop = append(drop, oi.Key)
+			}
 			continue
 		}
 		dir := oi.Key[:i+len(writeDirMark)]
@@ -62,7 +67,6 @@ func (d *Driver) Cleanup(ctx context.Context, olderThan time.Duration) (CleanupR
 		}
 	}
 	live := map[string]bool{}
-	var drop []string
 	for _, dir := range order {
 		wd := dirs[dir]
 		switch {

@@ -188,7 +188,48 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	if err := d.checkBucket(ctx, creds); err != nil {
 		return nil, err
 	}
+	cond, err := d.probeConditionalWrites(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("s3 storage: bucket %q at %s: cannot write (check the key's permissions): %w",
+			cfg.Bucket, cfg.endpointOrDefault(), err)
+	}
+	d.conditional = cond
 	return d, nil
+}
+
+// probeConditionalWrites finds out, once at start-up, whether the store
+// honours If-None-Match and If-Match on PUT: a store that ignores them
+// would let PutContentIf overwrite silently. It also proves the credentials
+// may write.
+func (d *Driver) probeConditionalWrites(ctx context.Context) (bool, error) {
+	key := d.base + writesDir + "/probe-" + randomName()
+	defer d.client.RemoveObject(context.WithoutCancel(ctx), d.cfg.Bucket, key, minio.RemoveObjectOptions{}) //nolint:errcheck // best effort
+	put := func(data string, opts minio.PutObjectOptions) (minio.UploadInfo, error) {
+		return d.core.PutObject(ctx, d.cfg.Bucket, key, strings.NewReader(data), int64(len(data)), "", "", opts)
+	}
+	var create minio.PutObjectOptions
+	create.SetMatchETagExcept("*")
+	first, err := put("1", create)
+	if err != nil {
+		return false, err
+	}
+	if _, err := put("2", create); err == nil {
+		return false, nil
+	} else if !preconditionFailed(err) {
+		return false, err
+	}
+	var match minio.PutObjectOptions
+	match.SetMatchETag("0123456789abcdef0123456789abcdef")
+	if _, err := put("3", match); err == nil {
+		return false, nil
+	} else if !preconditionFailed(err) {
+		return false, err
+	}
+	match.SetMatchETag(first.ETag)
+	if _, err := put("4", match); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // credentialChain is: the flags, then the AWS environment variables, then

@@ -30,7 +30,15 @@ type Driver struct {
 	client *minio.Client
 	// base is "PREFIX/" or "" for the bucket's root.
 	base string
+	// conditional reports whether the store honours If-Match and
+	// If-None-Match on PUT (probed by New).
+	conditional bool
 }
+
+// ConditionalWrites reports whether the store honours conditional PUTs. When
+// it does not, PutContentIf compares versions and then writes, which
+// concurrent writers can race (see docs/s3.md); serve warns about it.
+func (d *Driver) ConditionalWrites() bool { return d.conditional }
 
 var (
 	_ storage.Driver     = (*Driver)(nil)
@@ -169,6 +177,9 @@ func (d *Driver) PutContentIf(ctx context.Context, p string, data []byte, ifVers
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if !d.conditional {
+		return d.putIfEmulated(ctx, p, k, data, ifVersion)
+	}
 	var opts minio.PutObjectOptions
 	if ifVersion == "" {
 		opts.SetMatchETagExcept("*")
@@ -176,21 +187,38 @@ func (d *Driver) PutContentIf(ctx context.Context, p string, data []byte, ifVers
 		opts.SetMatchETag(ifVersion)
 	}
 	_, err = d.core.PutObject(ctx, d.cfg.Bucket, k, bytes.NewReader(data), int64(len(data)), "", "", opts)
-	if err == nil {
-		return nil
-	}
-	resp := minio.ToErrorResponse(err)
 	switch {
+	case err == nil:
+		return nil
 	case ctx.Err() != nil:
 		return fmt.Errorf("%s: conditional put %s: %w", driverName, p, ctx.Err())
-	case resp.StatusCode == http.StatusPreconditionFailed || resp.Code == "PreconditionFailed",
-		// AWS answers 409 to the loser of two concurrent conditional writes.
-		resp.StatusCode == http.StatusConflict || resp.Code == "ConditionalRequestConflict",
+	case preconditionFailed(err),
 		// If-Match on an object that does not exist.
 		ifVersion != "" && isNotFound(err):
 		return storage.ErrPreconditionFailed
 	}
 	return fmt.Errorf("%s: conditional put %s: %w", driverName, p, err)
+}
+
+func preconditionFailed(err error) bool {
+	resp := minio.ToErrorResponse(err)
+	return resp.StatusCode == http.StatusPreconditionFailed || resp.Code == "PreconditionFailed" ||
+		// AWS answers 409 to the loser of two concurrent conditional writes.
+		resp.StatusCode == http.StatusConflict || resp.Code == "ConditionalRequestConflict"
+}
+
+// putIfEmulated is PutContentIf on a store that ignores conditional
+// headers: it checks the version, then writes. A writer that checks between
+// another's check and write overwrites it (last writer wins).
+func (d *Driver) putIfEmulated(ctx context.Context, p, k string, data []byte, ifVersion string) error {
+	oi, err := d.client.StatObject(ctx, d.cfg.Bucket, k, minio.StatObjectOptions{})
+	switch {
+	case err != nil && !isNotFound(err):
+		return d.mapErr(ctx, "conditional put", p, err)
+	case err != nil && ifVersion != "", err == nil && oi.ETag != ifVersion:
+		return storage.ErrPreconditionFailed
+	}
+	return d.put(ctx, p, k, data, minio.PutObjectOptions{})
 }
 
 // Reader implements storage.Driver with a ranged GET, streamed.
