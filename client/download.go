@@ -18,9 +18,11 @@ import (
 	"github.com/modelctl/modelctl/manifests"
 )
 
-// Large blobs are fetched as several Range requests at once; each segment
-// is at least this long.
-const minSegment = 32 << 20
+// A blob is fetched as pieces of pieceSize, handed out in order to
+// Parallel workers, each piece one Range request. Handing them out in order
+// keeps the written prefix growing steadily, so the hash, which must see the
+// bytes in order, follows the download instead of waiting for its end.
+const pieceSize = 16 << 20
 
 // downloadState is a download in progress, next to its partial file, so a
 // pull killed at any point continues where each range stood.
@@ -38,7 +40,7 @@ type segment struct {
 // valid reports whether a state read back from disk describes contiguous
 // ranges covering [0, size) with progress inside each.
 func (st *downloadState) valid(size int64) bool {
-	if st.Size != size || len(st.Segments) == 0 || len(st.Segments) > 64 {
+	if st.Size != size || len(st.Segments) == 0 || int64(len(st.Segments)) > size/pieceSize+1 {
 		return false
 	}
 	var next int64
@@ -51,19 +53,10 @@ func (st *downloadState) valid(size int64) bool {
 	return next == size
 }
 
-func planSegments(size int64, parallel int) []segment {
-	n := int64(1)
-	if size >= 2*minSegment {
-		n = min(int64(parallel), size/minSegment)
-	}
-	segs := make([]segment, 0, n)
-	step := size / n
-	for i := int64(0); i < n; i++ {
-		end := (i + 1) * step
-		if i == n-1 {
-			end = size
-		}
-		segs = append(segs, segment{Start: i * step, End: end})
+func planSegments(size int64) []segment {
+	var segs []segment
+	for start := int64(0); start < size || len(segs) == 0; start += pieceSize {
+		segs = append(segs, segment{Start: start, End: min(start+pieceSize, size)})
 	}
 	return segs
 }
@@ -115,7 +108,7 @@ func (r *repo) fetchBlob(ctx context.Context, f manifests.File, prog *fileProgre
 		if file != nil {
 			file.Close()
 		}
-		st = downloadState{Size: f.Size, Segments: planSegments(f.Size, r.c.opts.Parallel)}
+		st = downloadState{Size: f.Size, Segments: planSegments(f.Size)}
 		if file, err = os.OpenFile(partial, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
 			return 0, fmt.Errorf("create %s: %w", partial, Explain(err, ""))
 		}
@@ -141,14 +134,23 @@ func (r *repo) fetchBlob(ctx context.Context, f manifests.File, prog *fileProgre
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, len(st.Segments)+1)
-	for i := range st.Segments {
+	workers := min(r.c.opts.Parallel, len(st.Segments))
+	errs := make(chan error, workers+1)
+	var next atomic.Int64
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := dl.segment(ctx, i); err != nil {
-				errs <- err
-				cancel()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(dl.bounds) || ctx.Err() != nil {
+					return
+				}
+				if err := dl.segment(ctx, i); err != nil {
+					errs <- err
+					cancel()
+					return
+				}
 			}
 		}()
 	}
