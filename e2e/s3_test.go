@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/modelctl/modelctl/internal/testenv"
@@ -17,14 +18,57 @@ import (
 
 // s3Serve starts `modelctl serve` over the bucket of gw, on addr (a free
 // port when empty), with credentials from the environment as users give them.
-func s3Serve(t *testing.T, gw *s3test.Server, addr string) *testenv.Process {
+func s3Serve(t *testing.T, gw *s3test.Server, addr string, extra ...string) *testenv.Process {
 	t.Helper()
 	if addr == "" {
 		addr = testenv.FreeAddr(t)
 	}
 	env := []string{"AWS_ACCESS_KEY_ID=" + gw.AccessKey, "AWS_SECRET_ACCESS_KEY=" + gw.SecretKey, "AWS_REGION=" + gw.Region}
 	return testenv.Start(t, addr, "http://%s/healthz", env, testenv.Modelctl(t),
-		"serve", "--addr", addr, "--storage", "s3://"+gw.Bucket+"/registry", "--s3-endpoint", gw.Endpoint, "--log-level", "warn")
+		append([]string{"serve", "--addr", addr, "--storage", "s3://" + gw.Bucket + "/registry", "--s3-endpoint", gw.Endpoint, "--log-level", "warn"}, extra...)...)
+}
+
+// TestS3Redirect: with --s3-redirect a blob GET answers 307 with a presigned
+// URL of the bucket, which serves the exact bytes without credentials.
+func TestS3Redirect(t *testing.T) {
+	gw := s3test.Start(t)
+	srv := s3Serve(t, gw, "", "--s3-redirect")
+	base := "http://" + srv.Addr
+	data := make([]byte, 3<<20)
+	_, _ = rand.Read(data)
+	sum := sha256.Sum256(data)
+	dgst := "sha256:" + hex.EncodeToString(sum[:])
+	u := &upload{t: t, base: base}
+	resp := u.do(http.MethodPost, base+"/v2/r/blobs/uploads/?digest="+dgst, bytes.NewReader(data), nil)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("monolithic POST: %d", resp.StatusCode)
+	}
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(base + "/v2/r/blobs/" + dgst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, gw.Endpoint+"/") || !strings.Contains(loc, "X-Amz-Signature=") {
+		t.Fatalf("GET with --s3-redirect: %d, Location %q; want 307 to a presigned %s URL", resp.StatusCode, loc, gw.Endpoint)
+	}
+	resp, err = http.Get(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(got, data) {
+		t.Fatalf("presigned GET: %d, %d bytes", resp.StatusCode, len(got))
+	}
+	// HEAD still answers from the registry, with the digest.
+	resp = u.do(http.MethodHead, base+"/v2/r/blobs/"+dgst, nil, nil)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Content-Digest") != dgst {
+		t.Fatalf("HEAD: %d %q", resp.StatusCode, resp.Header.Get("Docker-Content-Digest"))
+	}
 }
 
 func TestConformanceS3(t *testing.T) {
