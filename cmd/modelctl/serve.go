@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelctl/modelctl/registry"
+	"github.com/modelctl/modelctl/registry/auth"
 	"github.com/modelctl/modelctl/registry/storage"
 	"github.com/modelctl/modelctl/registry/storage/filesystem"
 )
@@ -31,6 +33,7 @@ type serveOptions struct {
 	uploadMaxAge time.Duration
 	directIO     bool
 	s3Creds      s3CredentialFlags
+	auth         auth.Options
 }
 
 func newServeCmd() *cobra.Command {
@@ -58,6 +61,13 @@ or S3-compatible object storage (--storage s3://BUCKET/PREFIX --s3-endpoint URL)
 	f.DurationVar(&o.uploadMaxAge, "upload-max-age", 24*time.Hour, "expire upload sessions untouched for this long")
 	f.BoolVar(&o.directIO, "direct-io", filesystem.DirectIO, "filesystem storage: write blobs with O_DIRECT, bypassing the page cache")
 	addS3CredentialFlags(cmd, &o.s3Creds)
+	f.StringVar(&o.auth.HtpasswdFile, "htpasswd", "", "require authentication: users and bcrypt passwords (htpasswd -B)")
+	f.StringVar(&o.auth.PolicyFile, "auth-policy", "", "YAML policy granting pull/push/delete per repository glob (default: every user may do everything)")
+	f.BoolVar(&o.auth.AnonymousPull, "anonymous-pull", false, "let requests without credentials pull (with --htpasswd)")
+	f.StringVar(&o.auth.KeyFile, "token-key", "", "PEM ECDSA P-256 or ed25519 key signing tokens (default: a fresh key per process; replicas need a shared one)")
+	f.StringVar(&o.auth.Issuer, "token-issuer", "modelctl", "issuer and service name of the tokens")
+	f.StringVar(&o.auth.Realm, "token-realm", "", "token endpoint URL announced to clients (default: this server's /token as the client reached it)")
+	f.DurationVar(&o.auth.TokenTTL, "token-ttl", 5*time.Minute, "lifetime of an issued token")
 	return cmd
 }
 
@@ -98,12 +108,21 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	srv, err := registry.New(registry.Config{
+	authn, err := auth.Open(o.auth, log)
+	if err != nil {
+		return err
+	}
+	cfg := registry.Config{
 		Store:        storage.NewStore(drv),
 		Logger:       log,
 		Redirect:     o.s3Redirect,
 		UploadMaxAge: o.uploadMaxAge,
-	})
+	}
+	if authn != nil {
+		cfg.Auth = authn
+		cfg.ExtraRoutes = map[string]http.Handler{auth.TokenPath: authn.TokenHandler()}
+	}
+	srv, err := registry.New(cfg)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,355 @@
+package auth
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelctl/modelctl/registry"
+	"github.com/modelctl/modelctl/registry/storage"
+	"github.com/modelctl/modelctl/registry/storage/filesystem"
+)
+
+func TestMatchGlob(t *testing.T) {
+	for _, tc := range []struct {
+		glob, name string
+		want       bool
+	}{
+		{"**", "a", true},
+		{"**", "a/b/c", true},
+		{"sarai/*", "sarai/audio", true},
+		{"sarai/*", "sarai/audio/x", false},
+		{"sarai/**", "sarai/audio/x", true},
+		{"sarai/**", "sarai", true},
+		{"sarai/**", "saraix/a", false},
+		{"*/audio", "team/audio", true},
+		{"a/**/z", "a/b/c/z", true},
+		{"a/**/z", "a/z", true},
+		{"a/**/z", "a/b/y", false},
+		{"audio-*", "audio-core", true},
+		{"audio-*", "video-core", false},
+	} {
+		if got := matchGlob(tc.glob, tc.name); got != tc.want {
+			t.Errorf("matchGlob(%q, %q) = %v, want %v", tc.glob, tc.name, got, tc.want)
+		}
+	}
+}
+
+const testPolicy = `
+groups:
+  ml: [alice, bob]
+rules:
+  - repositories: ["sarai/**"]
+    groups: [ml]
+    actions: [pull, push]
+  - repositories: ["sarai/**"]
+    users: [alice]
+    actions: [delete]
+  - repositories: ["**"]
+    users: [reader]
+    actions: [pull, catalog]
+  - repositories: ["public/*"]
+    anonymous: true
+    actions: [pull]
+`
+
+func TestPolicy(t *testing.T) {
+	p, err := ParsePolicy([]byte(testPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := []string{ActionPull, ActionPush, ActionDelete}
+	for _, tc := range []struct {
+		user, name string
+		want       []string
+	}{
+		{"alice", "sarai/audio", all},
+		{"bob", "sarai/audio", []string{ActionPull, ActionPush}},
+		{"bob", "other/x", nil},
+		{"reader", "sarai/audio", []string{ActionPull}},
+		{"", "public/x", []string{ActionPull}},
+		{"", "sarai/audio", nil},
+		{"mallory", "public/x", nil},
+	} {
+		if got := p.Allowed(tc.user, tc.name, all); !slices.Equal(got, tc.want) {
+			t.Errorf("Allowed(%q, %q) = %v, want %v", tc.user, tc.name, got, tc.want)
+		}
+	}
+	if got := p.Allowed("reader", "", []string{ActionCatalog}); len(got) != 1 {
+		t.Errorf("reader catalog = %v", got)
+	}
+	if got := p.Allowed("alice", "", []string{ActionCatalog}); len(got) != 0 {
+		t.Errorf("alice catalog = %v", got)
+	}
+}
+
+func TestParsePolicyErrors(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{"rules:\n- repositories: [a]\n  users: [x]\n  actions: [pul]\n", "unknown action"},
+		{"rules:\n- repositories: [a]\n  groups: [g]\n  actions: [pull]\n", "not defined"},
+		{"rules:\n- repositories: ['[']\n  users: [x]\n  actions: [pull]\n", "glob"},
+		{"rules:\n- repositories: [a]\n  actions: [pull]\n", "names no users"},
+		{"rulez: []\n", "not found"},
+	} {
+		_, err := ParsePolicy([]byte(tc.doc))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParsePolicy(%q) = %v, want error containing %q", tc.doc, err, tc.want)
+		}
+	}
+}
+
+func TestHtpasswd(t *testing.T) {
+	line, err := HashPassword("alice", "s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := ParseHtpasswd(strings.NewReader("# users\n" + line + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		user, pass string
+		want       bool
+	}{{"alice", "s3cret", true}, {"alice", "s3cret", true}, {"alice", "wrong", false}, {"bob", "s3cret", false}, {"alice", "", false}} {
+		if got := h.Authenticate(tc.user, tc.pass); got != tc.want {
+			t.Errorf("Authenticate(%q, %q) = %v, want %v", tc.user, tc.pass, got, tc.want)
+		}
+	}
+	if _, err := ParseHtpasswd(strings.NewReader("bob:$apr1$abc$def\n")); err == nil || !strings.Contains(err.Error(), "bcrypt") {
+		t.Errorf("MD5 htpasswd line accepted: %v", err)
+	}
+}
+
+func TestLimiter(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := newLimiter(3, time.Minute)
+	l.now = func() time.Time { return now }
+	for i := 0; i < 3; i++ {
+		if b, _ := l.blocked("k"); b {
+			t.Fatalf("blocked after %d failures", i)
+		}
+		l.fail("k")
+	}
+	if b, wait := l.blocked("k"); !b || wait != time.Minute {
+		t.Fatalf("after 3 failures: blocked %v wait %v, want true 1m", b, wait)
+	}
+	if b, _ := l.blocked("other"); b {
+		t.Fatal("another key is blocked")
+	}
+	now = now.Add(time.Minute + time.Second)
+	if b, _ := l.blocked("k"); b {
+		t.Fatal("still blocked after the window")
+	}
+}
+
+// testServer runs the real registry server with an Authenticator on a
+// loopback port.
+func testServer(t *testing.T, policy string, anonymousPull bool) (*httptest.Server, *Authenticator, *bytes.Buffer) {
+	t.Helper()
+	var lines []string
+	for _, u := range []string{"alice", "bob", "reader"} {
+		l, err := HashPassword(u, u+"-pw")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, l)
+	}
+	users, err := ParseHtpasswd(strings.NewReader(strings.Join(lines, "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &bytes.Buffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	cfg := Config{Users: users, AnonymousPull: anonymousPull, Logger: log, MaxFailures: 3}
+	if policy != "" {
+		if cfg.Policy, err = ParsePolicy([]byte(policy)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drv, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := registry.New(registry.Config{Store: storage.NewStore(drv), Logger: log, Auth: a,
+		ExtraRoutes: map[string]http.Handler{TokenPath: a.TokenHandler()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	return ts, a, logs
+}
+
+func do(t *testing.T, method, u string, hdr map[string]string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+func token(t *testing.T, ts *httptest.Server, user, pass string, scopes ...string) (string, int) {
+	t.Helper()
+	q := url.Values{"service": {"modelctl"}, "scope": scopes}
+	req, _ := http.NewRequest(http.MethodGet, ts.URL+TokenPath+"?"+q.Encode(), nil)
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Token string `json:"token"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return body.Token, resp.StatusCode
+}
+
+func TestAuthorizeFlow(t *testing.T) {
+	ts, _, logs := testServer(t, testPolicy, false)
+	blobs := ts.URL + "/v2/sarai/audio/blobs/uploads/"
+	// Anonymous push: 401 and the challenge naming the scope.
+	resp := do(t, http.MethodPost, blobs, nil)
+	wantChallenge := `Bearer realm="` + ts.URL + `/token",service="modelctl",scope="repository:sarai/audio:push"`
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != wantChallenge {
+		t.Fatalf("anonymous push: %d %q, want 401 %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), wantChallenge)
+	}
+	// A token for bob with push scope lets him start an upload.
+	tok, code := token(t, ts, "bob", "bob-pw", "repository:sarai/audio:pull,push")
+	if code != 200 || tok == "" {
+		t.Fatalf("token for bob: %d", code)
+	}
+	if resp := do(t, http.MethodPost, blobs, map[string]string{"Authorization": "Bearer " + tok}); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("bob push with token: %d", resp.StatusCode)
+	}
+	// The same token does not cover another repository: bob may not push
+	// there at all, so 403.
+	if resp := do(t, http.MethodPost, ts.URL+"/v2/other/x/blobs/uploads/", map[string]string{"Authorization": "Bearer " + tok}); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("bob push elsewhere: %d, want 403", resp.StatusCode)
+	}
+	// reader asks for push; the token grants pull only; a push is 403.
+	rtok, _ := token(t, ts, "reader", "reader-pw", "repository:sarai/audio:pull,push")
+	if resp := do(t, http.MethodPost, blobs, map[string]string{"Authorization": "Bearer " + rtok}); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("reader push: %d, want 403", resp.StatusCode)
+	}
+	if resp := do(t, http.MethodGet, ts.URL+"/v2/sarai/audio/tags/list", map[string]string{"Authorization": "Bearer " + rtok}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("reader pull: %d, want 200", resp.StatusCode)
+	}
+	// A pull-scoped token of a user who may push: 401 insufficient_scope,
+	// so the client fetches a wider token.
+	ptok, _ := token(t, ts, "bob", "bob-pw", "repository:sarai/audio:pull")
+	resp = do(t, http.MethodPost, blobs, map[string]string{"Authorization": "Bearer " + ptok})
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="insufficient_scope"`) {
+		t.Fatalf("narrow token: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	// A tampered token is refused.
+	bad := tok[:len(tok)-4] + "AAAA"
+	if resp := do(t, http.MethodPost, blobs, map[string]string{"Authorization": "Bearer " + bad}); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("tampered token: %d", resp.StatusCode)
+	}
+	// Basic directly: bob deletes nothing (403), alice may.
+	basic := func(u, p string) map[string]string {
+		req, _ := http.NewRequest("GET", "/", nil)
+		req.SetBasicAuth(u, p)
+		return map[string]string{"Authorization": req.Header.Get("Authorization")}
+	}
+	dm := ts.URL + "/v2/sarai/audio/manifests/sha256:" + strings.Repeat("a", 64)
+	if resp := do(t, http.MethodDelete, dm, basic("bob", "bob-pw")); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("bob delete: %d, want 403", resp.StatusCode)
+	}
+	if resp := do(t, http.MethodDelete, dm, basic("alice", "alice-pw")); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("alice delete: %d, want 404", resp.StatusCode)
+	}
+	// Anonymous pull of public/* only.
+	if resp := do(t, http.MethodGet, ts.URL+"/v2/public/x/tags/list", nil); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("anonymous pull public: %d", resp.StatusCode)
+	}
+	if resp := do(t, http.MethodGet, ts.URL+"/v2/sarai/audio/tags/list", nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("anonymous pull private: %d", resp.StatusCode)
+	}
+	// Catalog: reader yes, bob no.
+	if resp := do(t, http.MethodGet, ts.URL+"/v2/_catalog", basic("reader", "reader-pw")); resp.StatusCode != http.StatusOK {
+		t.Fatalf("reader catalog: %d", resp.StatusCode)
+	}
+	if resp := do(t, http.MethodGet, ts.URL+"/v2/_catalog", basic("bob", "bob-pw")); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("bob catalog: %d", resp.StatusCode)
+	}
+	// Failed logins: three, then refused without a password check (429),
+	// even with the right password, and logged without the password.
+	for i := 0; i < 3; i++ {
+		if _, code := token(t, ts, "alice", "guess-"+string(rune('a'+i)), "repository:sarai/audio:pull"); code != http.StatusUnauthorized {
+			t.Fatalf("wrong password %d: %d", i, code)
+		}
+	}
+	if _, code := token(t, ts, "alice", "alice-pw"); code != http.StatusTooManyRequests {
+		t.Fatalf("after 3 failures: %d, want 429", code)
+	}
+	if !strings.Contains(logs.String(), "failed login") || strings.Contains(logs.String(), "guess-") || strings.Contains(logs.String(), "alice-pw") {
+		t.Fatalf("log must record failed logins without passwords:\n%s", logs.String())
+	}
+}
+
+func TestOAuth2PasswordGrant(t *testing.T) {
+	ts, _, _ := testServer(t, "", false)
+	form := url.Values{"grant_type": {"password"}, "username": {"bob"}, "password": {"bob-pw"}, "service": {"modelctl"}, "scope": {"repository:a/b:pull,push"}, "client_id": {"oras"}}
+	resp, err := http.PostForm(ts.URL+TokenPath, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		AccessToken string `json:"access_token"`
+		Scope       string `json:"scope"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("password grant: %d %v", resp.StatusCode, err)
+	}
+	if body.Scope != "repository:a/b:pull,push" {
+		t.Fatalf("scope %q", body.Scope)
+	}
+	if r := do(t, http.MethodPost, ts.URL+"/v2/a/b/blobs/uploads/", map[string]string{"Authorization": "Bearer " + body.AccessToken}); r.StatusCode != http.StatusAccepted {
+		t.Fatalf("push with OAuth2 token: %d", r.StatusCode)
+	}
+	form.Set("grant_type", "refresh_token")
+	resp2, _ := http.PostForm(ts.URL+TokenPath, form)
+	resp2.Body.Close()
+	if resp2.StatusCode != http.StatusBadRequest {
+		t.Fatalf("refresh_token grant: %d, want 400", resp2.StatusCode)
+	}
+}
+
+func TestParseScopes(t *testing.T) {
+	got, err := parseScopes([]string{"repository:a/b:pull,push registry:catalog:*", "foo:bar:baz"})
+	if err != nil || len(got) != 2 || got[0].Name != "a/b" || got[1].Type != "registry" {
+		t.Fatalf("parseScopes = %+v, %v", got, err)
+	}
+	for _, bad := range []string{"repository:../x:pull", "repository", "repository:A:pull"} {
+		if _, err := parseScopes([]string{bad}); err == nil {
+			t.Errorf("parseScopes(%q) accepted", bad)
+		}
+	}
+}
