@@ -4,6 +4,7 @@ package bench_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/modelctl/modelctl/internal/testenv"
@@ -345,5 +347,62 @@ func TestBenchRealModel(t *testing.T) {
 	}
 	if *r.SizeRatio >= 1 || r.Model.LatencyMS.P50 <= 0 {
 		t.Errorf("size ratio %v, p50 %v", *r.SizeRatio, r.Model.LatencyMS.P50)
+	}
+}
+
+// TestDoctorCredentials points doctor at a registry that wants credentials
+// (the distribution registry with htpasswd auth): doctor says so, and says
+// whether the Docker credential store has some for it.
+func TestDoctorCredentials(t *testing.T) {
+	dir := t.TempDir()
+	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(dir, "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte("alice:"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := testenv.FreeAddr(t)
+	config := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(config, []byte(`version: 0.1
+storage:
+  filesystem:
+    rootdirectory: `+filepath.Join(dir, "data")+`
+http:
+  addr: `+addr+`
+auth:
+  htpasswd:
+    realm: test
+    path: `+htpasswd+`
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Start(t, addr, "", nil, testenv.Tool(t, "registry"), "serve", config)
+
+	dockerConfig := t.TempDir()
+	env := []string{"DOCKER_CONFIG=" + dockerConfig}
+	stdout, stderr, code := modelctl(t, "", env, "doctor", addr+"/sarai/audio-core:int8")
+	if code != 0 || !strings.Contains(stdout, "credentials required (none stored)") || !strings.Contains(stdout, "modelctl login "+addr) {
+		t.Errorf("no credentials: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	auth := base64.StdEncoding.EncodeToString([]byte("alice:secret"))
+	if err := os.WriteFile(filepath.Join(dockerConfig, "config.json"), []byte(`{"auths":{"`+addr+`":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, code = modelctl(t, "", env, "doctor", "--json", addr)
+	var r struct {
+		Registry struct {
+			Reachable       bool   `json:"reachable"`
+			AuthRequired    bool   `json:"auth_required"`
+			HaveCredentials bool   `json:"have_credentials"`
+			Challenge       string `json:"challenge"`
+		} `json:"registry"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil || code != 0 {
+		t.Fatalf("doctor --json: exit %d %v\n%s", code, err, stdout)
+	}
+	if !r.Registry.Reachable || !r.Registry.AuthRequired || !r.Registry.HaveCredentials || !strings.Contains(r.Registry.Challenge, "Basic") {
+		t.Errorf("registry check %+v", r.Registry)
 	}
 }
