@@ -162,12 +162,18 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request, m []string)
 		s.storageError(w, r, err)
 		return
 	}
-	h := w.Header()
-	h.Set("Location", uploadLocation(name, u.ID))
-	h.Set("Docker-Upload-UUID", u.ID)
-	h.Set("Range", uploadRange(0))
-	h.Set("Content-Length", "0")
+	setUploadHeaders(w, name, u.ID, 0)
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// setUploadHeaders describes an upload session in progress: where to send
+// the next chunk and what is committed.
+func setUploadHeaders(w http.ResponseWriter, name, id string, offset int64) {
+	h := w.Header()
+	h.Set("Location", uploadLocation(name, id))
+	h.Set("Docker-Upload-UUID", id)
+	h.Set("Range", uploadRange(offset))
+	h.Set("Content-Length", "0")
 }
 
 // tryMount links a blob from another repository (or, with no source, any
@@ -226,11 +232,7 @@ func (s *Server) uploadStatus(w http.ResponseWriter, r *http.Request, m []string
 		s.storageError(w, r, err)
 		return
 	}
-	h := w.Header()
-	h.Set("Location", uploadLocation(name, id))
-	h.Set("Docker-Upload-UUID", id)
-	h.Set("Range", uploadRange(u.Offset))
-	h.Set("Content-Length", "0")
+	setUploadHeaders(w, name, id, u.Offset)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -269,11 +271,7 @@ func (s *Server) patchUpload(w http.ResponseWriter, r *http.Request, m []string)
 		s.storageError(w, r, err)
 		return
 	}
-	h := w.Header()
-	h.Set("Location", uploadLocation(name, id))
-	h.Set("Docker-Upload-UUID", id)
-	h.Set("Range", uploadRange(u.Offset))
-	h.Set("Content-Length", "0")
+	setUploadHeaders(w, name, id, u.Offset)
 	w.WriteHeader(http.StatusAccepted)
 }
 
