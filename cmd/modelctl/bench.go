@@ -97,6 +97,12 @@ func runBench(cmd *cobra.Command, o *benchOptions, model string) error {
 		}
 		cfg.InputFiles[name] = path
 	}
+	// Progress only on a terminal: scripts read stdout and stderr cleanly.
+	if f, ok := cmd.ErrOrStderr().(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			cfg.Progress = f
+		}
+	}
 	report, err := bench.Bench(cmd.Context(), cfg)
 	if err != nil {
 		return fmt.Errorf("bench %s: %w", model, err)

@@ -40,6 +40,14 @@ type Config struct {
 	Worker []string
 	// Version is the modelctl version recorded in the report.
 	Version string
+	// Progress, when non-nil, receives a line per step (a terminal).
+	Progress io.Writer
+}
+
+func (c Config) progressf(format string, args ...any) {
+	if c.Progress != nil {
+		fmt.Fprintf(c.Progress, "bench: "+format+"\n", args...)
+	}
 }
 
 // Bench measures the model (and the baseline) and compares their outputs.
@@ -158,6 +166,7 @@ func Bench(ctx context.Context, cfg Config) (*Report, error) {
 		defer w.close()
 		s.w = w
 		// Models load one after the other, so neither load competes for CPU.
+		cfg.progressf("loading %s", s.path)
 		rep, err := w.call(request{Op: "load", Model: s.path, LibraryPath: cfg.LibraryPath,
 			Threads: cfg.Threads, Provider: cfg.Provider, Inputs: refs})
 		if err != nil {
@@ -187,6 +196,7 @@ func Bench(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		s.rep.FirstInferenceMS = nsToMS(rep.RunsNS[0])
 	}
+	cfg.progressf("%d warmup and %d timed runs per model", cfg.Warmup, cfg.Runs)
 	for i := 0; i < cfg.Warmup+cfg.Runs; i++ {
 		order := subjects
 		if i%2 == 1 && len(subjects) == 2 {

@@ -190,6 +190,10 @@ func newSession(modelPath string, info *ModelInfo, provider string, threads int)
 	if len(out) == 0 {
 		return nil, fmt.Errorf("the model declares no outputs")
 	}
+	if len(in) == 0 {
+		// onnxruntime_go indexes the first input unconditionally.
+		return nil, fmt.Errorf("the model declares no inputs, which onnxruntime_go cannot run")
+	}
 	sess, err := ort.NewDynamicAdvancedSession(modelPath, in, out, so)
 	if err != nil {
 		return nil, err
