@@ -23,42 +23,55 @@ GO=${GO:-go}
 export MODELCTL_TOOLS=${MODELCTL_TOOLS:-$PWD/.cache/bin}
 [ -x "$MODELCTL_TOOLS/versitygw" ] || { echo "missing $MODELCTL_TOOLS/versitygw: run make tools" >&2; exit 1; }
 
-out=$(mktemp "${TMPDIR:-/tmp}/bench-s3.XXXXXX")
-trap 'rm -f "$out"' EXIT
-echo "benchmarking ${SIZE_MB} MiB, ${RUNS} runs (a few minutes)..." >&2
-MODELCTL_BENCH_SIZE=$((SIZE_MB << 20)) "$GO" test -run '^$' -bench '^Benchmark(Registry)?Throughput$' \
-	-benchtime 1x -count "$RUNS" -timeout 60m ./registry/storage/s3/ | tee "$out" >&2
+work=$(mktemp -d "${TMPDIR:-/tmp}/bench-s3.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+out=$work/out
+"$GO" test -c -o "$work/s3.test" ./registry/storage/s3/
+echo "benchmarking ${SIZE_MB} MiB, ${RUNS} runs (a few minutes each)..." >&2
+# One process per run, each with its own versitygw, measuring every variant
+# in turn: the baseline and the driver share the machine's load of the
+# moment, and the ratios are taken within each run.
+for run in $(seq "$RUNS"); do
+	echo "run $run" >>"$out"
+	(cd registry/storage/s3 && MODELCTL_BENCH_SIZE=$((SIZE_MB << 20)) "$work/s3.test" -test.run '^$' \
+		-test.bench '^Benchmark(Registry)?Throughput$' -test.benchtime 1x -test.timeout 60m) | tee -a "$out" >&2
+done
 
-# name -> median MB/s; names are Benchmark<Group>/<op>=<what>-<procs>.
-awk '
+# name -> per-run MB/s; names are Benchmark<Group>/<op>=<what>-<procs>.
+awk -v runs="$RUNS" '
+/^run / { run = $2 }
 /^Benchmark.*MB\/s/ {
 	name = $1; sub(/-[0-9]+$/, "", name)
 	for (i = 1; i <= NF; i++) if ($(i) == "MB/s") v = $(i-1)
-	vals[name] = vals[name] " " v
+	mbs[name, run] = v; names[name] = 1
 }
 function median(s,   a, n, i, j, t) {
 	n = split(s, a, " ")
+	if (n == 0) return 0
 	for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
 	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
 END {
-	for (k in vals) med[k] = median(vals[k])
 	split("BenchmarkThroughput BenchmarkRegistryThroughput", groups, " ")
 	title["BenchmarkThroughput"] = "driver vs minio-go"
 	title["BenchmarkRegistryThroughput"] = "registry on S3 vs minio-go"
 	for (g = 1; g <= 2; g++) {
 		G = groups[g]
-		printf "\n%s (median MB/s of %d runs; ratio to minio-go in the same runs)\n", title[G], '"$RUNS"'
+		printf "\n%s: median MB/s of %d runs, and the median of the per-run ratios to minio-go\n", title[G], runs
 		n = 0
-		for (k in med) if (index(k, G "/") == 1) keys[++n] = k
+		for (k in names) if (index(k, G "/") == 1) keys[++n] = k
 		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (keys[j] < keys[i]) { t = keys[i]; keys[i] = keys[j]; keys[j] = t }
 		for (i = 1; i <= n; i++) {
 			k = keys[i]; op = substr(k, length(G) + 2); split(op, p, "=")
-			base = med[G "/" p[1] "=minio-" (p[1] == "put" ? "PutObject" : "GetObject")]
-			if (p[1] == "move") base = med[G "/put=minio-PutObject"]
-			ratio = (base > 0 && p[2] !~ /^minio-/) ? sprintf("%.2f", med[k] / base) : "-"
+			base = G "/" (p[1] == "get" ? "get=minio-GetObject" : "put=minio-PutObject")
+			vs = ""; rs = ""
+			for (r = 1; r <= runs; r++) {
+				if ((k, r) in mbs) vs = vs " " mbs[k, r]
+				if ((k, r) in mbs && (base, r) in mbs && mbs[base, r] > 0) rs = rs " " mbs[k, r] / mbs[base, r]
+			}
+			ratio = (p[2] ~ /^minio-/) ? "-" : sprintf("%.2f", median(rs))
 			if (p[1] == "move") ratio = ratio " (copy speed vs PutObject)"
-			printf "  %-34s %9.1f MB/s   ratio %s\n", op, med[k], ratio
+			printf "  %-34s %9.1f MB/s   ratio %s\n", op, median(vs), ratio
 		}
 		delete keys
 	}
