@@ -1,0 +1,122 @@
+package pin
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/modelctl/modelctl/manifests"
+)
+
+// An install root keeps the raw manifest of every digest synced into it,
+// under ROOT/.modelctl/pins/ALG-HEX.json: verify checks its digest against
+// the pin and then trusts its file list, so neither the network nor the
+// cache of the user who synced is needed to verify.
+const pinsDir = "pins"
+
+var errNotInstalled = errors.New("not installed")
+
+// install is a found installation of a pinned digest.
+type install struct {
+	Root     string
+	Manifest *manifests.Manifest
+	Raw      []byte
+}
+
+func recordPath(root string, d digest.Digest) string {
+	return filepath.Join(root, manifests.ReservedDir, pinsDir, string(d.Algorithm())+"-"+d.Encoded()+".json")
+}
+
+// findInstall looks for the record of d in the directories above local
+// (model_path as a path of this system) and returns the one whose
+// manifest places model_path's file exactly at local.
+func findInstall(local, modelPath string, d digest.Digest) (*install, error) {
+	if err := d.Validate(); err != nil {
+		return nil, fmt.Errorf("pin %q: %w", d, err)
+	}
+	dir := filepath.Dir(local)
+	for i := 0; i < 64; i++ {
+		inst, err := readRecord(dir, d)
+		switch {
+		case err == nil:
+			root, _, rerr := installRoot(runtime.GOOS, modelPath, inst.Manifest.Files)
+			if rerr == nil && filepath.Clean(filepath.FromSlash(root)) == filepath.Clean(dir) {
+				return inst, nil
+			}
+		case !errors.Is(err, os.ErrNotExist):
+			return nil, err
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	return nil, fmt.Errorf("%s at %s: %w", d, local, errNotInstalled)
+}
+
+// readRecord reads and checks the record of d in root.
+func readRecord(root string, d digest.Digest) (*install, error) {
+	p := recordPath(root, d)
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, manifests.MaxManifestSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	if len(raw) > manifests.MaxManifestSize {
+		return nil, fmt.Errorf("%s: over the manifest size limit: tampered? (run modelctl sync)", p)
+	}
+	if got := d.Algorithm().FromBytes(raw); got != d {
+		return nil, fmt.Errorf("%s: the recorded manifest is %s, not the pinned %s: tampered? (run modelctl sync)", p, got, d)
+	}
+	m, err := manifests.ParseManifest(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return &install{Root: root, Manifest: m, Raw: raw}, nil
+}
+
+// writeRecord stores the raw manifest of d in root, refusing to write
+// through a symbolic link planted in the reserved directory.
+func writeRecord(root string, d digest.Digest, raw []byte) error {
+	cur := root
+	for _, elem := range []string{manifests.ReservedDir, pinsDir} {
+		cur = filepath.Join(cur, elem)
+		fi, err := os.Lstat(cur)
+		switch {
+		case err == nil && fi.IsDir():
+			continue
+		case err == nil:
+			return fmt.Errorf("%s is not a directory (a link?): refusing to write through it", cur)
+		case !errors.Is(err, os.ErrNotExist):
+			return err
+		}
+		if err := os.Mkdir(cur, 0o755); err != nil && !os.IsExist(err) {
+			return fmt.Errorf("create %s: %w", cur, err)
+		}
+	}
+	return writeAtomic(recordPath(root, d), raw)
+}
+
+// relToWD shortens an absolute path under the working directory for
+// messages; others stay as they are.
+func relToWD(p string) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return p
+	}
+	if r, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(r, "..") {
+		return r
+	}
+	return p
+}

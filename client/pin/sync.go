@@ -1,0 +1,213 @@
+package pin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/modelctl/modelctl/client"
+)
+
+// Resolver is what pin and sync need of a registry client.
+type Resolver interface {
+	Resolve(ctx context.Context, ref client.Reference) (*client.Artifact, error)
+}
+
+// Puller installs an artifact into a directory.
+type Puller interface {
+	Resolver
+	Pull(ctx context.Context, ref client.Reference, dir string) (*client.PullResult, error)
+	Cache() *client.Cache
+}
+
+// Pin resolves ref and writes it and its digest into section key of the
+// config file (not saved: call Save).
+func (c *Config) Pin(ctx context.Context, r Resolver, key, ref string) (digest.Digest, error) {
+	if _, err := c.find(key); err != nil {
+		return "", fmt.Errorf("pin: %w", err)
+	}
+	pr, err := client.ParseReference(ref)
+	if err != nil {
+		return "", fmt.Errorf("pin: %w", err)
+	}
+	if pr.Reference() == "" {
+		return "", fmt.Errorf("pin: %s: name a tag or a digest", ref)
+	}
+	art, err := r.Resolve(ctx, pr)
+	if err != nil {
+		return "", fmt.Errorf("pin %s: %w", key, err)
+	}
+	if err := c.SetPin(key, ref, art.Digest); err != nil {
+		return "", err
+	}
+	return art.Digest, nil
+}
+
+// SyncOptions control Sync.
+type SyncOptions struct {
+	// Update re-resolves each section's artifact (its tag) and rewrites the
+	// pins to what the tags point at now.
+	Update bool
+	// Resolved, when set, is told every tag resolution (client-side tag
+	// history for registries that keep none).
+	Resolved func(ctx context.Context, ref client.Reference, d digest.Digest)
+}
+
+// SyncResult is what Sync did for one section.
+type SyncResult struct {
+	Key      string        `json:"key"`
+	Artifact string        `json:"artifact"`
+	Digest   digest.Digest `json:"digest"`
+	// Previous is the pin before an update moved it.
+	Previous digest.Digest `json:"previous,omitempty"`
+	Path     string        `json:"path"`
+	Root     string        `json:"root"`
+	// Status is "up to date" (nothing touched) or "installed".
+	Status      string `json:"status"`
+	Files       int    `json:"files"`
+	Size        int64  `json:"size"`
+	Transferred int64  `json:"transferred"`
+}
+
+// Sync installs the pinned artifact of every section into the directory of
+// its model_path: files are fetched into the cache and verified before
+// they appear (client.Pull), and an installation that is already complete
+// is left alone without asking the registry anything, so a second sync
+// transfers nothing. With Update, tags are resolved first and the pins of
+// the sections installed are rewritten in the file, after their files are
+// in place. Sections are independent: each failure is reported and the
+// others proceed.
+func Sync(ctx context.Context, cfg *Config, p Puller, opts SyncOptions) ([]SyncResult, error) {
+	secs, err := cfg.Sections()
+	if err != nil {
+		return nil, err
+	}
+	if len(secs) == 0 {
+		return nil, fmt.Errorf("no model sections (with %s or %s) in the config", KeyArtifact, KeyDigest)
+	}
+	var results []SyncResult
+	var errs []error
+	changed := false
+	for _, s := range secs {
+		res, err := syncSection(ctx, p, s, opts)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sync %s: %w", s.Key, err))
+			continue
+		}
+		if res.Digest != s.Digest {
+			if err := cfg.SetPin(s.Key, s.Artifact, res.Digest); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			res.Previous = s.Digest
+			changed = true
+		}
+		results = append(results, *res)
+	}
+	if changed && cfg.Path != "" {
+		if err := cfg.Save(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return results, errors.Join(errs...)
+}
+
+func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions) (*SyncResult, error) {
+	if s.Artifact == "" {
+		return nil, fmt.Errorf("no %s to fetch from", KeyArtifact)
+	}
+	if s.ModelPath == "" {
+		return nil, fmt.Errorf("no %s to install at", KeyModelPath)
+	}
+	ref, err := client.ParseReference(s.Artifact)
+	if err != nil {
+		return nil, err
+	}
+	if ref.Digest != "" && s.Digest != "" && ref.Digest != s.Digest {
+		return nil, fmt.Errorf("%s names %s but %s is %s: fix one of them", KeyArtifact, ref.Digest, KeyDigest, s.Digest)
+	}
+	local, err := LocalPath(s.ModelPath)
+	if err != nil {
+		return nil, err
+	}
+	want := s.Digest
+	var art *client.Artifact
+	switch {
+	case opts.Update && ref.Digest == "" && ref.Tag != "":
+		art, err = p.Resolve(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		want = art.Digest
+		if opts.Resolved != nil {
+			opts.Resolved(ctx, ref, want)
+		}
+	case want == "" && ref.Digest != "":
+		want = ref.Digest
+	case want == "":
+		return nil, fmt.Errorf("%w: run modelctl pin or modelctl sync --update", ErrNotPinned)
+	}
+	res := &SyncResult{Key: s.Key, Artifact: s.Artifact, Digest: want, Path: local}
+
+	if inst, err := findInstall(local, s.ModelPath, want); err == nil && installedOK(ctx, p.Cache(), inst) {
+		res.Status, res.Root = "up to date", inst.Root
+		for _, f := range inst.Manifest.Files {
+			res.Files++
+			res.Size += f.Size
+		}
+		return res, nil
+	}
+
+	pinned := ref.WithDigest(want)
+	if art == nil || art.Digest != want {
+		if art, err = p.Resolve(ctx, pinned); err != nil {
+			return nil, err
+		}
+	}
+	root, _, err := installRoot(runtime.GOOS, s.ModelPath, art.Manifest.Files)
+	if err != nil {
+		return nil, err
+	}
+	root = filepath.FromSlash(root)
+	pr, err := p.Pull(ctx, pinned, root)
+	if err != nil {
+		return nil, err
+	}
+	if pr.Digest != want {
+		return nil, fmt.Errorf("pulled %s, want %s", pr.Digest, want)
+	}
+	if err := writeRecord(root, want, art.Raw); err != nil {
+		return nil, fmt.Errorf("record the installation: %w", err)
+	}
+	res.Status, res.Root = "installed", pr.Dir
+	res.Files, res.Size, res.Transferred = len(pr.Files), pr.Size, pr.Transferred
+	return res, nil
+}
+
+// installedOK reports whether every file of an installation is in place:
+// the cache blob itself (a hardlink, whose integrity the cache tracks), or
+// else a file whose content hashes to its digest.
+func installedOK(ctx context.Context, cache *client.Cache, inst *install) bool {
+	for _, f := range inst.Manifest.Files {
+		path := filepath.Join(inst.Root, filepath.FromSlash(f.Path))
+		fi, err := os.Lstat(path)
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() != f.Size {
+			return false
+		}
+		if cache != nil {
+			if bi, err := os.Stat(cache.BlobPath(f.Digest)); err == nil && os.SameFile(fi, bi) && cache.HasBlob(f.Digest, f.Size) {
+				continue
+			}
+		}
+		got, err := hashFile(ctx, path, f.Digest.Algorithm())
+		if err != nil || got != f.Digest {
+			return false
+		}
+	}
+	return true
+}
