@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"syscall"
 
 	"github.com/modelctl/modelctl/registry/storage"
 )
@@ -77,6 +78,11 @@ func (s *Server) storageError(w http.ResponseWriter, r *http.Request, err error)
 		writeError(w, http.StatusConflict, codeDenied, err.Error())
 	case errors.As(err, &tooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, codeSizeInvalid, "content too large")
+	case errors.Is(err, syscall.ENOSPC) || isQuotaError(err):
+		// Say so: a client can do nothing but report it, and an operator
+		// reading the client's error should not have to dig in logs.
+		s.log.ErrorContext(r.Context(), "storage full", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInsufficientStorage, "UNKNOWN", "the registry's storage is full; the upload keeps what was committed and can resume once space is freed")
 	default:
 		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "UNKNOWN", "internal storage error")

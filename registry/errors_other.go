@@ -1,0 +1,5 @@
+//go:build !unix
+
+package registry
+
+func isQuotaError(error) bool { return false }
