@@ -48,6 +48,9 @@ func openS3(ctx context.Context, o *serveOptions) (storage.Driver, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !d.ConditionalWrites() {
+		slog.Warn("this S3 store ignores conditional PUTs (If-Match/If-None-Match): tag moves from several registry processes at once can overwrite each other; run one writer, or see docs/s3.md")
+	}
 	go cleanupS3(ctx, d, o.uploadMaxAge)
 	return d, nil
 }
