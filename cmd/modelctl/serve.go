@@ -91,6 +91,8 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 	if err != nil {
 		return err
 	}
+	// Storage drivers and background jobs log through the default logger.
+	slog.SetDefault(log)
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return fmt.Errorf("--tls-cert and --tls-key go together")
 	}
