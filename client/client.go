@@ -38,6 +38,10 @@ type Options struct {
 	Parallel int
 	// Progress, when non-nil, receives a progress line per file (a terminal).
 	Progress io.Writer
+	// S3Endpoint and S3Region locate the S3 service of s3:// references
+	// (default: $AWS_ENDPOINT_URL, AWS S3; the region as the driver finds it).
+	S3Endpoint string
+	S3Region   string
 	// Credentials overrides the Docker config credential store.
 	Credentials credentials.Store
 }

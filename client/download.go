@@ -61,6 +61,37 @@ func planSegments(size int64) []segment {
 	return segs
 }
 
+// source is where a pull reads an artifact: a registry, or a bucket.
+type source interface {
+	// fetchManifest returns a manifest and its digest, checked against want
+	// when want is set.
+	fetchManifest(ctx context.Context, reference string, want digest.Digest) ([]byte, digest.Digest, error)
+	// fetchSmall returns a small blob whole, verified.
+	fetchSmall(ctx context.Context, d digest.Digest, size, limit int64) ([]byte, error)
+	// openRange streams bytes [off, end) of a blob of the given size.
+	openRange(ctx context.Context, d digest.Digest, size, off, end int64) (io.ReadCloser, error)
+}
+
+func (r *repo) openRange(ctx context.Context, d digest.Digest, size, off, end int64) (io.ReadCloser, error) {
+	req, err := r.newRequest(ctx, http.MethodGet, r.url("/v2/%s/blobs/%s", r.name, d), nil)
+	if err != nil {
+		return nil, err
+	}
+	whole := off == 0 && end == size
+	if !whole {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, end-1))
+	}
+	resp, err := r.do(req, http.StatusOK, http.StatusPartialContent)
+	if err != nil {
+		return nil, err
+	}
+	if !whole && resp.StatusCode != http.StatusPartialContent {
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET blob %s: the registry ignored Range (status %d): cannot resume or split", d, resp.StatusCode)
+	}
+	return resp.Body, nil
+}
+
 // fetchSmall reads a small blob (the config) whole, verified.
 func (r *repo) fetchSmall(ctx context.Context, d digest.Digest, size, limit int64) ([]byte, error) {
 	if size > limit {
@@ -92,8 +123,8 @@ func (r *repo) fetchSmall(ctx context.Context, d digest.Digest, size, limit int6
 // large blob, each continuing a previous interrupted run, hashed in order as
 // the contiguous prefix grows. The blob enters the cache only verified.
 // It returns the bytes transferred.
-func (r *repo) fetchBlob(ctx context.Context, f manifests.File, prog *fileProgress) (int64, error) {
-	cache := r.c.cache
+func (c *Client) fetchBlob(ctx context.Context, src source, f manifests.File, prog *fileProgress) (int64, error) {
+	cache := c.cache
 	if cache.HasBlob(f.Digest, f.Size) {
 		prog.done()
 		return 0, nil
@@ -119,7 +150,7 @@ func (r *repo) fetchBlob(ctx context.Context, f manifests.File, prog *fileProgre
 	}
 	defer file.Close()
 
-	dl := &download{r: r, f: f, file: file, st: &st, statePath: statePath, prog: prog, wake: make(chan struct{}, 1)}
+	dl := &download{c: c, src: src, f: f, file: file, st: &st, statePath: statePath, prog: prog, wake: make(chan struct{}, 1)}
 	// The range bounds never change; the goroutines read this copy while
 	// saveState rewrites st under its lock.
 	dl.bounds = append([]segment(nil), st.Segments...)
@@ -134,7 +165,7 @@ func (r *repo) fetchBlob(ctx context.Context, f manifests.File, prog *fileProgre
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	workers := min(r.c.opts.Parallel, len(st.Segments))
+	workers := min(c.opts.Parallel, len(st.Segments))
 	errs := make(chan error, workers+1)
 	var next atomic.Int64
 	for range workers {
@@ -200,7 +231,8 @@ func firstError(errs <-chan error) error {
 }
 
 type download struct {
-	r           *repo
+	c           *Client
+	src         source
 	f           manifests.File
 	file        *os.File
 	st          *downloadState
@@ -229,7 +261,7 @@ func (dl *download) saveState() {
 	for i := range dl.st.Segments {
 		dl.st.Segments[i].Done = dl.done[i].Load()
 	}
-	_ = dl.r.c.cache.writeJSON(dl.statePath, dl.st)
+	_ = dl.c.cache.writeJSON(dl.statePath, dl.st)
 	dl.lastSave = time.Now()
 }
 
@@ -270,25 +302,13 @@ func (dl *download) segment(ctx context.Context, i int) error {
 }
 
 func (dl *download) fetchRange(ctx context.Context, i int, off, end int64) error {
-	r := dl.r
-	req, err := r.newRequest(ctx, http.MethodGet, r.url("/v2/%s/blobs/%s", r.name, dl.f.Digest), nil)
+	rc, err := dl.src.openRange(ctx, dl.f.Digest, dl.f.Size, off, end)
 	if err != nil {
 		return err
 	}
-	whole := off == 0 && end == dl.f.Size
-	if !whole {
-		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, end-1))
-	}
-	resp, err := r.do(req, http.StatusOK, http.StatusPartialContent)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if !whole && resp.StatusCode != http.StatusPartialContent {
-		return fmt.Errorf("GET blob %s: the registry ignored Range (status %d): cannot resume or split", dl.f.Digest, resp.StatusCode)
-	}
+	defer rc.Close()
 	buf := make([]byte, 1<<20)
-	body := io.LimitReader(resp.Body, end-off)
+	body := io.LimitReader(rc, end-off)
 	for off < end {
 		n, rerr := io.ReadFull(body, buf[:min(int64(len(buf)), end-off)])
 		if n > 0 {

@@ -93,20 +93,33 @@ func (r *repo) fetchManifest(ctx context.Context, reference string, want digest.
 
 // Resolve fetches and validates the manifest and config of ref.
 func (c *Client) Resolve(ctx context.Context, ref Reference) (*Artifact, error) {
-	r, ctx := c.repo(ctx, ref.Registry, ref.Repository, false)
+	r, ctx, err := c.source(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
 	return c.resolve(ctx, r, ref)
 }
 
-func (c *Client) resolve(ctx context.Context, r *repo, ref Reference) (*Artifact, error) {
+// source opens where ref is read from.
+func (c *Client) source(ctx context.Context, ref Reference) (source, context.Context, error) {
 	if ref.S3 {
-		return nil, fmt.Errorf("%s: s3:// sources are not supported yet: pull from a registry serving the bucket (modelctl serve --storage s3://...)", ref)
+		b, err := c.openBucket(ctx, ref)
+		return b, ctx, err
 	}
+	r, ctx := c.repo(ctx, ref.Registry, ref.Repository, false)
+	return r, ctx, nil
+}
+
+func (c *Client) resolve(ctx context.Context, r source, ref Reference) (*Artifact, error) {
 	if ref.Reference() == "" {
 		return nil, fmt.Errorf("%s: no tag or digest", ref)
 	}
 	raw, d, err := r.fetchManifest(ctx, ref.Reference(), ref.Digest)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
+			if ref.S3 {
+				return nil, fmt.Errorf("%s: %w: no such tag or repository in the bucket", ref, err)
+			}
 			return nil, fmt.Errorf("%s: %w: no such tag or repository (modelctl ls %s/%s lists the tags)", ref, err, ref.Registry, ref.Repository)
 		}
 		return nil, fmt.Errorf("%s: %w", ref, err)
@@ -131,7 +144,10 @@ func (c *Client) resolve(ctx context.Context, r *repo, ref Reference) (*Artifact
 // complete (hardlinked from the cache, or copied, fsynced and renamed).
 // A failed pull leaves dir as it was (and does not create it).
 func (c *Client) Pull(ctx context.Context, ref Reference, dir string) (*PullResult, error) {
-	r, ctx := c.repo(ctx, ref.Registry, ref.Repository, false)
+	r, ctx, err := c.source(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
 	art, err := c.resolve(ctx, r, ref)
 	if err != nil {
 		return nil, err
@@ -146,7 +162,7 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string) (*PullResu
 	for i, f := range files {
 		fp := prog.file(f.Path, f.Size)
 		g.Go(func() error {
-			n, err := r.fetchBlob(gctx, f, fp)
+			n, err := c.fetchBlob(gctx, r, f, fp)
 			transferred[i] = n
 			if err != nil {
 				return fmt.Errorf("pull %s: %w", ref, err)

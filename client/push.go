@@ -59,9 +59,6 @@ type PushResult struct {
 // Push uploads files as a model artifact and tags it. Every file is checked
 // (exists, regular, at least MinSize, a valid path) before any byte is sent.
 func (c *Client) Push(ctx context.Context, ref Reference, opts PushOptions) (*PushResult, error) {
-	if ref.S3 {
-		return nil, fmt.Errorf("push %s: s3:// targets are not supported yet: push to a registry serving the bucket (modelctl serve --storage s3://...)", ref)
-	}
 	if ref.Digest != "" {
 		return nil, fmt.Errorf("push %s: push to a tag, not a digest", ref)
 	}
@@ -86,7 +83,16 @@ func (c *Client) Push(ctx context.Context, ref Reference, opts PushOptions) (*Pu
 		return nil, err
 	}
 
-	r, ctx := c.repo(ctx, ref.Registry, ref.Repository, true)
+	var r target
+	if ref.S3 {
+		b, err := c.openBucket(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		r = b
+	} else {
+		r, ctx = c.repo(ctx, ref.Registry, ref.Repository, true)
+	}
 	prog := newProgress(c.opts.Progress)
 	results := make([]blobResult, len(files))
 	g, gctx := errgroup.WithContext(ctx)
@@ -117,7 +123,7 @@ func (c *Client) Push(ctx context.Context, ref Reference, opts PushOptions) (*Pu
 		out.Size += f.Info.Size()
 		out.Transferred += results[i].Sent
 	}
-	art, err := r.packIdempotent(ctx, tags[0], packed, opts.Pack)
+	art, err := packIdempotent(ctx, r, tags[0], packed, opts.Pack)
 	if err != nil {
 		return nil, fmt.Errorf("push %s: %w", ref, err)
 	}
@@ -133,11 +139,19 @@ func (c *Client) Push(ctx context.Context, ref Reference, opts PushOptions) (*Pu
 	return out, nil
 }
 
+// target is where a push writes: a registry, or a bucket.
+type target interface {
+	source
+	pushFile(ctx context.Context, f *localFile, prog *fileProgress) (blobResult, error)
+	pushBytes(ctx context.Context, d digest.Digest, data []byte) error
+	putManifest(ctx context.Context, tag string, data []byte, want digest.Digest) error
+}
+
 // packIdempotent packs the artifact; when the tag already holds the same
 // artifact (same files, config and annotations, only pushed earlier), it
 // reuses that creation time so the manifest, and so the digest a config
 // pins, does not change on a re-push of an unchanged model.
-func (r *repo) packIdempotent(ctx context.Context, tag string, files []manifests.File, opts manifests.PackOptions) (*manifests.Artifact, error) {
+func packIdempotent(ctx context.Context, r target, tag string, files []manifests.File, opts manifests.PackOptions) (*manifests.Artifact, error) {
 	if opts.CreatedAt.IsZero() {
 		if raw, d, err := r.fetchManifest(ctx, tag, ""); err == nil {
 			if m, err := manifests.ParseManifest(raw); err == nil {

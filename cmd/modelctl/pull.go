@@ -18,12 +18,14 @@ func init() { register(newPullCmd) }
 
 // clientFlags are the flags every command that talks to a registry shares.
 type clientFlags struct {
-	plainHTTP bool
-	insecure  bool
-	cacheDir  string
-	parallel  int
-	chunkSize string
-	json      bool
+	plainHTTP  bool
+	insecure   bool
+	cacheDir   string
+	parallel   int
+	chunkSize  string
+	json       bool
+	s3Endpoint string
+	s3Region   string
 }
 
 func (f *clientFlags) register(fs *pflag.FlagSet) {
@@ -33,6 +35,8 @@ func (f *clientFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.parallel, "parallel", 4, "concurrent files and byte ranges")
 	fs.StringVar(&f.chunkSize, "chunk-size", "64MiB", "size of one upload chunk (the registry's OCI-Chunk-Min-Length raises it)")
 	fs.BoolVar(&f.json, "json", false, "print the result as JSON")
+	fs.StringVar(&f.s3Endpoint, "s3-endpoint", "", "S3 endpoint URL for s3:// references (default $AWS_ENDPOINT_URL, else AWS); credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials")
+	fs.StringVar(&f.s3Region, "s3-region", "", "S3 region for s3:// references")
 }
 
 func (f *clientFlags) client(stderr io.Writer) (*client.Client, error) {
@@ -40,7 +44,8 @@ func (f *clientFlags) client(stderr io.Writer) (*client.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--chunk-size: %w", err)
 	}
-	opts := client.Options{PlainHTTP: f.plainHTTP, Insecure: f.insecure, CacheDir: f.cacheDir, Parallel: f.parallel, ChunkSize: chunk}
+	opts := client.Options{PlainHTTP: f.plainHTTP, Insecure: f.insecure, CacheDir: f.cacheDir, Parallel: f.parallel, ChunkSize: chunk,
+		S3Endpoint: f.s3Endpoint, S3Region: f.s3Region}
 	if !f.json && xferIsTerminal(stderr) {
 		opts.Progress = stderr
 	}
