@@ -36,7 +36,7 @@ func (r *rewriter) fp16() error {
 		c := r.consts[name]
 		half := r.unique(name + "_fp16")
 		src := *c
-		r.addInit(half, onnx.Float16, t.GetDims(), func(out io.Writer) error { return r.writeHalf(&src, out) })
+		r.srcOf[r.addInit(half, onnx.Float16, t.GetDims(), func(out io.Writer) error { return r.writeHalf(&src, out) })] = t
 		r.sum.InputDataBytes += 4 * elems(t)
 		casts = append(casts, node("Cast", "", r.unique(name+"_cast"), []string{half}, []string{name}, intAttr("to", int64(onnx.Float))))
 		r.sum.Quantized = append(r.sum.Quantized, name)

@@ -111,20 +111,31 @@ func quantizeTo(q []byte, v []float32, inv, zp []float32, qmin, qmax float32) {
 	parallel(len(v), n, func(a, b int) {
 		if n == 1 {
 			s, z := inv[0], zp[0]
-			for i := a; i < b; i++ {
-				q[i] = toByte(min(max(rne(v[i]*s)+z, qmin), qmax))
+			out := q[a:b]
+			for i, x := range v[a:b] {
+				out[i] = clampByte(rne(x*s)+z, qmin, qmax)
 			}
 			return
 		}
 		for r := a; r < b; r += n {
 			row, out := v[r:r+n], q[r:r+n]
+			inv, zp := inv[:len(row)], zp[:len(row)]
 			for j, x := range row {
-				out[j] = toByte(min(max(rne(x*inv[j])+zp[j], qmin), qmax))
+				out[j] = clampByte(rne(x*inv[j])+zp[j], qmin, qmax)
 			}
 		}
 	})
 }
 
-// toByte stores a quantized value (an integer in [-128, 255]) as its int8
-// or uint8 byte.
-func toByte(q float32) byte { return byte(int32(q)) }
+// clampByte clamps an integral value to [qmin, qmax] and stores it as its
+// int8 or uint8 byte. (Plain comparisons: the min/max builtins' NaN rules
+// cost more, and weights were checked to be finite.)
+func clampByte(x, qmin, qmax float32) byte {
+	if x < qmin {
+		x = qmin
+	}
+	if x > qmax {
+		x = qmax
+	}
+	return byte(int32(x))
+}

@@ -144,7 +144,7 @@ func (r *rewriter) newWeight(w string, c *constant, trans bool) *qweight {
 		qw.blobSize = bs / 2
 		qw.q = r.unique(w + "_Q4")
 		qw.scale = r.unique(w + "_scales")
-		r.addInit(qw.q, onnx.Uint8, []int64{n, qw.blocks, qw.blobSize}, func(out io.Writer) error { return r.writeInt4(qw, out) })
+		r.srcOf[r.addInit(qw.q, onnx.Uint8, []int64{n, qw.blocks, qw.blobSize}, func(out io.Writer) error { return r.writeInt4(qw, out) })] = c.t
 		r.addInit(qw.scale, onnx.Float, []int64{n * qw.blocks}, func(out io.Writer) error { return writeFloats(out, qw.scales) })
 		if !r.opts.Symmetric {
 			qw.zp = r.unique(w + "_zero_points")
@@ -163,7 +163,7 @@ func (r *rewriter) newWeight(w string, c *constant, trans bool) *qweight {
 		qw.q = r.unique(w + "_quantized")
 		qw.scale = r.unique(w + "_scale")
 		qw.zp = r.unique(w + "_zero_point")
-		r.addInit(qw.q, wt, []int64{k, n}, func(out io.Writer) error { return r.writeInt8(qw, out) })
+		r.srcOf[r.addInit(qw.q, wt, []int64{k, n}, func(out io.Writer) error { return r.writeInt8(qw, out) })] = c.t
 		r.addInit(qw.scale, onnx.Float, sdims, func(out io.Writer) error { return writeFloats(out, qw.scales) })
 		r.addInit(qw.zp, wt, sdims, func(out io.Writer) error {
 			b := make([]byte, len(qw.zps))

@@ -32,6 +32,7 @@ type rewriter struct {
 	total  int64
 	opset  int64
 	extraD map[string]int64 // opset imports to add
+	srcOf  map[*onnxpb.TensorProto]*onnxpb.TensorProto
 
 	// Buffers reused from weight to weight, so memory stays at one chunk.
 	scratch []byte
@@ -52,6 +53,7 @@ func (r *rewriter) run() error {
 	r.consts = map[string]*constant{}
 	r.newT = map[*onnxpb.TensorProto]func(io.Writer) error{}
 	r.extraD = map[string]int64{}
+	r.srcOf = map[*onnxpb.TensorProto]*onnxpb.TensorProto{}
 	for _, op := range r.m.Proto.GetOpsetImport() {
 		if d := op.GetDomain(); d == "" || d == "ai.onnx" {
 			r.opset = op.GetVersion()
@@ -156,9 +158,17 @@ func (r *rewriter) unique(base string) string {
 // and, byte for byte, every other one whose data is on disk.
 func (r *rewriter) write() error {
 	written := map[*onnxpb.TensorProto]bool{}
-	for _, t := range r.g.GetInitializer() {
+	inits := r.g.GetInitializer()
+	for i, t := range inits {
 		if err := r.ctx.Err(); err != nil {
 			return err
+		}
+		// Let the disk read the next tensor while this one is processed.
+		for _, next := range inits[i+1:] {
+			if src := r.source(next); src != nil {
+				r.m.Prefetch(src)
+				break
+			}
 		}
 		written[t] = true
 		if fill, ok := r.newT[t]; ok {
@@ -218,6 +228,18 @@ func (r *rewriter) dropConstant(name string) {
 	}
 	// m.Embedded keeps c.t: its data is still read to quantize it.
 	r.g.ValueInfo = slices.DeleteFunc(r.g.ValueInfo, func(v *onnxpb.ValueInfoProto) bool { return v.GetName() == name })
+}
+
+// source is the input tensor whose on-disk data t is made from: itself
+// when passed through, the weight when quantized; nil when in memory.
+func (r *rewriter) source(t *onnxpb.TensorProto) *onnxpb.TensorProto {
+	if c, ok := r.srcOf[t]; ok {
+		t = c
+	}
+	if _, lazy := r.m.Embedded[t]; lazy || onnx.IsExternal(t) {
+		return t
+	}
+	return nil
 }
 
 // addInit adds an initializer that fill produces when the data is written.

@@ -356,3 +356,23 @@ func typedBytes(t *onnxpb.TensorProto, want int64) ([]byte, error) {
 	put(b)
 	return b, nil
 }
+
+// Prefetch hints that t's data (external or embedded) will be read soon;
+// it never fails, and does nothing for in-memory data.
+func (m *Model) Prefetch(t *onnxpb.TensorProto) {
+	sp, ok := m.Embedded[t]
+	if !ok && IsExternal(t) {
+		var err error
+		if sp, err = m.externalSpan(t); err != nil {
+			return
+		}
+	} else if !ok {
+		return
+	}
+	f, err := os.Open(sp.File)
+	if err != nil {
+		return
+	}
+	advise(f, sp.Offset, sp.Length)
+	f.Close()
+}

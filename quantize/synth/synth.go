@@ -24,7 +24,7 @@ import (
 // Config shapes the model. Zero values pick defaults; WeightBytes, when
 // set, decides the layer count (or the hidden size if Layers is set too).
 type Config struct {
-	WeightBytes int64 // approximate total weight bytes (KB..GB)
+	WeightBytes int64 // total weight bytes (KB..GB), rounded up to whole layers
 	Layers      int   // transformer blocks (default: from WeightBytes, else 2)
 	Hidden      int   // model width (default 256; a multiple of 8)
 	FFN         int   // feed-forward width multiplier (default 4)
@@ -59,7 +59,8 @@ func (c Config) resolve() (Config, error) {
 	if c.Layers == 0 {
 		c.Layers = 2
 		if c.WeightBytes > 0 {
-			c.Layers = max(1, int(math.Round(float64(c.WeightBytes)/float64(BlockBytes(c.Hidden, c.FFN)))))
+			// Round up: a "4 GiB model" holds at least 4 GiB of weights.
+			c.Layers = max(1, int(math.Ceil(float64(c.WeightBytes)/float64(BlockBytes(c.Hidden, c.FFN))-1e-9)))
 		}
 	}
 	if c.Hidden <= 0 || c.Hidden%8 != 0 || c.Hidden > 1<<16 || c.Layers <= 0 || c.Layers > 1<<12 || c.FFN <= 0 || c.FFN > 64 {
