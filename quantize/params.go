@@ -42,6 +42,5 @@ func scaleZP(rmin, rmax float32, uint8w, reduce bool) (scale, zp float32) {
 
 // quant rounds x/scale half to even (numpy.rint), adds zp and clamps.
 func quant(x, inv, zp, qmin, qmax float32) float32 {
-	q := float32(math.RoundToEven(float64(x*inv))) + zp
-	return min(max(q, qmin), qmax)
+	return min(max(rne(x*inv)+zp, qmin), qmax)
 }

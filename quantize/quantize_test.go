@@ -409,3 +409,49 @@ func TestBoundedMemory(t *testing.T) {
 		t.Errorf("quantized %d weights, want 48", len(sum.Quantized))
 	}
 }
+
+// TestCLI: the command's errors are one line and its exit status non-zero;
+// a good run prints the summary and writes OUT and OUT.data.
+func TestCLI(t *testing.T) {
+	bin := testenv.Modelctl(t)
+	in := synthModel(t, synth.Config{Layers: 1, Hidden: 64})
+	dir := t.TempDir()
+	tests := []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"quantize", in}, "-o OUT.onnx is required"},
+		{[]string{"quantize", in, "-o", filepath.Join(dir, "x.onnx"), "--mode", "int2"}, "want int8, fp16 or int4"},
+		{[]string{"quantize", in, "-o", filepath.Join(dir, "x.onnx"), "--weight-type", "int16"}, "want int8 or uint8"},
+		{[]string{"quantize", filepath.Join(dir, "missing.onnx"), "-o", filepath.Join(dir, "x.onnx")}, "no such file"},
+		{[]string{"quantize", in, "-o", filepath.Join(dir, "q.onnx"), "--mode", "int4", "--block-size", "64"}, ""},
+	}
+	for _, tc := range tests {
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(bin, tc.args...)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if tc.wantErr == "" {
+			if err != nil {
+				t.Fatalf("%v: %v\n%s", tc.args, err, stderr.String())
+			}
+			for _, want := range []string{"tensors quantized: 6", "model size:", "peak RSS:"} {
+				if !strings.Contains(stdout.String(), want) {
+					t.Errorf("summary lacks %q:\n%s", want, stdout.String())
+				}
+			}
+			if stderr.Len() != 0 {
+				t.Errorf("progress or noise on a non-terminal stderr: %q", stderr.String())
+			}
+			onnxtest.Check(t, filepath.Join(dir, "q.onnx"))
+			if _, err := os.Stat(filepath.Join(dir, "q.onnx.data")); err != nil {
+				t.Error(err)
+			}
+			continue
+		}
+		msg := strings.TrimSpace(stderr.String())
+		if err == nil || !strings.Contains(msg, tc.wantErr) || strings.Contains(msg, "\n") {
+			t.Errorf("%v: err %v, stderr %q; want one line containing %q", tc.args, err, msg, tc.wantErr)
+		}
+	}
+}
