@@ -79,7 +79,8 @@ func (r *rewriter) matmuls() error {
 		}
 		byWeight[w] = append(byWeight[w], u)
 	}
-	var rewrites map[*onnxpb.NodeProto][]*onnxpb.NodeProto = map[*onnxpb.NodeProto][]*onnxpb.NodeProto{}
+	rewrites := map[*onnxpb.NodeProto][]*onnxpb.NodeProto{}
+	var quantized []string
 	for _, w := range order {
 		us := byWeight[w]
 		same := true
@@ -97,6 +98,7 @@ func (r *rewriter) matmuls() error {
 			rewrites[u.n] = r.emit(u, qw)
 		}
 		r.sum.Quantized = append(r.sum.Quantized, w)
+		quantized = append(quantized, w)
 	}
 	if len(rewrites) == 0 {
 		return nil
@@ -110,21 +112,10 @@ func (r *rewriter) matmuls() error {
 		}
 	}
 	r.g.Node = nodes
-	for _, w := range order {
-		if qw := r.quantized(w); qw {
-			r.dropConstant(w)
-		}
+	for _, w := range quantized {
+		r.dropConstant(w)
 	}
 	return nil
-}
-
-func (r *rewriter) quantized(w string) bool {
-	for _, q := range r.sum.Quantized {
-		if q == w {
-			return true
-		}
-	}
-	return false
 }
 
 // newWeight plans the tensors replacing weight w and registers the

@@ -97,12 +97,22 @@ The output's external data file is named after it (OUT.onnx.data).
 func printSummary(w io.Writer, out string, s *quantize.Summary, peak int64) {
 	fmt.Fprintf(w, "wrote %s (%s)\n", out, s.Mode)
 	fmt.Fprintf(w, "  tensors quantized: %d, nodes skipped: %d\n", len(s.Quantized), len(s.Skipped))
-	for i, sk := range s.Skipped {
-		if i == 10 {
-			fmt.Fprintf(w, "    ... %d more\n", len(s.Skipped)-10)
-			break
+	// Group the skipped nodes by reason, with a few names each.
+	var reasons []string
+	byReason := map[string][]string{}
+	for _, sk := range s.Skipped {
+		if byReason[sk.Reason] == nil {
+			reasons = append(reasons, sk.Reason)
 		}
-		fmt.Fprintf(w, "    %s %s: %s\n", sk.OpType, sk.Node, sk.Reason)
+		byReason[sk.Reason] = append(byReason[sk.Reason], sk.OpType+" "+sk.Node)
+	}
+	for _, r := range reasons {
+		nodes := byReason[r]
+		more := ""
+		if len(nodes) > 3 {
+			nodes, more = nodes[:3], fmt.Sprintf(", ... %d more", len(byReason[r])-3)
+		}
+		fmt.Fprintf(w, "    %d × %s (%s%s)\n", len(byReason[r]), r, strings.Join(nodes, ", "), more)
 	}
 	fmt.Fprintf(w, "  quantized weights: %s -> %s\n", humanBytes(s.InputDataBytes), humanBytes(s.OutputDataBytes))
 	fmt.Fprintf(w, "  model size: %s -> %s (%.1f%%)\n", humanBytes(s.InputBytes), humanBytes(s.OutputBytes), 100*float64(s.OutputBytes)/float64(max(1, s.InputBytes)))
