@@ -77,7 +77,9 @@ func (r *rewriter) run() error {
 		inputs[in.GetName()] = true
 	}
 	for _, t := range r.g.GetInitializer() {
-		if !inputs[t.GetName()] {
+		// IR < 4 lists every initializer as a graph input; only from IR 4
+		// on does a listed one mean "overridable, not a constant".
+		if !inputs[t.GetName()] || r.m.Proto.GetIrVersion() < 4 {
 			r.consts[t.GetName()] = &constant{t: t}
 		}
 	}
@@ -100,6 +102,7 @@ func (r *rewriter) run() error {
 	if err != nil {
 		return err
 	}
+	r.listInitializers()
 	for d, v := range r.extraD {
 		if !slices.ContainsFunc(r.m.Proto.OpsetImport, func(o *onnxpb.OperatorSetIdProto) bool { return o.GetDomain() == d }) {
 			r.m.Proto.OpsetImport = append(r.m.Proto.OpsetImport, &onnxpb.OperatorSetIdProto{Domain: proto.String(d), Version: proto.Int64(v)})
@@ -228,6 +231,32 @@ func (r *rewriter) dropConstant(name string) {
 	}
 	// m.Embedded keeps c.t: its data is still read to quantize it.
 	r.g.ValueInfo = slices.DeleteFunc(r.g.ValueInfo, func(v *onnxpb.ValueInfoProto) bool { return v.GetName() == name })
+	if c.node == nil {
+		r.g.Input = slices.DeleteFunc(r.g.Input, func(v *onnxpb.ValueInfoProto) bool { return v.GetName() == name })
+	}
+}
+
+// listInitializers adds new initializers to the graph inputs, as IR < 4
+// requires of every initializer.
+func (r *rewriter) listInitializers() {
+	if r.m.Proto.GetIrVersion() >= 4 {
+		return
+	}
+	listed := map[string]bool{}
+	for _, v := range r.g.GetInput() {
+		listed[v.GetName()] = true
+	}
+	for _, t := range r.g.GetInitializer() {
+		if listed[t.GetName()] {
+			continue
+		}
+		shape := &onnxpb.TensorShapeProto{}
+		for _, d := range t.GetDims() {
+			shape.Dim = append(shape.Dim, &onnxpb.TensorShapeProto_Dimension{Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: d}})
+		}
+		r.g.Input = append(r.g.Input, &onnxpb.ValueInfoProto{Name: proto.String(t.GetName()), Type: &onnxpb.TypeProto{
+			Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(t.GetDataType()), Shape: shape}}}})
+	}
 }
 
 // source is the input tensor whose on-disk data t is made from: itself

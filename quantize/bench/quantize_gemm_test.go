@@ -22,7 +22,7 @@ import (
 // gemmModel writes a model exercising every Gemm and MatMul form the
 // rewriter handles: alpha and beta, transB, a bias C, a 3-D MatMul input,
 // and a weight shared by two MatMuls.
-func gemmModel(t *testing.T, dir string, opset int64) string {
+func gemmModel(t *testing.T, dir string, opset, ir int64) string {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(1, 2))
 	w, err := onnx.Create(filepath.Join(dir, "gemm.onnx"))
@@ -80,12 +80,19 @@ func gemmModel(t *testing.T, dir string, opset int64) string {
 	shape := &onnxpb.TensorProto{Name: proto.String("shape"), DataType: proto.Int32(onnx.Int64), Dims: []int64{3}, Int64Data: []int64{4, 2, 40}}
 	inits = append(inits, shape)
 	m := &onnxpb.ModelProto{
-		IrVersion:   proto.Int64(7),
+		IrVersion:   proto.Int64(ir),
 		OpsetImport: []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(opset)}},
 		Graph: &onnxpb.GraphProto{
 			Name: proto.String("gemm"), Node: nodes, Initializer: inits,
 			Input: []*onnxpb.ValueInfoProto{vi("x", 4, 64)}, Output: []*onnxpb.ValueInfoProto{vi("y", 4, 2, 48)},
 		},
+	}
+	if ir < 4 { // every initializer is a graph input too
+		for _, t := range inits {
+			v := vi(t.GetName(), t.GetDims()...)
+			v.Type.GetTensorType().ElemType = proto.Int32(t.GetDataType())
+			m.Graph.Input = append(m.Graph.Input, v)
+		}
 	}
 	if err := w.Commit(m); err != nil {
 		t.Fatal(err)
@@ -94,8 +101,9 @@ func gemmModel(t *testing.T, dir string, opset int64) string {
 }
 
 func TestQuantizeGemmForms(t *testing.T) {
-	for _, opset := range []int64{9, 13} {
-		fp32 := gemmModel(t, t.TempDir(), opset)
+	for _, v := range []struct{ opset, ir int64 }{{9, 7}, {13, 7}, {8, 3}} {
+		opset := v.opset
+		fp32 := gemmModel(t, t.TempDir(), opset, v.ir)
 		onnxtest.Check(t, fp32)
 		for _, m := range modes {
 			t.Run(m.name, func(t *testing.T) {
@@ -116,7 +124,7 @@ func TestQuantizeGemmForms(t *testing.T) {
 				}
 				onnxtest.Check(t, out)
 				cos := runBoth(t, fp32, out, nil)
-				t.Logf("opset %d %s: cosine %.6f", opset, m.name, cos)
+				t.Logf("opset %d IR %d %s: cosine %.6f", opset, v.ir, m.name, cos)
 				if cos < m.minCosine {
 					t.Errorf("cosine %.6f, want >= %v", cos, m.minCosine)
 				}
