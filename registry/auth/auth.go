@@ -189,8 +189,10 @@ func policyActions(a access) (name string, actions []string) {
 
 // Authorize implements registry.Authorizer.
 func (a *Authenticator) Authorize(w http.ResponseWriter, r *http.Request, name string, actions ...string) (string, bool) {
+	if name == "" && len(actions) > 0 && !slices.Equal(actions, []string{ActionCatalog}) {
+		return a.authorizeRegistryWide(w, r, actions)
+	}
 	want := requested(name, actions)
-	a.restrictMount(r)
 	h := r.Header.Get("Authorization")
 	scheme, cred, _ := strings.Cut(h, " ")
 	switch {
@@ -201,6 +203,7 @@ func (a *Authenticator) Authorize(w http.ResponseWriter, r *http.Request, name s
 			a.challenge(w, r, want, "invalid_token", "the bearer token is invalid or expired")
 			return "", false
 		}
+		want = a.withMountSource(r, c.Subject, name, want)
 		if covers(c.Access, want) {
 			return c.Subject, true
 		}
@@ -217,11 +220,12 @@ func (a *Authenticator) Authorize(w http.ResponseWriter, r *http.Request, name s
 		if len(want) == 0 {
 			return user, true
 		}
-		return a.refuse(w, r, user, want, "")
+		return a.refuse(w, r, user, a.withMountSource(r, user, name, want), "")
 	case h != "":
 		a.challenge(w, r, want, "", "unsupported authorization scheme")
 		return "", false
 	}
+	want = a.withMountSource(r, "", name, want)
 	if len(want) > 0 && a.permits("", want) {
 		return "", true
 	}
@@ -260,40 +264,57 @@ func (a *Authenticator) permits(user string, want []access) bool {
 	return true
 }
 
-// restrictMount drops a cross-repository mount from a repository the
-// caller may not pull: the registry then opens a plain upload, as the
-// distribution spec allows, instead of linking a blob the caller could not
-// read into a repository it can.
-func (a *Authenticator) restrictMount(r *http.Request) {
-	if r.Method != http.MethodPost {
-		return
+// withMountSource adds pull of a cross-repository mount's source to what
+// a request needs, when the policy lets user pull it: the server checks
+// that pull with a second Authorize call, and a Bearer token scoped to the
+// target repository alone would make the mount fall back to an upload. The
+// challenge then asks the client for a token covering both, as Docker's
+// clients request on their own.
+func (a *Authenticator) withMountSource(r *http.Request, user, name string, want []access) []access {
+	if r.Method != http.MethodPost || name == "" {
+		return want
 	}
 	q := r.URL.Query()
-	if q.Get("mount") == "" {
-		return
-	}
 	from := q.Get("from")
-	user := a.peekUser(r)
-	if from != "" && storage.ValidateName(from) == nil && len(a.policy.Allowed(user, from, []string{ActionPull})) == 1 {
-		return
+	if q.Get("mount") == "" || from == "" || from == name || storage.ValidateName(from) != nil {
+		return want
 	}
-	q.Del("mount")
-	q.Del("from")
-	r.URL.RawQuery = q.Encode()
+	if len(a.policy.Allowed(user, from, []string{ActionPull})) != 1 {
+		return want
+	}
+	return append(want, access{Type: "repository", Name: from, Actions: []string{ActionPull}})
 }
 
-// peekUser is the user a request's credentials name, without checking the
-// password (Authorize does that) and without counting failures.
-func (a *Authenticator) peekUser(r *http.Request) string {
+// authorizeRegistryWide answers a registry-wide check other than the
+// catalog (name "", e.g. "pull" for a mount without a source repository):
+// it holds when the caller's identity may do the actions on every
+// repository. Only the server asks this, with a discarding writer, so it
+// answers by identity and policy, not by token scope.
+func (a *Authenticator) authorizeRegistryWide(w http.ResponseWriter, r *http.Request, actions []string) (string, bool) {
+	var user string
 	scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	if strings.EqualFold(scheme, "Bearer") {
-		if c, err := a.tokens.parse(strings.TrimSpace(cred)); err == nil {
-			return c.Subject
+	switch {
+	case strings.EqualFold(scheme, "Bearer"):
+		c, err := a.tokens.parse(strings.TrimSpace(cred))
+		if err != nil {
+			a.challenge(w, r, nil, "invalid_token", "the bearer token is invalid or expired")
+			return "", false
 		}
-		return ""
+		user = c.Subject
+	case strings.EqualFold(scheme, "Basic"):
+		u, p, ok := r.BasicAuth()
+		if !ok || !a.login(w, r, u, p) {
+			return "", false
+		}
+		user = u
 	}
-	user, _, _ := r.BasicAuth()
-	return user
+	for _, act := range actions {
+		if !a.policy.Everywhere(user, act) {
+			writeError(w, http.StatusForbidden, "DENIED", fmt.Sprintf("%s is not allowed on every repository", act))
+			return "", false
+		}
+	}
+	return user, true
 }
 
 func covers(granted, want []access) bool {

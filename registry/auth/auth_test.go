@@ -2,7 +2,9 @@ package auth
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -351,5 +353,74 @@ func TestParseScopes(t *testing.T) {
 		if _, err := parseScopes([]string{bad}); err == nil {
 			t.Errorf("parseScopes(%q) accepted", bad)
 		}
+	}
+}
+
+const mountPolicy = `
+rules:
+  - repositories: ["**"]
+    users: [alice]
+    actions: [pull, push]
+  - repositories: ["team/**"]
+    users: [bob]
+    actions: [pull, push]
+  - repositories: ["secret/**"]
+    users: [reader]
+    actions: [pull, push]
+`
+
+// TestMountAuthorization: a cross-repository mount reads its source, so it
+// needs pull there; a mount without a source needs pull everywhere.
+func TestMountAuthorization(t *testing.T) {
+	ts, _, _ := testServer(t, mountPolicy, false)
+	body := []byte("secret weights")
+	d := fmt.Sprintf("sha256:%x", sha256.Sum256(body))
+	basic := func(user string) string {
+		req, _ := http.NewRequest("GET", "/", nil)
+		req.SetBasicAuth(user, user+"-pw")
+		return req.Header.Get("Authorization")
+	}
+	req, _ := http.NewRequest("POST", ts.URL+"/v2/secret/x/blobs/uploads/?digest="+d, bytes.NewReader(body))
+	req.Header.Set("Authorization", basic("reader"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("reader pushes the secret blob: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	mount := func(name, from, authz string) *http.Response {
+		u := ts.URL + "/v2/" + name + "/blobs/uploads/?mount=" + d
+		if from != "" {
+			u += "&from=" + from
+		}
+		return do(t, http.MethodPost, u, map[string]string{"Authorization": authz})
+	}
+	for _, tc := range []struct {
+		name, target, from, user string
+		want                     int
+	}{
+		{"no pull on the source", "team/a", "secret/x", "bob", http.StatusAccepted},
+		{"no source, no pull everywhere", "team/a", "", "bob", http.StatusAccepted},
+		{"pull on the source", "team/b", "secret/x", "alice", http.StatusCreated},
+		{"no source, pull everywhere", "team/c", "", "alice", http.StatusCreated},
+	} {
+		if r := mount(tc.target, tc.from, basic(tc.user)); r.StatusCode != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, r.StatusCode, tc.want)
+		}
+	}
+	// With a token for the target alone, the mount asks for a token that
+	// covers the source too; with it, the mount succeeds.
+	tok, _ := token(t, ts, "alice", "alice-pw", "repository:team/d:pull,push")
+	r := mount("team/d", "secret/x", "Bearer "+tok)
+	if r.StatusCode != http.StatusUnauthorized || !strings.Contains(r.Header.Get("WWW-Authenticate"), `scope="repository:team/d:push,pull repository:secret/x:pull"`) {
+		t.Fatalf("narrow token mount: %d %q", r.StatusCode, r.Header.Get("WWW-Authenticate"))
+	}
+	tok, _ = token(t, ts, "alice", "alice-pw", "repository:team/d:pull,push", "repository:secret/x:pull")
+	if r := mount("team/d", "secret/x", "Bearer "+tok); r.StatusCode != http.StatusCreated {
+		t.Fatalf("mount with a token covering both: %d", r.StatusCode)
+	}
+	// bob's token can never cover the source: no challenge, a plain upload.
+	btok, _ := token(t, ts, "bob", "bob-pw", "repository:team/e:pull,push", "repository:secret/x:pull")
+	if r := mount("team/e", "secret/x", "Bearer "+btok); r.StatusCode != http.StatusAccepted {
+		t.Fatalf("bob's mount with a token: %d, want 202", r.StatusCode)
 	}
 }

@@ -206,6 +206,17 @@ func (p *Policy) ruleNames(r Rule, user string) bool {
 	return false
 }
 
+// Everywhere reports whether user may do action on every repository: a
+// rule naming user grants it with the glob "**".
+func (p *Policy) Everywhere(user, action string) bool {
+	for _, r := range p.Rules {
+		if (slices.Contains(r.Actions, action) || slices.Contains(r.Actions, "*")) && p.ruleNames(r, user) && slices.Contains(r.Repositories, "**") {
+			return true
+		}
+	}
+	return false
+}
+
 // AllowAll is the policy without a policy file: every authenticated user
 // may do everything, and anonymous requests may pull when anonymousPull.
 func AllowAll(anonymousPull bool) *Policy {
