@@ -200,10 +200,12 @@ func (s *Server) tryMount(w http.ResponseWriter, r *http.Request, name, mount, f
 			return false
 		}
 	} else if s.auth != nil {
-		// Without a source there is no repository to check pull access
-		// against; with authentication on, don't reveal other repositories'
-		// content.
-		return false
+		// Without a source the blob may come from any repository: only a
+		// caller allowed to pull every repository (a registry-wide "pull")
+		// may mount it, so other repositories' content is not revealed.
+		if _, ok := s.auth.Authorize(discardHeaders{}, r, "", "pull"); !ok {
+			return false
+		}
 	}
 	if err := s.store.LinkBlob(ctx, name, dgst); err != nil {
 		if !errors.Is(err, storage.ErrBlobUnknown) {
