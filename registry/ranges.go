@@ -49,11 +49,13 @@ func parseRange(h string, size int64) (offset, length int64, ok, satisfiable boo
 		if err != nil || n < 0 {
 			return 0, 0, false, true
 		}
-		if n == 0 {
-			return 0, 0, true, false
-		}
 		if n > size {
 			n = size
+		}
+		if n == 0 {
+			// Also a suffix of an empty blob: RFC 9110 makes it
+			// unsatisfiable, and a 206 would need "bytes 0--1/0".
+			return 0, 0, true, false
 		}
 		return size - n, n, true, true
 	}
