@@ -22,7 +22,7 @@ import (
 )
 
 // Options configure a Client. The zero value is usable: Docker credentials,
-// the user cache directory, 64 MiB chunks, 4 parallel transfers.
+// the user cache directory, automatic chunk size, 4 parallel transfers.
 type Options struct {
 	// PlainHTTP speaks HTTP to a non-loopback registry (loopback always is).
 	PlainHTTP bool
@@ -32,7 +32,11 @@ type Options struct {
 	// Default: $MODELCTL_CACHE or the user cache directory + /modelctl.
 	CacheDir string
 	// ChunkSize is the size of one PATCH of a chunked upload; the registry's
-	// OCI-Chunk-Min-Length raises it. Default 64 MiB.
+	// OCI-Chunk-Min-Length raises it. 0 chooses: 64 MiB chunks for remote
+	// registries (an interruption loses at most one chunk, even on a
+	// registry that drops partial chunks), and one streamed PATCH per file
+	// on loopback, where the transfer is CPU-bound and a PATCH that runs to
+	// the end of the file goes out with sendfile.
 	ChunkSize int64
 	// Parallel bounds concurrent files and ranges. Default 4.
 	Parallel int
@@ -55,13 +59,24 @@ type Client struct {
 	cache *Cache
 }
 
-// DefaultChunkSize is the PATCH size of chunked uploads.
+// DefaultChunkSize is the PATCH size of chunked uploads to remote registries.
 const DefaultChunkSize = 64 << 20
+
+// chunkSize is the PATCH size for uploads to host.
+func (c *Client) chunkSize(host string) int64 {
+	switch {
+	case c.opts.ChunkSize > 0:
+		return c.opts.ChunkSize
+	case IsLoopback(host):
+		return 1 << 62
+	}
+	return DefaultChunkSize
+}
 
 // New returns a client.
 func New(opts Options) (*Client, error) {
-	if opts.ChunkSize <= 0 {
-		opts.ChunkSize = DefaultChunkSize
+	if opts.ChunkSize < 0 {
+		opts.ChunkSize = 0
 	}
 	if opts.Parallel <= 0 {
 		opts.Parallel = 4

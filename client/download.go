@@ -286,6 +286,7 @@ func (dl *download) segment(ctx context.Context, i int) error {
 		}
 		err := dl.fetchRange(ctx, i, off, seg.End)
 		if err == nil {
+			startWriteback(dl.file, seg.Start, seg.End-seg.Start)
 			continue
 		}
 		if ctx.Err() != nil {

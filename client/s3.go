@@ -176,6 +176,9 @@ func (b *bucket) pushFile(ctx context.Context, f *localFile, prog *fileProgress)
 	}
 	prog.set(off)
 	chunk := c.opts.ChunkSize
+	if chunk <= 0 {
+		chunk = DefaultChunkSize
+	}
 	for attempt := 0; off < size; {
 		if err := catchUp(ctx, file, h, &hashed, off); err != nil {
 			return blobResult{}, err

@@ -181,17 +181,54 @@ func (hr *hashingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// patch sends [off, off+n) of file as one chunk.
+// patch sends [off, off+n) of file as one chunk. The request body is the
+// file itself, so the HTTP transport hands it to sendfile (no copy through
+// user space) on plain-HTTP connections, while a goroutine hashes the same
+// range from the page cache: the send and the hash run side by side.
 func (r *repo) patch(ctx context.Context, loc string, file *os.File, off, n int64, h hash.Hash, prog *fileProgress) (string, int64, error) {
-	body := &hashingReader{r: io.NewSectionReader(file, off, n), h: h, prog: prog}
+	var body io.Reader
+	var hashed chan error
+	if off+n == fileSize(file) {
+		// The transport checks that a body ends where ContentLength says, so
+		// the file itself can be the body only for a chunk that runs to its
+		// end; then it goes out with sendfile.
+		f, err := os.Open(file.Name())
+		if err != nil {
+			return "", 0, fmt.Errorf("open %s: %w", file.Name(), err)
+		}
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			f.Close()
+			return "", 0, fmt.Errorf("seek %s: %w", file.Name(), err)
+		}
+		body = f
+		hashed = make(chan error, 1)
+		go func() {
+			_, err := io.CopyBuffer(&hashingWriter{h: h, prog: prog}, io.NewSectionReader(file, off, n), make([]byte, 1<<20))
+			hashed <- err
+		}()
+	} else {
+		body = &hashingReader{r: io.NewSectionReader(file, off, n), h: h, prog: prog}
+	}
 	req, err := r.newRequest(ctx, http.MethodPatch, loc, body)
 	if err != nil {
+		if c, ok := body.(io.Closer); ok {
+			c.Close()
+		}
+		if hashed != nil {
+			<-hashed
+		}
 		return "", 0, err
 	}
 	req.ContentLength = n
 	req.Header.Set("Content-Type", "application/octet-stream")
 	req.Header.Set("Content-Range", fmt.Sprintf("%d-%d", off, off+n-1))
 	resp, err := r.do(req, http.StatusAccepted, http.StatusNoContent)
+	if hashed != nil {
+		if herr := <-hashed; herr != nil && err == nil {
+			resp.Body.Close()
+			return "", 0, fmt.Errorf("read %s: %w", file.Name(), herr)
+		}
+	}
 	if err != nil {
 		return "", 0, err
 	}
@@ -209,6 +246,26 @@ func (r *repo) patch(ctx context.Context, loc string, file *os.File, off, n int6
 		}
 	}
 	return next, committed, nil
+}
+
+func fileSize(f *os.File) int64 {
+	fi, err := f.Stat()
+	if err != nil {
+		return -1
+	}
+	return fi.Size()
+}
+
+// hashingWriter feeds a hash and the progress counter.
+type hashingWriter struct {
+	h    hash.Hash
+	prog *fileProgress
+}
+
+func (w *hashingWriter) Write(p []byte) (int, error) {
+	w.h.Write(p)
+	w.prog.add(int64(len(p)))
+	return len(p), nil
 }
 
 // finish commits an upload under its digest.
@@ -392,7 +449,7 @@ func (r *repo) pushFile(ctx context.Context, f *localFile, prog *fileProgress) (
 			return blobResult{}, err
 		}
 	}
-	chunk := max(c.opts.ChunkSize, minChunk)
+	chunk := max(c.chunkSize(r.host), minChunk)
 	prog.set(off)
 
 	attempt := 0

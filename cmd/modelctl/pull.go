@@ -33,16 +33,19 @@ func (f *clientFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.insecure, "insecure", false, "skip TLS certificate verification")
 	fs.StringVar(&f.cacheDir, "cache-dir", "", "local cache directory (default $MODELCTL_CACHE or the user cache dir + /modelctl)")
 	fs.IntVar(&f.parallel, "parallel", 4, "concurrent files and byte ranges")
-	fs.StringVar(&f.chunkSize, "chunk-size", "64MiB", "size of one upload chunk (the registry's OCI-Chunk-Min-Length raises it)")
+	fs.StringVar(&f.chunkSize, "chunk-size", "auto", "size of one upload chunk, e.g. 64MiB (the registry's OCI-Chunk-Min-Length raises it); auto: 64MiB, or one streamed chunk per file on loopback")
 	fs.BoolVar(&f.json, "json", false, "print the result as JSON")
 	fs.StringVar(&f.s3Endpoint, "s3-endpoint", "", "S3 endpoint URL for s3:// references (default $AWS_ENDPOINT_URL, else AWS); credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials")
 	fs.StringVar(&f.s3Region, "s3-region", "", "S3 region for s3:// references")
 }
 
 func (f *clientFlags) client(stderr io.Writer) (*client.Client, error) {
-	chunk, err := xferParseSize(f.chunkSize)
-	if err != nil {
-		return nil, fmt.Errorf("--chunk-size: %w", err)
+	var chunk int64
+	if f.chunkSize != "auto" && f.chunkSize != "" {
+		var err error
+		if chunk, err = xferParseSize(f.chunkSize); err != nil {
+			return nil, fmt.Errorf("--chunk-size: %w", err)
+		}
 	}
 	opts := client.Options{PlainHTTP: f.plainHTTP, Insecure: f.insecure, CacheDir: f.cacheDir, Parallel: f.parallel, ChunkSize: chunk,
 		S3Endpoint: f.s3Endpoint, S3Region: f.s3Region}
