@@ -125,3 +125,22 @@ func TestLoadKeysRefuseOthers(t *testing.T) {
 		t.Error("rsa accepted")
 	}
 }
+
+// FuzzVerifyBundle: a bundle fetched from a registry is hostile input. No
+// input panics, and none verifies without the key's signature.
+func FuzzVerifyBundle(f *testing.F) {
+	manifest := []byte(`{"schemaVersion":2}`)
+	d := digest.SHA256.FromBytes(manifest)
+	signer := mustParse(nil, must(GenerateKey(AlgECDSAP256)))
+	good, _ := newBundle(signer, manifest, d)
+	f.Add(good)
+	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","messageSignature":{"messageDigest":{"algorithm":"SHA2_256","digest":"AAAA"},"signature":"AAAA"}}`))
+	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","dsseEnvelope":{}}`))
+	// The verifier trusts a different key: nothing may verify.
+	trusted := mustParse(nil, must(GenerateKey(AlgECDSAP256))).Public()
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if _, err := verifyBundle(raw, manifest, d, []crypto.PublicKey{trusted}); err == nil {
+			t.Fatalf("a bundle verified without the trusted key's signature: %s", raw)
+		}
+	})
+}

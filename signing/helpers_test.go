@@ -15,12 +15,11 @@ func must(priv, _ []byte, err error) []byte {
 	return priv
 }
 
-func mustParse(t *testing.T, privPEM []byte) crypto.Signer {
-	t.Helper()
+func mustParse(_ *testing.T, privPEM []byte) crypto.Signer {
 	blk, _ := pem.Decode(privPEM)
 	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
 	if err != nil {
-		t.Fatal(err)
+		panic(err)
 	}
 	return k.(crypto.Signer)
 }

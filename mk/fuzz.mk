@@ -1,0 +1,30 @@
+# Fuzzing: every Go fuzz target in the tree (any `func FuzzXxx` in a
+# *_test.go file, found afresh on each run so new targets join without
+# editing this file) runs for FUZZTIME. Each committed corpus under
+# <package>/testdata/fuzz also runs in every plain `go test`. A crash makes
+# the target fail; go writes the input to testdata/fuzz/<Target>/, and it is
+# committed with the fix as a regression test. The report (target, package,
+# result, executions) goes to $(CACHE)/fuzz-report.txt.
+
+FUZZTIME    ?= 6s
+FUZZ_REPORT := $(CACHE)/fuzz-report.txt
+
+TEST_TARGETS += fuzz
+
+.PHONY: fuzz
+
+fuzz:
+	@mkdir -p $(CACHE); : > $(FUZZ_REPORT); fail=0; \
+	for f in $$(git ls-files --cached --others --exclude-standard '*_test.go' | sort -u); do \
+	  dir=./$$(dirname $$f); \
+	  for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*testing\.F).*/\1/p' $$f); do \
+	    log=$$(mktemp); status=ok; \
+	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$dir >$$log 2>&1 || { status=FAIL; fail=1; }; \
+	    execs=$$(grep -o 'execs: [0-9]*' $$log | tail -1 | cut -d' ' -f2 || true); \
+	    found=$$(grep -o 'total: [0-9]*' $$log | tail -1 | cut -d' ' -f2 || true); \
+	    printf '%-26s %-22s %-4s execs=%-9s corpus=%s\n' $$t $$dir $$status "$${execs:-0}" "$${found:-0}" | tee -a $(FUZZ_REPORT); \
+	    if [ $$status = FAIL ]; then grep -v '^fuzz: elapsed' $$log | tail -40; fi; \
+	    rm -f $$log; \
+	  done; \
+	done; \
+	exit $$fail
