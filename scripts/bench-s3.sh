@@ -14,6 +14,9 @@
 #
 #   scripts/bench-s3.sh                       # SIZE_MB=1024 RUNS=5
 #   SIZE_MB=256 RUNS=3 scripts/bench-s3.sh
+#   MODELCTL_BENCH_PART_SIZE=$((16<<20)) scripts/bench-s3.sh   # another part size
+#   scripts/bench-s3.sh --report OUTPUT       # only summarize a saved output
+#                                             # ("run N" lines, then benchmark lines)
 set -euo pipefail
 shopt -s inherit_errexit 2>/dev/null || true
 cd "$(dirname "$0")/.."
@@ -21,21 +24,26 @@ SIZE_MB=${SIZE_MB:-1024}
 RUNS=${RUNS:-5}
 GO=${GO:-go}
 export MODELCTL_TOOLS=${MODELCTL_TOOLS:-$PWD/.cache/bin}
-[ -x "$MODELCTL_TOOLS/versitygw" ] || { echo "missing $MODELCTL_TOOLS/versitygw: run make tools" >&2; exit 1; }
+[ "${1:-}" = --report ] || [ -x "$MODELCTL_TOOLS/versitygw" ] || { echo "missing $MODELCTL_TOOLS/versitygw: run make tools" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/bench-s3.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 out=$work/out
-"$GO" test -c -o "$work/s3.test" ./registry/storage/s3/
-echo "benchmarking ${SIZE_MB} MiB, ${RUNS} runs (a few minutes each)..." >&2
-# One process per run, each with its own versitygw, measuring every variant
-# in turn: the baseline and the driver share the machine's load of the
-# moment, and the ratios are taken within each run.
-for run in $(seq "$RUNS"); do
-	echo "run $run" >>"$out"
-	(cd registry/storage/s3 && MODELCTL_BENCH_SIZE=$((SIZE_MB << 20)) "$work/s3.test" -test.run '^$' \
-		-test.bench '^Benchmark(Registry)?Throughput$' -test.benchtime 1x -test.timeout 60m) | tee -a "$out" >&2
-done
+if [ "${1:-}" = --report ]; then
+	out=$2
+	RUNS=$(grep -c '^run ' "$out")
+else
+	"$GO" test -c -o "$work/s3.test" ./registry/storage/s3/
+	echo "benchmarking ${SIZE_MB} MiB, ${RUNS} runs (a few minutes each)..." >&2
+	# One process per run, each with its own versitygw, measuring every
+	# variant in turn: the baseline and the driver share the machine's load
+	# of the moment, and the ratios are taken within each run.
+	for run in $(seq "$RUNS"); do
+		echo "run $run" >>"$out"
+		(cd registry/storage/s3 && MODELCTL_BENCH_SIZE=$((SIZE_MB << 20)) "$work/s3.test" -test.run '^$' \
+			-test.bench '^Benchmark(Registry)?Throughput$' -test.benchtime 1x -test.timeout 60m) | tee -a "$out" >&2
+	done
+fi
 
 # name -> per-run MB/s; names are Benchmark<Group>/<op>=<what>-<procs>.
 awk -v runs="$RUNS" '

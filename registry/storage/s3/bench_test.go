@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/minio/minio-go/v7"
@@ -35,7 +36,7 @@ func BenchmarkThroughput(b *testing.B) {
 
 	srv := s3test.Start(b)
 	cfg := s3.Config{Bucket: srv.Bucket, Prefix: "bench", Endpoint: srv.Endpoint, Region: srv.Region,
-		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, PartSize: benchPartSize(b)}
 	ctx := context.Background()
 	d, err := s3.New(ctx, cfg)
 	if err != nil {
@@ -47,6 +48,7 @@ func BenchmarkThroughput(b *testing.B) {
 	type onlyReader struct{ io.Reader }
 
 	b.Run("put=minio-PutObject", func(b *testing.B) {
+		settle()
 		b.SetBytes(size)
 		for i := 0; b.Loop(); i++ {
 			if _, err := c.PutObject(ctx, srv.Bucket, "raw/obj", bytes.NewReader(data), size, minio.PutObjectOptions{}); err != nil {
@@ -55,6 +57,7 @@ func BenchmarkThroughput(b *testing.B) {
 		}
 	})
 	b.Run("put=driver-Writer", func(b *testing.B) {
+		settle()
 		b.SetBytes(size)
 		for b.Loop() {
 			w, err := d.Writer(ctx, "blobs/obj/data", 0)
@@ -72,6 +75,7 @@ func BenchmarkThroughput(b *testing.B) {
 	// A monolithic upload whose digest is known up front goes straight to
 	// its content address.
 	b.Run("put=driver-PutStream", func(b *testing.B) {
+		settle()
 		b.SetBytes(size)
 		for b.Loop() {
 			if _, err := d.PutStream(ctx, "blobs/stream/data", onlyReader{bytes.NewReader(data)}); err != nil {
@@ -82,6 +86,7 @@ func BenchmarkThroughput(b *testing.B) {
 	// A chunked upload: Close and resume every 64 MiB, from a new driver
 	// (another server process), as OCI chunked uploads do.
 	b.Run("put=driver-Writer-chunked-64MiB", func(b *testing.B) {
+		settle()
 		b.SetBytes(size)
 		const chunk = 64 << 20
 		for b.Loop() {
@@ -111,6 +116,7 @@ func BenchmarkThroughput(b *testing.B) {
 	// The registry moves a finished upload to its content address: on S3 a
 	// server-side copy.
 	b.Run("move=driver-Move", func(b *testing.B) {
+		settle()
 		b.SetBytes(size)
 		src, dst := "blobs/move-a/data", "blobs/move-b/data"
 		if _, err := c.PutObject(ctx, srv.Bucket, "bench/"+src, bytes.NewReader(data), size, minio.PutObjectOptions{}); err != nil {
@@ -124,6 +130,7 @@ func BenchmarkThroughput(b *testing.B) {
 		}
 	})
 	b.Run("get=minio-GetObject", func(b *testing.B) {
+		settle()
 		b.SetBytes(size)
 		for b.Loop() {
 			o, err := c.GetObject(ctx, srv.Bucket, "raw/obj", minio.GetObjectOptions{})
@@ -138,6 +145,7 @@ func BenchmarkThroughput(b *testing.B) {
 		}
 	})
 	b.Run("get=driver-Reader", func(b *testing.B) {
+		settle()
 		b.SetBytes(size)
 		for b.Loop() {
 			r, err := d.Reader(ctx, "blobs/obj/data", 0)
@@ -151,4 +159,22 @@ func BenchmarkThroughput(b *testing.B) {
 			}
 		}
 	})
+}
+
+// settle flushes the dirty pages the previous variant left, so that each
+// one starts from the same state of the disk (versitygw writes through the
+// page cache).
+func settle() { syscall.Sync() }
+
+// benchPartSize is MODELCTL_BENCH_PART_SIZE, else the driver's default.
+func benchPartSize(b *testing.B) int64 {
+	v := os.Getenv("MODELCTL_BENCH_PART_SIZE")
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < s3.MinPartSize {
+		b.Fatalf("MODELCTL_BENCH_PART_SIZE=%q: want a byte count of at least %d", v, s3.MinPartSize)
+	}
+	return n
 }

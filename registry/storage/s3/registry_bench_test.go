@@ -50,7 +50,7 @@ func BenchmarkRegistryThroughput(b *testing.B) {
 	srv := s3test.Start(b)
 	ctx := context.Background()
 	cfg := s3.Config{Bucket: srv.Bucket, Prefix: "registry", Endpoint: srv.Endpoint, Region: srv.Region,
-		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, PartSize: benchPartSize(b)}
 	base := startRegistry(b, srv, cfg)
 	c, err := srv.Client()
 	if err != nil {
@@ -59,6 +59,7 @@ func BenchmarkRegistryThroughput(b *testing.B) {
 	client := &http.Client{}
 
 	b.Run("put=minio-PutObject", func(b *testing.B) {
+		settle()
 		b.SetBytes(size)
 		for b.Loop() {
 			if _, err := c.PutObject(ctx, srv.Bucket, "raw/obj", bytes.NewReader(data), size, minio.PutObjectOptions{}); err != nil {
@@ -67,6 +68,7 @@ func BenchmarkRegistryThroughput(b *testing.B) {
 		}
 	})
 	b.Run("put=registry-monolithic", func(b *testing.B) {
+		settle()
 		b.SetBytes(size)
 		for i := 0; b.Loop(); i++ {
 			deleteBlob(b, client, base, dgst, c, srv.Bucket, cfg.Prefix)
@@ -78,6 +80,7 @@ func BenchmarkRegistryThroughput(b *testing.B) {
 		}
 	})
 	b.Run("put=registry-chunked-64MiB", func(b *testing.B) {
+		settle()
 		b.SetBytes(size)
 		const chunk = 64 << 20
 		for b.Loop() {
@@ -97,6 +100,7 @@ func BenchmarkRegistryThroughput(b *testing.B) {
 		}
 	})
 	b.Run("get=minio-GetObject", func(b *testing.B) {
+		settle()
 		b.SetBytes(size)
 		for b.Loop() {
 			o, err := c.GetObject(ctx, srv.Bucket, "raw/obj", minio.GetObjectOptions{})
@@ -111,6 +115,7 @@ func BenchmarkRegistryThroughput(b *testing.B) {
 		}
 	})
 	b.Run("get=registry", func(b *testing.B) {
+		settle()
 		b.SetBytes(size)
 		for b.Loop() {
 			resp, err := client.Get(base + "/v2/bench/blob/blobs/" + dgst)

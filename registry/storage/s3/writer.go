@@ -200,7 +200,7 @@ func (w *writer) resume(ctx context.Context, st *writeState, offset int64) error
 	w.parts = slices.Clone(st.Parts[:cp.Parts])
 	w.nextPart = cp.Parts + 1
 	need := offset - partsEnd(cp.Parts)
-	w.buf = make([]byte, 0, partTarget(w.nextPart, w.d.cfg.PartSize))
+	w.buf = w.d.getBuf(int(partTarget(w.nextPart, w.d.cfg.PartSize)))
 	for _, s := range cp.Segments {
 		if need == 0 {
 			break
