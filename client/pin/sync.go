@@ -181,6 +181,7 @@ func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions) (*S
 	if pr.Digest != want {
 		return nil, fmt.Errorf("pulled %s, want %s", pr.Digest, want)
 	}
+	recordDigests(p.Cache(), pr.Dir, pr.Files)
 	if err := writeRecord(root, want, art.Raw); err != nil {
 		return nil, fmt.Errorf("record the installation: %w", err)
 	}
@@ -189,25 +190,59 @@ func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions) (*S
 	return res, nil
 }
 
-// installedOK reports whether every file of an installation is in place:
-// the cache blob itself (a hardlink, whose integrity the cache tracks), or
-// else a file whose content hashes to its digest.
+// installedOK reports whether every file of an installation is in place
+// without reading the large ones when it can: a file whose path, size,
+// mtime and inode are unchanged since its digest was recorded (the
+// client's digest cache) is what was recorded; a file that is the cache
+// blob itself (a hardlink, whose integrity the cache tracks) is the blob;
+// anything else is hashed. `modelctl verify` always hashes.
 func installedOK(ctx context.Context, cache *client.Cache, inst *install) bool {
+	root, err := filepath.Abs(inst.Root)
+	if err != nil {
+		return false
+	}
 	for _, f := range inst.Manifest.Files {
-		path := filepath.Join(inst.Root, filepath.FromSlash(f.Path))
+		// Absolute: the digest cache is keyed by path.
+		path := filepath.Join(root, filepath.FromSlash(f.Path))
 		fi, err := os.Lstat(path)
 		if err != nil || !fi.Mode().IsRegular() || fi.Size() != f.Size {
 			return false
 		}
 		if cache != nil {
+			if d, ok := cache.LookupDigest(path, fi); ok {
+				if d != f.Digest {
+					return false
+				}
+				continue
+			}
 			if bi, err := os.Stat(cache.BlobPath(f.Digest)); err == nil && os.SameFile(fi, bi) && cache.HasBlob(f.Digest, f.Size) {
 				continue
 			}
 		}
 		got, err := hashFile(ctx, path, f.Digest.Algorithm())
-		if err != nil || got != f.Digest {
+		if err != nil {
+			return false
+		}
+		if cache != nil {
+			_ = cache.StoreDigest(path, fi, got)
+		}
+		if got != f.Digest {
 			return false
 		}
 	}
 	return true
+}
+
+// recordDigests stores the digests of freshly installed files in the
+// client's digest cache, so the next sync recognises them by stat alone.
+func recordDigests(cache *client.Cache, root string, files []client.FileResult) {
+	if cache == nil {
+		return
+	}
+	for _, f := range files {
+		path := filepath.Join(root, filepath.FromSlash(f.Path))
+		if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() {
+			_ = cache.StoreDigest(path, fi, f.Digest)
+		}
+	}
 }
