@@ -2,8 +2,10 @@ package quantize
 
 import (
 	"encoding/binary"
+	"errors"
 	"math"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"unsafe"
 )
@@ -22,52 +24,120 @@ func viewFloats(b []byte) ([]float32, bool) {
 	return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), n), true
 }
 
+// errFault is a memory fault while reading mapped weights: the file
+// shrank under us. Faults become this error instead of crashing.
+var errFault = errors.New("memory fault reading the weights (was the model's data file truncated while quantizing?)")
+
 // parallel splits [0, n) into one contiguous part per CPU (parts are
 // multiples of align) and runs fn on each. Small inputs run inline.
-func parallel(n, align int, fn func(lo, hi int)) {
+func parallel(n, align int, fn func(lo, hi int)) error {
 	workers := runtime.GOMAXPROCS(0)
 	if n < 1<<16 || workers == 1 {
-		fn(0, n)
-		return
+		return guard(func() { fn(0, n) })
 	}
 	per := (n/workers + align - 1) / align * align
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var err error
 	for lo := 0; lo < n; lo += per {
 		hi := min(n, lo+per)
 		wg.Add(1)
-		go func() { defer wg.Done(); fn(lo, hi) }()
+		go func() {
+			defer wg.Done()
+			if e := guard(func() { fn(lo, hi) }); e != nil {
+				mu.Lock()
+				err = e
+				mu.Unlock()
+			}
+		}()
 	}
 	wg.Wait()
+	return err
+}
+
+// guard runs fn with memory faults (SIGBUS on a mapped file that was
+// truncated) turned into errFault.
+func guard(fn func()) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if e := recover(); e != nil {
+			// SetPanicOnFault panics with a runtime.Error that has Addr.
+			if _, ok := e.(interface{ Addr() uintptr }); ok {
+				err = errFault
+				return
+			}
+			panic(e)
+		}
+	}()
+	fn()
+	return nil
 }
 
 // rangeOf returns min and max of v (0 included, as the quantizers want),
 // and whether v holds NaN or Inf.
-func rangeOf(v []float32) (lo, hi float32, bad bool) {
+func rangeOf(v []float32) (lo, hi float32, bad bool, err error) {
 	var mu sync.Mutex
-	parallel(len(v), 1, func(a, b int) {
-		var l, h float32
-		nan := false
-		for _, x := range v[a:b] {
-			if x < l {
-				l = x
-			}
-			if x > h {
-				h = x
-			}
-			nan = nan || x != x
-		}
+	err = parallel(len(v), 1, func(a, b int) {
+		l, h, nan := rangeSeq(v[a:b])
 		mu.Lock()
 		lo, hi, bad = min(lo, l), max(hi, h), bad || nan
 		mu.Unlock()
 	})
 	bad = bad || math.IsInf(float64(lo), 0) || math.IsInf(float64(hi), 0)
-	return lo, hi, bad
+	return lo, hi, bad, err
+}
+
+// rangeSeq keeps four independent minima and maxima so that the loop is not
+// one long dependency chain (twice as fast as the plain loop).
+func rangeSeq(v []float32) (lo, hi float32, nan bool) {
+	var l0, l1, l2, l3, h0, h1, h2, h3 float32
+	i := 0
+	for ; i+4 <= len(v); i += 4 {
+		x := v[i : i+4 : i+4]
+		a, b, c, d := x[0], x[1], x[2], x[3]
+		if a < l0 {
+			l0 = a
+		}
+		if a > h0 {
+			h0 = a
+		}
+		if b < l1 {
+			l1 = b
+		}
+		if b > h1 {
+			h1 = b
+		}
+		if c < l2 {
+			l2 = c
+		}
+		if c > h2 {
+			h2 = c
+		}
+		if d < l3 {
+			l3 = d
+		}
+		if d > h3 {
+			h3 = d
+		}
+		nan = nan || a != a || b != b || c != c || d != d
+	}
+	for ; i < len(v); i++ {
+		if v[i] < l0 {
+			l0 = v[i]
+		}
+		if v[i] > h0 {
+			h0 = v[i]
+		}
+		nan = nan || v[i] != v[i]
+	}
+	return min(l0, l1, l2, l3), max(h0, h1, h2, h3), nan
 }
 
 // columnRanges folds the rows of v (row length n) into per-column lo/hi.
-func columnRanges(v []float32, n int, lo, hi []float32) (bad bool) {
+func columnRanges(v []float32, n int, lo, hi []float32) (bad bool, err error) {
 	var mu sync.Mutex
-	parallel(len(v), n, func(a, b int) {
+	err = parallel(len(v), n, func(a, b int) {
 		l, h := make([]float32, n), make([]float32, n)
 		nan := false
 		for r := a; r < b; r += n {
@@ -92,7 +162,7 @@ func columnRanges(v []float32, n int, lo, hi []float32) (bad bool) {
 	for j := range lo {
 		bad = bad || math.IsInf(float64(lo[j]), 0) || math.IsInf(float64(hi[j]), 0)
 	}
-	return bad
+	return bad, err
 }
 
 // rne rounds half to even (numpy.rint) for |x| < 2^22: adding and
@@ -106,15 +176,11 @@ func rne(x float32) float32 {
 
 // quantizeTo writes clamp(rne(v·inv) + zp) as bytes. inv and zp have one
 // entry (per tensor) or one per column of rows of length len(inv).
-func quantizeTo(q []byte, v []float32, inv, zp []float32, qmin, qmax float32) {
+func quantizeTo(q []byte, v []float32, inv, zp []float32, qmin, qmax float32) error {
 	n := len(inv)
-	parallel(len(v), n, func(a, b int) {
+	return parallel(len(v), n, func(a, b int) {
 		if n == 1 {
-			s, z := inv[0], zp[0]
-			out := q[a:b]
-			for i, x := range v[a:b] {
-				out[i] = clampByte(rne(x*s)+z, qmin, qmax)
-			}
+			quantizeSeq(q[a:b], v[a:b], inv[0], zp[0], qmin, qmax)
 			return
 		}
 		for r := a; r < b; r += n {
@@ -125,6 +191,15 @@ func quantizeTo(q []byte, v []float32, inv, zp []float32, qmin, qmax float32) {
 			}
 		}
 	})
+}
+
+// quantizeSeq is the per-tensor loop, kept free of captured variables so
+// the compiler holds everything in registers.
+func quantizeSeq(q []byte, v []float32, inv, zp, qmin, qmax float32) {
+	q = q[:len(v)]
+	for i, x := range v {
+		q[i] = clampByte(rne(x*inv)+zp, qmin, qmax)
+	}
 }
 
 // clampByte clamps an integral value to [qmin, qmax] and stores it as its

@@ -262,7 +262,9 @@ func (r *rewriter) writeInt8(qw *qweight, out io.Writer) error {
 	}
 	defer d.Close()
 	qw.mat.r = d
+	qw.mat.file, qw.mat.off, _ = d.File()
 	m := &qw.mat
+	defer m.release()
 	lines := m.chunkLines(true, r.opts.ChunkBytes)
 	nStats := int64(1)
 	if qw.perChannel {
@@ -278,12 +280,16 @@ func (r *rewriter) writeInt8(qw *qweight, out io.Writer) error {
 		if v, err = r.readLines(m, true, k0, k1); err != nil {
 			return fmt.Errorf("weight %q: %w", qw.name, err)
 		}
-		bad := false
+		var bad bool
 		if qw.perChannel {
-			bad = columnRanges(v, int(m.N), lo, hi)
+			bad, err = columnRanges(v, int(m.N), lo, hi)
 		} else {
-			l, h, b := rangeOf(v)
-			lo[0], hi[0], bad = min(lo[0], l), max(hi[0], h), b
+			var l, h float32
+			l, h, bad, err = rangeOf(v)
+			lo[0], hi[0] = min(lo[0], l), max(hi[0], h)
+		}
+		if err != nil {
+			return fmt.Errorf("weight %q: %w", qw.name, err)
 		}
 		if bad {
 			return fmt.Errorf("weight %q has NaN or Inf values (rows %d..%d): exclude its node with --exclude-nodes", qw.name, k0, k1)
@@ -307,7 +313,9 @@ func (r *rewriter) writeInt8(qw *qweight, out io.Writer) error {
 			}
 		}
 		r.qbuf = growBytes(r.qbuf, int64(len(v)))
-		quantizeTo(r.qbuf, v, inv, qw.zps, qmin, qmax)
+		if err := quantizeTo(r.qbuf, v, inv, qw.zps, qmin, qmax); err != nil {
+			return fmt.Errorf("weight %q: %w", qw.name, err)
+		}
 		if _, err := out.Write(r.qbuf); err != nil {
 			return err
 		}
@@ -333,7 +341,9 @@ func (r *rewriter) writeInt4(qw *qweight, out io.Writer) error {
 	}
 	defer d.Close()
 	qw.mat.r = d
+	qw.mat.file, qw.mat.off, _ = d.File()
 	m := &qw.mat
+	defer m.release()
 	bs := int64(r.opts.BlockSize)
 	lines := m.chunkLines(false, r.opts.ChunkBytes)
 	qw.scales = make([]float32, m.N*qw.blocks)
@@ -349,32 +359,45 @@ func (r *rewriter) writeInt4(qw *qweight, out io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("weight %q: %w", qw.name, err)
 		}
-		for n := n0; n < n1; n++ {
-			col := buf[(n-n0)*m.K : (n-n0+1)*m.K]
-			for b := int64(0); b < qw.blocks; b++ {
-				blk := col[b*bs : min(m.K, (b+1)*bs)]
-				scale, zp, err := int4Params(blk, r.opts.Symmetric)
-				if err != nil {
-					return fmt.Errorf("weight %q column %d: %w", qw.name, n, err)
-				}
-				qw.scales[n*qw.blocks+b], qw.zps[n*qw.blocks+b] = scale, zp
-				inv := 1 / scale
-				for i := range codes {
-					codes[i] = byte(zp)
-					if i < len(blk) {
-						codes[i] = byte(quant(blk[i], inv, zp, 0, 15))
-					}
-				}
-				dst := blob[b*qw.blobSize : (b+1)*qw.blobSize]
-				for i := range dst {
-					dst[i] = codes[2*i] | codes[2*i+1]<<4
-				}
-			}
-			if _, err := out.Write(blob); err != nil {
-				return err
-			}
+		var werr error
+		if err := guard(func() { werr = r.int4Columns(qw, buf, n0, n1, blob, codes, out) }); err != nil {
+			return fmt.Errorf("weight %q: %w", qw.name, err)
+		}
+		if werr != nil {
+			return werr
 		}
 		r.progress(4 * int64(len(buf)))
+	}
+	return nil
+}
+
+// int4Columns quantizes columns [n0, n1) of a chunk and writes their blocks.
+func (r *rewriter) int4Columns(qw *qweight, buf []float32, n0, n1 int64, blob, codes []byte, out io.Writer) error {
+	m, bs := &qw.mat, int64(r.opts.BlockSize)
+	for n := n0; n < n1; n++ {
+		col := buf[(n-n0)*m.K : (n-n0+1)*m.K]
+		for b := int64(0); b < qw.blocks; b++ {
+			blk := col[b*bs : min(m.K, (b+1)*bs)]
+			scale, zp, err := int4Params(blk, r.opts.Symmetric)
+			if err != nil {
+				return fmt.Errorf("weight %q column %d: %w", qw.name, n, err)
+			}
+			qw.scales[n*qw.blocks+b], qw.zps[n*qw.blocks+b] = scale, zp
+			inv := 1 / scale
+			for i := range codes {
+				codes[i] = byte(zp)
+				if i < len(blk) {
+					codes[i] = byte(quant(blk[i], inv, zp, 0, 15))
+				}
+			}
+			dst := blob[b*qw.blobSize : (b+1)*qw.blobSize]
+			for i := range dst {
+				dst[i] = codes[2*i] | codes[2*i+1]<<4
+			}
+		}
+		if _, err := out.Write(blob); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 )
 
 // matrix is a constant FP32 weight read in chunks from disk (or memory):
@@ -16,6 +17,21 @@ type matrix struct {
 	r     io.ReaderAt
 	K, N  int64
 	trans bool // physical layout is [N, K]
+
+	// file and off locate the weight on disk when it is there, so that
+	// contiguous chunks can be mapped instead of read; unmap releases the
+	// current mapping.
+	file  *os.File
+	off   int64
+	unmap func()
+}
+
+// release unmaps the last chunk, if mapped.
+func (m *matrix) release() {
+	if m.unmap != nil {
+		m.unmap()
+		m.unmap = nil
+	}
 }
 
 // chunkLines is how many lines (rows if byRow, else columns) fit in budget
@@ -41,6 +57,16 @@ func (m *matrix) read(byRow bool, i0, i1 int64, buf []float32, scratch []byte) (
 	n := (i1 - i0) * line
 	if contiguous := byRow != m.trans; contiguous {
 		// Physical rows i0..i1 are exactly these lines.
+		m.release()
+		if m.file != nil {
+			if b, unmap, ok := mapRange(m.file, m.off+4*i0*line, 4*n); ok {
+				if v, ok := viewFloats(b); ok {
+					m.unmap = unmap
+					return v, buf, scratch, nil
+				}
+				unmap()
+			}
+		}
 		scratch = growBytes(scratch, 4*n)
 		if _, err := m.r.ReadAt(scratch[:4*n], 4*i0*line); err != nil {
 			return nil, buf, scratch, fmt.Errorf("read weight lines %d..%d: %w", i0, i1, err)

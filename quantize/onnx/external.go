@@ -276,6 +276,14 @@ type Data struct {
 	io.ReaderAt
 	Size  int64
 	close func() error
+	file  *os.File
+	off   int64
+}
+
+// File returns the open file holding the bytes and their offset in it, for
+// callers that map it; ok is false for data held in memory.
+func (d *Data) File() (f *os.File, offset int64, ok bool) {
+	return d.file, d.off, d.file != nil
 }
 
 // Close releases the file behind the data, if any.
@@ -315,7 +323,7 @@ func (m *Model) TensorData(t *onnxpb.TensorProto) (*Data, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model %s: tensor %q: %w", m.Path, t.GetName(), err)
 	}
-	return &Data{ReaderAt: io.NewSectionReader(f, sp.Offset, sp.Length), Size: sp.Length, close: f.Close}, nil
+	return &Data{ReaderAt: io.NewSectionReader(f, sp.Offset, sp.Length), Size: sp.Length, close: f.Close, file: f, off: sp.Offset}, nil
 }
 
 // typedBytes encodes in-memory tensor data as raw little-endian bytes.
