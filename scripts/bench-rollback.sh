@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Rollback latency: from `modelctl rollback` to the previous model verified on
+# disk, when that model is already in the local cache (the usual case: the
+# host ran it before). Two synthetic FP32 models of SIZE (default 2GiB) are
+# pushed under one tag to `modelctl serve` on loopback; a host pins and syncs
+# both (so both are cached); then, RUNS times (default 3):
+#
+#   rollback REF ; sync CONFIG --update ; verify CONFIG      (timed)
+#   tag REF@v2 TAG ; sync CONFIG --update                    (reset, not timed)
+#
+# It prints each phase per run and the medians. Goal: total < 2 s for 2 GiB.
+#   SIZE=2GiB RUNS=3 BENCH_DIR=/var/tmp ./scripts/bench-rollback.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SIZE=${SIZE:-2GiB}
+RUNS=${RUNS:-3}
+MC=${MODELCTL_BIN:-$ROOT/bin/modelctl}
+[[ -x $MC ]] || { echo "bench-rollback: $MC missing: run make build" >&2; exit 1; }
+
+WORK=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/modelctl-rollback.XXXXXX")
+SERVE_PID=
+cleanup() {
+	[[ -n $SERVE_PID ]] && { kill "$SERVE_PID" 2>/dev/null || true; wait "$SERVE_PID" 2>/dev/null || true; }
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+REG=127.0.0.1:$PORT
+"$MC" serve --addr "$REG" --root "$WORK/registry" --log-level warn >"$WORK/serve.log" 2>&1 &
+SERVE_PID=$!
+for _ in $(seq 100); do "$MC" ls "$REG" >/dev/null 2>&1 && break; sleep 0.1; done
+REF=$REG/bench/model:prod
+export MODELCTL_CACHE=$WORK/cache XDG_CONFIG_HOME=$WORK/config DOCKER_CONFIG=$WORK/docker
+
+echo "bench-rollback: $SIZE models, $RUNS runs, in $WORK"
+for v in 1 2; do
+	"$MC" synth -o "$WORK/v$v" --size "$SIZE" --seed "$v" --name model.onnx >/dev/null
+done
+mkdir -p "$WORK/host"
+cd "$WORK/host"
+printf 'model:\n  model_path: "models/model.onnx"\n' >app.yaml
+"$MC" push "$WORK/v1/model.onnx" "$REF" >/dev/null
+"$MC" pin app.yaml --key model "$REF" >/dev/null
+"$MC" sync app.yaml >/dev/null
+V2=$("$MC" push "$WORK/v2/model.onnx" "$REF" --json | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["digest"])')
+"$MC" sync app.yaml --update >/dev/null
+# The pushed sources are not needed any more; what the host has is its
+# cache and its installation, as on a real server.
+rm -rf "$WORK/v1" "$WORK/v2"
+
+now() { date +%s.%N; }
+sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", a - b }'; }
+declare -a T_RB T_SYNC T_VERIFY T_TOTAL
+for i in $(seq "$RUNS"); do
+	t0=$(now)
+	"$MC" rollback "$REF" >/dev/null
+	t1=$(now)
+	"$MC" sync app.yaml --update >/dev/null
+	t2=$(now)
+	"$MC" verify app.yaml >/dev/null
+	t3=$(now)
+	T_RB+=("$(sub "$t1" "$t0")")
+	T_SYNC+=("$(sub "$t2" "$t1")")
+	T_VERIFY+=("$(sub "$t3" "$t2")")
+	T_TOTAL+=("$(sub "$t3" "$t0")")
+	printf 'run %d: rollback %.3fs  sync --update %.3fs  verify %.3fs  total %.3fs\n' "$i" "${T_RB[-1]}" "${T_SYNC[-1]}" "${T_VERIFY[-1]}" "${T_TOTAL[-1]}"
+	# Back to v2 for the next run (not timed).
+	"$MC" tag "$REF@$V2" prod >/dev/null
+	"$MC" sync app.yaml --update >/dev/null
+done
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+printf 'median of %d: rollback %.3fs  sync --update %.3fs  verify %.3fs  total %.3fs (goal < 2 s)\n' "$RUNS" \
+	"$(median "${T_RB[@]}")" "$(median "${T_SYNC[@]}")" "$(median "${T_VERIFY[@]}")" "$(median "${T_TOTAL[@]}")"
