@@ -424,3 +424,17 @@ func TestMountAuthorization(t *testing.T) {
 		t.Fatalf("bob's mount with a token: %d, want 202", r.StatusCode)
 	}
 }
+
+func TestOpen(t *testing.T) {
+	if a, err := Open(Options{}, nil); a != nil || err != nil {
+		t.Fatalf("Open without htpasswd = %v, %v; want an open registry", a, err)
+	}
+	for _, o := range []Options{{AnonymousPull: true}, {PolicyFile: "p.yaml"}, {KeyFile: "k.pem"}} {
+		if _, err := Open(o, nil); err == nil || !strings.Contains(err.Error(), "need --htpasswd") {
+			t.Errorf("Open(%+v) = %v, want a refusal naming --htpasswd", o, err)
+		}
+	}
+	if _, err := Open(Options{HtpasswdFile: t.TempDir() + "/missing"}, nil); err == nil {
+		t.Error("a missing htpasswd file accepted")
+	}
+}
