@@ -27,6 +27,7 @@ type qweight struct {
 	perChannel       bool
 	nScales          int64
 	scales, zps      []float32 // filled while the weight is written
+	zp4              []byte    // int4 zero points, one per block (0..15)
 	k, n             int64
 	blocks, blobSize int64 // int4
 }
@@ -139,7 +140,7 @@ func (r *rewriter) newWeight(w string, c *constant, trans bool) *qweight {
 		r.addInit(qw.scale, onnx.Float, []int64{n * qw.blocks}, func(out io.Writer) error { return writeFloats(out, qw.scales) })
 		if !r.opts.Symmetric {
 			qw.zp = r.unique(w + "_zero_points")
-			r.addInit(qw.zp, onnx.Uint8, []int64{n * ((qw.blocks + 1) / 2)}, func(out io.Writer) error { return writeNibbles(out, qw.zps, n, qw.blocks) })
+			r.addInit(qw.zp, onnx.Uint8, []int64{n * ((qw.blocks + 1) / 2)}, func(out io.Writer) error { return writeNibbles(out, qw.zp4, n, qw.blocks) })
 		}
 	default:
 		qw.perChannel = r.opts.PerChannel
@@ -347,7 +348,9 @@ func (r *rewriter) writeInt4(qw *qweight, out io.Writer) error {
 	bs := int64(r.opts.BlockSize)
 	lines := m.chunkLines(false, r.opts.ChunkBytes)
 	qw.scales = make([]float32, m.N*qw.blocks)
-	qw.zps = make([]float32, m.N*qw.blocks)
+	if !r.opts.Symmetric {
+		qw.zp4 = make([]byte, m.N*qw.blocks)
+	}
 	blob := make([]byte, qw.blocks*qw.blobSize)
 	codes := make([]byte, bs)
 	for n0 := int64(0); n0 < m.N; n0 += lines {
@@ -382,7 +385,10 @@ func (r *rewriter) int4Columns(qw *qweight, buf []float32, n0, n1 int64, blob, c
 			if err != nil {
 				return fmt.Errorf("weight %q column %d: %w", qw.name, n, err)
 			}
-			qw.scales[n*qw.blocks+b], qw.zps[n*qw.blocks+b] = scale, zp
+			qw.scales[n*qw.blocks+b] = scale
+			if qw.zp4 != nil {
+				qw.zp4[n*qw.blocks+b] = byte(zp)
+			}
 			inv := 1 / scale
 			for i := range codes {
 				codes[i] = byte(zp)
@@ -435,12 +441,12 @@ func abs(v float32) float32 { return float32(math.Abs(float64(v))) }
 
 // writeNibbles packs per-block zero points two per byte, per column, as
 // MatMulNBits reads them ([N, ceil(blocks/2)]).
-func writeNibbles(out io.Writer, zps []float32, n, blocks int64) error {
+func writeNibbles(out io.Writer, zps []byte, n, blocks int64) error {
 	per := (blocks + 1) / 2
 	b := make([]byte, n*per)
 	for c := int64(0); c < n; c++ {
 		for k := int64(0); k < blocks; k++ {
-			z := byte(zps[c*blocks+k]) & 0x0f
+			z := zps[c*blocks+k] & 0x0f
 			if k%2 == 1 {
 				z <<= 4
 			}
