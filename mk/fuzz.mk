@@ -28,3 +28,17 @@ fuzz:
 	  done; \
 	done; \
 	exit $$fail
+
+# sigstore-go's verifier, built from its own module (signing/sigstorecheck,
+# pinned by its go.sum) so the main module does not depend on it: the
+# signing tests check with it that `modelctl sign` writes bundles Sigstore
+# tooling verifies.
+SIGSTORE_GO_VERSION := v1.3.0
+SIGSTORE_VERIFY     := $(TOOLBIN)/sigstore-verify-$(SIGSTORE_GO_VERSION)
+
+TEST_DEPS += $(SIGSTORE_VERIFY)
+
+$(SIGSTORE_VERIFY): signing/sigstorecheck/go.mod signing/sigstorecheck/go.sum signing/sigstorecheck/main.go
+	@mkdir -p $(TOOLBIN)
+	cd signing/sigstorecheck && $(GO) build -mod=readonly -trimpath -o $@.tmp . && mv $@.tmp $@
+	ln -sf $(notdir $@) $(TOOLBIN)/sigstore-verify
