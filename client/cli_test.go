@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -295,43 +296,64 @@ const killTestSize = 300 << 20
 
 func TestCLIKillDuringPushResumes(t *testing.T) {
 	for _, s := range servers {
-		t.Run(s.name, func(t *testing.T) {
-			srv := s.start(t)
-			c := newCLI(t)
-			model := synthModel(t, t.TempDir(), killTestSize)
-			ref := srv.Addr + "/kill/push:v1"
-			cmd := c.cmd("push", model, ref, "--chunk-size", "16MiB", "--json")
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			var st uploadState
-			waitFor(t, "the first acknowledged chunks", func() bool {
-				matches, _ := filepath.Glob(filepath.Join(c.cache, "uploads", "*.json"))
-				for _, m := range matches {
-					var s uploadState
-					if b, err := os.ReadFile(m); err == nil && json.Unmarshal(b, &s) == nil && s.Offset >= 64<<20 {
-						st = s
-						return true
-					}
+		for _, chunk := range []string{"16MiB", "auto"} {
+			t.Run(s.name+"/chunk="+chunk, func(t *testing.T) {
+				srv := s.start(t)
+				c := newCLI(t)
+				model := synthModel(t, t.TempDir(), killTestSize)
+				ref := srv.Addr + "/kill/push:v1"
+				cmd := c.cmd("push", model, ref, "--chunk-size", chunk, "--json")
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
 				}
-				return false
-			})
-			cmd.Process.Kill()
-			cmd.Wait()
+				// Kill once the registry reports 100 MiB committed (with one
+				// streamed PATCH, the local state only knows the session).
+				var committed int64
+				waitFor(t, "100 MiB committed on the registry", func() bool {
+					committed = committedOnRegistry(c.cache)
+					return committed >= 100<<20
+				})
+				cmd.Process.Kill()
+				cmd.Wait()
+				committed = committedOnRegistry(c.cache)
 
-			var res PushResult
-			c.runJSON(&res, "push", model, ref, "--chunk-size", "16MiB")
-			data := res.Files[1]
-			t.Logf("%s: killed with %d bytes acknowledged; rerun resumed from %d, sent %d of %d (total %d of %d)",
-				s.name, st.Offset, data.ResumedFrom, data.Transferred, data.Size, res.Transferred, res.Size)
-			if data.Status != StatusResumed || data.ResumedFrom < st.Offset || data.Transferred != data.Size-data.ResumedFrom {
-				t.Fatalf("rerun did not continue the upload: %+v (state offset %d)", data, st.Offset)
-			}
-			out := filepath.Join(t.TempDir(), "m")
-			c.run("pull", ref, "-o", out)
-			sameFile(t, model+".data", filepath.Join(out, "model.onnx.data"))
-		})
+				var res PushResult
+				c.runJSON(&res, "push", model, ref, "--chunk-size", chunk)
+				data := res.Files[1]
+				t.Logf("%s chunk=%s: killed with %d bytes committed; rerun resumed from %d, sent %d of %d (total %d of %d)",
+					s.name, chunk, committed, data.ResumedFrom, data.Transferred, data.Size, res.Transferred, res.Size)
+				if data.Status != StatusResumed || data.ResumedFrom < committed || data.Transferred != data.Size-data.ResumedFrom {
+					t.Fatalf("rerun did not continue the upload: %+v (committed %d)", data, committed)
+				}
+				out := filepath.Join(t.TempDir(), "m")
+				c.run("pull", ref, "-o", out)
+				sameFile(t, model+".data", filepath.Join(out, "model.onnx.data"))
+			})
+		}
 	}
+}
+
+// committedOnRegistry asks the registry how much of the upload saved in
+// the client's cache it holds (0 when there is none yet).
+func committedOnRegistry(cache string) int64 {
+	matches, _ := filepath.Glob(filepath.Join(cache, "uploads", "*.json"))
+	var best int64
+	for _, m := range matches {
+		var st uploadState
+		b, err := os.ReadFile(m)
+		if err != nil || json.Unmarshal(b, &st) != nil || st.Location == "" || st.Size < 100<<20 {
+			continue
+		}
+		resp, err := http.Get(st.Location)
+		if err != nil {
+			continue
+		}
+		resp.Body.Close()
+		if n, err := parseRangeEnd(resp.Header.Get("Range")); err == nil && n > best {
+			best = n
+		}
+	}
+	return best
 }
 
 func TestCLIKillDuringPullResumes(t *testing.T) {

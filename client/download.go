@@ -131,24 +131,26 @@ func (c *Client) fetchBlob(ctx context.Context, src source, f manifests.File, pr
 	}
 	partial := filepath.Join(cache.dir, "partial", f.Digest.Encoded())
 	statePath := partial + ".json"
+	file, err := openLockedPartial(partial)
+	if err != nil {
+		return 0, err
+	}
+	defer file.Close() // releases the lock
+	// Another process may have finished this blob while we waited.
+	if cache.HasBlob(f.Digest, f.Size) {
+		prog.done()
+		return 0, nil
+	}
 	var st downloadState
-	file, err := os.OpenFile(partial, os.O_RDWR, 0)
-	if err == nil && cache.readJSON(statePath, &st) == nil && st.valid(f.Size) {
-		// continue
-	} else {
-		if file != nil {
-			file.Close()
-		}
+	if cache.readJSON(statePath, &st) != nil || !st.valid(f.Size) {
 		st = downloadState{Size: f.Size, Segments: planSegments(f.Size)}
-		if file, err = os.OpenFile(partial, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
-			return 0, fmt.Errorf("create %s: %w", partial, Explain(err, ""))
+		if err := file.Truncate(0); err != nil {
+			return 0, fmt.Errorf("truncate %s: %w", partial, err)
 		}
 		if err := cache.writeJSON(statePath, &st); err != nil {
-			file.Close()
 			return 0, err
 		}
 	}
-	defer file.Close()
 
 	dl := &download{c: c, src: src, f: f, file: file, st: &st, statePath: statePath, prog: prog, wake: make(chan struct{}, 1)}
 	// The range bounds never change; the goroutines read this copy while
@@ -217,6 +219,29 @@ func (c *Client) fetchBlob(ctx context.Context, src source, f manifests.File, pr
 	os.Remove(statePath)
 	prog.done()
 	return dl.transferred.Load(), nil
+}
+
+// openLockedPartial opens (creating) the partial file of a download and
+// takes its lock, so two pulls of one blob, in two processes, take turns
+// instead of writing one file at once. A partial that was moved into the
+// cache while we waited for its lock is not ours to write: start again.
+func openLockedPartial(partial string) (*os.File, error) {
+	for {
+		file, err := os.OpenFile(partial, os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", partial, Explain(err, ""))
+		}
+		if err := lockFile(file); err != nil {
+			file.Close()
+			return nil, fmt.Errorf("lock %s: %w", partial, err)
+		}
+		fi, err1 := file.Stat()
+		pi, err2 := os.Stat(partial)
+		if err1 == nil && err2 == nil && os.SameFile(fi, pi) {
+			return file, nil
+		}
+		file.Close()
+	}
 }
 
 // firstError prefers a real cause over the cancellations it triggered.

@@ -159,7 +159,14 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string) (*PullResu
 	// Large blobs already fetch several ranges each; two files at a time
 	// keeps the connection count bounded.
 	g.SetLimit(max(1, c.opts.Parallel/2))
+	// Two files with the same content are one blob: fetch it once (two
+	// fetches would share one partial file).
+	first := map[digest.Digest]bool{}
 	for i, f := range files {
+		if first[f.Digest] {
+			continue
+		}
+		first[f.Digest] = true
 		fp := prog.file(f.Path, f.Size)
 		g.Go(func() error {
 			n, err := c.fetchBlob(gctx, r, f, fp)

@@ -80,3 +80,51 @@ func TestPushPullRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// Files with the same content are one blob: pushed once, fetched once,
+// installed at both paths. A push of the same file to another repository
+// of the registry mounts it instead of uploading.
+func TestDuplicateContentAndMount(t *testing.T) {
+	srv := startDistribution(t)
+	ctx := context.Background()
+	src := t.TempDir()
+	writeRandom(t, filepath.Join(src, "a.bin"), 3<<20)
+	b, _ := os.ReadFile(filepath.Join(src, "a.bin"))
+	os.WriteFile(filepath.Join(src, "b.bin"), b, 0o644)
+	files := []PushFile{{Path: "a.bin", Source: filepath.Join(src, "a.bin")}, {Path: "docs/b.bin", Source: filepath.Join(src, "b.bin")}}
+	c := newTestClient(t, Options{})
+	ref, _ := ParseReference(srv.Addr + "/dup/one:v1")
+	if _, err := c.Push(ctx, ref, PushOptions{Files: files}); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "m")
+	pr, err := newTestClient(t, Options{}).Pull(ctx, ref, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr.Transferred != 3<<20 {
+		t.Errorf("pull transferred %d, want one copy (%d)", pr.Transferred, 3<<20)
+	}
+	sameFile(t, filepath.Join(src, "a.bin"), filepath.Join(dst, "a.bin"))
+	sameFile(t, filepath.Join(src, "a.bin"), filepath.Join(dst, "docs", "b.bin"))
+
+	other, _ := ParseReference(srv.Addr + "/dup/two:v1")
+	res, err := c.Push(ctx, other, PushOptions{Files: files[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Files[0].Status != StatusMounted || res.Transferred != 0 {
+		t.Errorf("push to another repository: %+v", res.Files[0])
+	}
+	pullAndCompare2(t, srv.Addr+"/dup/two:v1", filepath.Join(src, "a.bin"), "a.bin")
+}
+
+func pullAndCompare2(t *testing.T, ref, src, path string) {
+	t.Helper()
+	r, _ := ParseReference(ref)
+	dst := filepath.Join(t.TempDir(), "m")
+	if _, err := newTestClient(t, Options{}).Pull(context.Background(), r, dst); err != nil {
+		t.Fatal(err)
+	}
+	sameFile(t, src, filepath.Join(dst, path))
+}

@@ -448,6 +448,10 @@ func (r *repo) pushFile(ctx context.Context, f *localFile, prog *fileProgress) (
 		if loc, minChunk, err = r.startUpload(ctx); err != nil {
 			return blobResult{}, err
 		}
+		// Saved before the first byte goes out: a push killed during its
+		// first (on loopback, only) PATCH still finds the session, and the
+		// registry's committed offset, when it is run again.
+		_ = c.cache.writeJSON(statePath, uploadState{Location: loc, Size: size, Hash: marshalHash(h)})
 	}
 	chunk := max(c.chunkSize(r.host), minChunk)
 	prog.set(off)
@@ -497,6 +501,9 @@ func (r *repo) pushFile(ctx context.Context, f *localFile, prog *fileProgress) (
 			if loc, _, err = r.startUpload(ctx); err != nil {
 				return blobResult{}, err
 			}
+			h.Reset()
+			hashed = 0
+			_ = c.cache.writeJSON(statePath, uploadState{Location: loc, Size: size, Hash: marshalHash(h)})
 			committed, next = 0, loc
 		}
 		loc, off = next, committed
