@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -106,17 +105,4 @@ func writeRecord(root string, d digest.Digest, raw []byte) error {
 		}
 	}
 	return writeAtomic(recordPath(root, d), raw)
-}
-
-// relToWD shortens an absolute path under the working directory for
-// messages; others stay as they are.
-func relToWD(p string) string {
-	wd, err := os.Getwd()
-	if err != nil {
-		return p
-	}
-	if r, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(r, "..") {
-		return r
-	}
-	return p
 }

@@ -156,6 +156,9 @@ func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions) (*S
 
 	if inst, err := findInstall(local, s.ModelPath, want); err == nil && installedOK(ctx, p.Cache(), inst) {
 		res.Status, res.Root = "up to date", inst.Root
+		if abs, err := filepath.Abs(inst.Root); err == nil {
+			res.Root = abs
+		}
 		for _, f := range inst.Manifest.Files {
 			res.Files++
 			res.Size += f.Size
