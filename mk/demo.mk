@@ -1,7 +1,8 @@
 # make demo (scripts/demo.sh): the whole workflow in one command on a fresh
 # machine. Bench needs onnxruntime (mk/ort.mk) and a modelctl built with cgo,
 # so a C compiler; the demo also runs onnx.checker on the model it installed
-# (python3-onnx, mk/onnx.mk). Each piece is installed only when missing.
+# (python3-onnx, mk/onnx.mk). Each piece is installed only when missing
+# (npm too: mk/ort.mk fetches onnxruntime with `npm pack`).
 #
 # The paths of the other fragments are expanded in the recipe, at run time:
 # fragments are included in name order, and ORT_LIB/ONNX_PY are not yet
@@ -13,5 +14,6 @@ DEMO_DEPS += demo-tools
 
 demo-tools: bin/modelctl
 	@command -v gcc >/dev/null || (apt-get update && apt-get install -y gcc libc6-dev)
+	@command -v npm >/dev/null || (apt-get update && apt-get install -y npm)
 	@$(MAKE) --no-print-directory $(ORT_LIB) $(ONNX_PY)
 	@$(GO) version -m bin/modelctl | grep -q 'CGO_ENABLED=1' || { echo "rebuilding bin/modelctl with cgo (bench needs it)"; rm -f bin/modelctl; $(MAKE) --no-print-directory bin/modelctl; }
