@@ -42,6 +42,12 @@ func (c *Config) Pin(ctx context.Context, r Resolver, key, ref string) (digest.D
 	if err != nil {
 		return "", fmt.Errorf("pin %s: %w", key, err)
 	}
+	// A model_path that sync could not install is refused now, not later.
+	if s, err := c.Section(key); err == nil && s.ModelPath != "" {
+		if _, _, err := installRoot(runtime.GOOS, s.ModelPath, art.Manifest.Files); err != nil {
+			return "", fmt.Errorf("pin %s: %w", key, err)
+		}
+	}
 	if err := c.SetPin(key, ref, art.Digest); err != nil {
 		return "", err
 	}

@@ -256,3 +256,46 @@ func TestSyncErrors(t *testing.T) {
 		t.Fatalf("sync through a planted link: %v", err)
 	}
 }
+
+func TestPin(t *testing.T) {
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	ctx := context.Background()
+	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
+	c, err := client.New(client.Options{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := pushModel(t, c, srv.Addr+"/m:v", map[string]int64{"m.onnx": 100})
+	ref := srv.Addr + "/m:v"
+	tests := []struct {
+		name, conf, key, ref, wantErr, wantLine string
+	}{
+		{"pins a tag", "x:\n  model_path: models/m.onnx\n", "x", ref, "", "  artifact_digest: " + d.String()},
+		{"pins a digest", "x:\n  model_path: m.onnx\n", "x", srv.Addr + "/m@" + d.String(), "", "  artifact: " + srv.Addr + "/m@" + d.String()},
+		{"model_path the artifact lacks", "x:\n  model_path: models/other.onnx\n", "x", ref, "names no file of the artifact", ""},
+		{"no such tag", "x:\n  model_path: m.onnx\n", "x", srv.Addr + "/m:nope", "MANIFEST_UNKNOWN", ""},
+		{"no tag or digest", "x:\n  model_path: m.onnx\n", "x", srv.Addr + "/m", "name a tag or a digest", ""},
+		{"missing section", "x:\n  model_path: m.onnx\n", "y", ref, `no section "y"`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := writeConfig(t, filepath.Join(t.TempDir(), "c.yaml"), tt.conf)
+			got, err := cfg.Pin(ctx, c, tt.key, tt.ref)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				if string(cfg.Bytes()) != tt.conf {
+					t.Fatalf("a refused pin changed the config:\n%s", cfg.Bytes())
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != d || !strings.Contains(string(cfg.Bytes()), tt.wantLine+"\n") {
+				t.Fatalf("pin = %s, config:\n%s", got, cfg.Bytes())
+			}
+		})
+	}
+}
