@@ -334,3 +334,59 @@ audio_omni:
 	host.run("verify", cfg)
 	wfSameBytes(t, host.path("models/onnx"), filepath.Dir(m.int8v1), wfGraph, wfData)
 }
+
+// TestWorkflowForeignRegistry: against a registry without the history
+// extension (CNCF distribution), tag, history and rollback keep the
+// history client-side and say so, and sync --update follows a rollback.
+func TestWorkflowForeignRegistry(t *testing.T) {
+	bin := testenv.Tool(t, "registry")
+	addr := testenv.FreeAddr(t)
+	conf := filepath.Join(t.TempDir(), "config.yml")
+	if err := os.WriteFile(conf, []byte("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: "+t.TempDir()+"\nhttp:\n  addr: "+addr+"\n  secret: modelctl-test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Start(t, addr, "http://%s/v2/", []string{"OTEL_TRACES_EXPORTER=none"}, bin, "serve", conf)
+
+	ws := newWFHost(t, "workstation")
+	for _, v := range []string{"1", "2"} {
+		ws.run("synth", "-o", "v"+v, "--size", "512KiB", "--seed", v, "--name", "m.onnx")
+	}
+	ref := addr + "/team/m:prod"
+	var pushed struct {
+		Digest string `json:"digest"`
+	}
+	ws.runJSON(&pushed, "push", ws.path("v1/m.onnx"), ref)
+	v1 := pushed.Digest
+
+	host := newWFHost(t, "server")
+	if err := os.WriteFile(host.path("app.yaml"), []byte("m:\n  model_path: models/m.onnx\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	host.run("pin", "app.yaml", "--key", "m", ref)
+	host.run("sync", "app.yaml")
+	ws.runJSON(&pushed, "push", ws.path("v2/m.onnx"), ref)
+	v2 := pushed.Digest
+	host.run("sync", "app.yaml", "--update")
+
+	// The host saw v1 then v2: its client-side history knows both.
+	out := host.run("history", ref)
+	histFile := filepath.Join(host.dir, ".state", "config", "modelctl", "history")
+	if !strings.Contains(out, "keeps no tag history") || !strings.Contains(out, histFile) {
+		t.Fatalf("history against distribution does not say it is client-side:\n%s", out)
+	}
+	out = host.run("rollback", ref)
+	if !strings.Contains(out, v2+" -> "+v1) || !strings.Contains(out, "client-side") {
+		t.Fatalf("rollback:\n%s", out)
+	}
+	var synced []wfSync
+	host.runJSON(&synced, "sync", "app.yaml", "--update")
+	if len(synced) != 1 || synced[0].Digest != v1 || synced[0].Transferred != 0 {
+		t.Fatalf("sync after rollback: %+v", synced)
+	}
+	wfSameBytes(t, host.path("models"), ws.path("v1"), "m.onnx", "m.onnx.data")
+	host.run("verify", "app.yaml")
+	out = host.run("tag", ref, "stable")
+	if !strings.Contains(out, "keeps no tag history") {
+		t.Fatalf("tag:\n%s", out)
+	}
+}
