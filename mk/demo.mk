@@ -17,3 +17,12 @@ demo-tools: bin/modelctl
 	@command -v npm >/dev/null || (apt-get update && apt-get install -y npm)
 	@$(MAKE) --no-print-directory $(ORT_LIB) $(ONNX_PY)
 	@$(GO) version -m bin/modelctl | grep -q 'CGO_ENABLED=1' || { echo "rebuilding bin/modelctl with cgo (bench needs it)"; rm -f bin/modelctl; $(MAKE) --no-print-directory bin/modelctl; }
+
+# Rollback latency with two 2 GiB models: rollback + sync --update + verify
+# with the previous model in the local cache, medians of 3 runs (goal < 2 s).
+BENCH_TARGETS += bench-rollback
+
+.PHONY: bench-rollback
+
+bench-rollback: bin/modelctl
+	./scripts/bench-rollback.sh
