@@ -299,6 +299,10 @@ func TestModelctlLoginPushPull(t *testing.T) {
 	if _, _, err := mc(t, anon, "", "push", model, srv.Addr+"/models/m:v2"); err == nil {
 		t.Fatal("anonymous push succeeded with --anonymous-pull")
 	}
+	mustMC(t, env, "", "logout", srv.Addr)
+	if _, _, err := mc(t, env, "", "push", model, srv.Addr+"/models/m:v3"); err == nil {
+		t.Fatal("push after logout succeeded")
+	}
 }
 
 // selfSigned writes a self-signed certificate for 127.0.0.1 and its key.
