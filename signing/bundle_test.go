@@ -144,3 +144,23 @@ func FuzzVerifyBundle(f *testing.F) {
 		}
 	})
 }
+
+func TestNewPolicy(t *testing.T) {
+	dir := t.TempDir()
+	_, pub, _ := GenerateKey(AlgECDSAP256)
+	_ = writeFile(dir+"/k.pub", string(pub))
+	if p, err := NewPolicy(false); err != nil || p.Required {
+		t.Fatalf("no policy: %+v %v", p, err)
+	}
+	if p, err := NewPolicy(true, dir+"/k.pub"); err != nil || !p.Required || len(p.Keys) != 1 {
+		t.Fatalf("required with a key: %+v %v", p, err)
+	}
+	for _, tc := range []struct {
+		req  bool
+		keys []string
+	}{{true, nil}, {false, []string{dir + "/k.pub"}}, {true, []string{dir + "/missing.pub"}}} {
+		if _, err := NewPolicy(tc.req, tc.keys...); err == nil {
+			t.Errorf("NewPolicy(%v, %v) accepted", tc.req, tc.keys)
+		}
+	}
+}

@@ -286,3 +286,21 @@ func Require(ctx context.Context, ref string, policy Policy, opts Options) (dige
 	}
 	return v.Subject.Digest, nil
 }
+
+// NewPolicy is the policy a command line or a config section asks for:
+// required, with the trusted public keys read from keyFiles. Requiring a
+// signature without a key is refused (nothing could ever verify), and so is
+// a key given without requiring signatures (a check silently not done).
+func NewPolicy(required bool, keyFiles ...string) (Policy, error) {
+	switch {
+	case !required && len(keyFiles) == 0:
+		return Policy{}, nil
+	case !required:
+		return Policy{}, errors.New("a signing key is given but signatures are not required: require them, or drop the key")
+	}
+	keys, err := LoadPublicKeys(keyFiles...)
+	if err != nil {
+		return Policy{}, fmt.Errorf("signature required: %w", err)
+	}
+	return Policy{Required: true, Keys: keys}, nil
+}
