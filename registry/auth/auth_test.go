@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/modelctl/modelctl/registry"
 	"github.com/modelctl/modelctl/registry/storage"
 	"github.com/modelctl/modelctl/registry/storage/filesystem"
@@ -158,7 +160,7 @@ func testServer(t *testing.T, policy string, anonymousPull bool) (*httptest.Serv
 	t.Helper()
 	var lines []string
 	for _, u := range []string{"alice", "bob", "reader"} {
-		l, err := HashPassword(u, u+"-pw")
+		l, err := hashPassword(u, u+"-pw", bcrypt.MinCost) // the race detector makes DefaultCost slow
 		if err != nil {
 			t.Fatal(err)
 		}

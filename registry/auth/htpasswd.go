@@ -65,6 +65,7 @@ func LoadHtpasswd(path string) (*Htpasswd, error) {
 // ParseHtpasswd parses htpasswd content.
 func ParseHtpasswd(r io.Reader) (*Htpasswd, error) {
 	users := map[string][]byte{}
+	cost := bcrypt.MinCost
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), 64<<10)
 	n := 0
@@ -78,13 +79,15 @@ func ParseHtpasswd(r io.Reader) (*Htpasswd, error) {
 		if !ok || user == "" || hash == "" {
 			return nil, fmt.Errorf("line %d: want user:hash", n)
 		}
-		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+		c, err := bcrypt.Cost([]byte(hash))
+		if err != nil {
 			return nil, fmt.Errorf("line %d (user %q): not a bcrypt hash (create it with `htpasswd -B` or `modelctl`-compatible tools): %w", n, user, err)
 		}
 		if _, dup := users[user]; dup {
 			return nil, fmt.Errorf("line %d: user %q appears twice", n, user)
 		}
 		users[user] = []byte(hash)
+		cost = max(cost, c)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read: %w", err)
@@ -92,7 +95,9 @@ func ParseHtpasswd(r io.Reader) (*Htpasswd, error) {
 	if len(users) == 0 {
 		return nil, fmt.Errorf("no users")
 	}
-	dummy, err := bcrypt.GenerateFromPassword([]byte("modelctl-dummy"), bcrypt.DefaultCost)
+	// The dummy costs what the dearest real hash costs, so an unknown user
+	// takes as long to refuse as a known one.
+	dummy, err := bcrypt.GenerateFromPassword([]byte("modelctl-dummy"), cost)
 	if err != nil {
 		return nil, err
 	}
@@ -143,10 +148,14 @@ func (h *Htpasswd) Users() []string {
 
 // HashPassword returns a bcrypt htpasswd line for user, for tests and docs.
 func HashPassword(user, password string) (string, error) {
+	return hashPassword(user, password, bcrypt.DefaultCost)
+}
+
+func hashPassword(user, password string, cost int) (string, error) {
 	if strings.ContainsAny(user, ":\n") {
 		return "", fmt.Errorf("user name %q: no ':' or newline", user)
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), cost)
 	if err != nil {
 		return "", err
 	}
