@@ -440,3 +440,28 @@ func TestOpen(t *testing.T) {
 		t.Error("a missing htpasswd file accepted")
 	}
 }
+
+// BenchmarkAuthenticate: a bcrypt check at DefaultCost against the cached
+// verdict a client sending Basic on every request gets after its first.
+func BenchmarkAuthenticate(b *testing.B) {
+	line, _ := HashPassword("alice", "pw")
+	h, err := ParseHtpasswd(strings.NewReader(line))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("bcrypt", func(b *testing.B) {
+		for b.Loop() {
+			clear(h.verdict)
+			if !h.Authenticate("alice", "pw") {
+				b.Fatal("refused")
+			}
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		for b.Loop() {
+			if !h.Authenticate("alice", "pw") {
+				b.Fatal("refused")
+			}
+		}
+	})
+}
