@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -78,6 +79,9 @@ type SyncResult struct {
 	Files       int    `json:"files"`
 	Size        int64  `json:"size"`
 	Transferred int64  `json:"transferred"`
+	// Removed lists files of the previous pin that the new one lacks,
+	// removed because no section uses them and they were unchanged.
+	Removed []string `json:"removed,omitempty"`
 }
 
 // Sync installs the pinned artifact of every section into the directory of
@@ -99,6 +103,10 @@ func Sync(ctx context.Context, cfg *Config, p Puller, opts SyncOptions) ([]SyncR
 	var results []SyncResult
 	var errs []error
 	changed := false
+	claims := map[string]map[string]digest.Digest{} // section key -> files its pin installs
+	for _, s := range secs {
+		claims[s.Key] = installedFiles(s, s.Digest)
+	}
 	for _, s := range secs {
 		res, err := syncSection(ctx, p, s, opts)
 		if err != nil {
@@ -112,6 +120,9 @@ func Sync(ctx context.Context, cfg *Config, p Puller, opts SyncOptions) ([]SyncR
 			}
 			res.Previous = s.Digest
 			changed = true
+			old := claims[s.Key]
+			claims[s.Key] = installedFiles(s, res.Digest)
+			res.Removed = removeStale(p.Cache(), old, claims)
 		}
 		results = append(results, *res)
 	}
@@ -254,4 +265,72 @@ func recordDigests(cache *client.Cache, root string, files []client.FileResult) 
 			_ = cache.StoreDigest(path, fi, f.Digest)
 		}
 	}
+}
+
+// installedFiles returns the absolute paths of the files that the pin d
+// of section s has installed, with their digests (none when it is not
+// installed).
+func installedFiles(s Section, d digest.Digest) map[string]digest.Digest {
+	out := map[string]digest.Digest{}
+	if d == "" || s.ModelPath == "" {
+		return out
+	}
+	local, err := LocalPath(s.ModelPath)
+	if err != nil {
+		return out
+	}
+	inst, err := findInstall(local, s.ModelPath, d)
+	if err != nil {
+		return out
+	}
+	root, err := filepath.Abs(inst.Root)
+	if err != nil {
+		return out
+	}
+	for _, f := range inst.Manifest.Files {
+		out[filepath.Join(root, filepath.FromSlash(f.Path))] = f.Digest
+	}
+	return out
+}
+
+// removeStale removes the files of a replaced pin (old) that no section's
+// pin installs now, so that the directory holds exactly the new version.
+// Only files still exactly as installed are removed (recognised by the
+// digest cache, or as the cache blob itself); anything changed or unknown
+// stays where it is.
+func removeStale(cache *client.Cache, old map[string]digest.Digest, claims map[string]map[string]digest.Digest) []string {
+	if cache == nil {
+		return nil
+	}
+	var removed []string
+	for path, want := range old {
+		used := false
+		for _, c := range claims {
+			if _, ok := c[path]; ok {
+				used = true
+				break
+			}
+		}
+		if used {
+			continue
+		}
+		fi, err := os.Lstat(path)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		d, ok := cache.LookupDigest(path, fi)
+		if !ok {
+			bi, err := os.Stat(cache.BlobPath(want))
+			ok = err == nil && os.SameFile(fi, bi) && cache.HasBlob(want, fi.Size())
+			d = want
+		}
+		if !ok || d != want {
+			continue
+		}
+		if os.Remove(path) == nil {
+			removed = append(removed, path)
+		}
+	}
+	sort.Strings(removed)
+	return removed
 }

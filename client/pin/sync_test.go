@@ -299,3 +299,53 @@ func TestPin(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncRemovesStaleFiles: moving a pin to a version without some file
+// removes that file when it is as installed and no other section uses
+// it; a file the user changed, and files of other sections, stay.
+func TestSyncRemovesStaleFiles(t *testing.T) {
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	ctx := context.Background()
+	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
+	c, err := client.New(client.Options{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := srv.Addr + "/m"
+	pushModel(t, c, repo+":v", map[string]int64{"m.onnx": 100, "m.onnx.data": 5 << 20, "extra.bin": 300, "notes.txt": 50})
+	pushModel(t, c, srv.Addr+"/other:v", map[string]int64{"o.onnx": 100})
+	work := t.TempDir()
+	t.Chdir(work)
+	cfg := writeConfig(t, filepath.Join(work, "app.yaml"), "m:\n  model_path: models/m.onnx\n  artifact: "+repo+":v\no:\n  model_path: models/o.onnx\n  artifact: "+srv.Addr+"/other:v\n")
+	if _, err := Sync(ctx, cfg, c, SyncOptions{Update: true}); err != nil {
+		t.Fatal(err)
+	}
+	// The user edits notes.txt; then a new version without extra.bin and
+	// notes.txt is pushed.
+	if err := os.WriteFile(filepath.Join("models", "notes.txt"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v2, _ := pushModel(t, c, repo+":v", map[string]int64{"m.onnx": 100, "m.onnx.data": 5 << 20})
+	res, err := Sync(ctx, cfg, c, SyncOptions{Update: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs, _ := filepath.Abs(filepath.Join("models", "extra.bin"))
+	if res[0].Digest != v2 || len(res[0].Removed) != 1 || res[0].Removed[0] != abs {
+		t.Fatalf("sync --update: %+v", res)
+	}
+	for _, keep := range []string{"notes.txt", "o.onnx", "m.onnx", "m.onnx.data"} {
+		if _, err := os.Stat(filepath.Join("models", keep)); err != nil {
+			t.Errorf("%s was removed: %v", keep, err)
+		}
+	}
+	if _, err := os.Stat(abs); !os.IsNotExist(err) {
+		t.Errorf("extra.bin still there: %v", err)
+	}
+	if _, err := cfg.Verified(ctx, "m"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.Verified(ctx, "o"); err != nil {
+		t.Fatal(err)
+	}
+}

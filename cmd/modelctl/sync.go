@@ -66,6 +66,9 @@ models are installed and then the pins are rewritten in CONFIG.yaml.`,
 						fmt.Fprintf(out, "%s: pinned %s\n", r.Key, r.Digest)
 					}
 					fmt.Fprintf(out, "%s: %s %s at %s (%d files, %s, transferred %s)\n", r.Key, r.Status, short(string(r.Digest)), r.Path, r.Files, xferMiB(r.Size), xferMiB(r.Transferred))
+					for _, f := range r.Removed {
+						fmt.Fprintf(out, "%s: removed %s (not in the new version)\n", r.Key, f)
+					}
 				}
 			}
 			if err != nil {
