@@ -32,7 +32,7 @@ include $(sort $(wildcard mk/*.mk))
 
 build: bin/modelctl
 
-bin/modelctl: $(shell find cmd manifests registry client quantize internal -name '*.go' 2>/dev/null) go.mod go.sum
+bin/modelctl: $(shell find cmd manifests registry client quantize signing internal -name '*.go' 2>/dev/null) go.mod go.sum
 	@mkdir -p bin
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/modelctl
 

@@ -19,8 +19,9 @@ import (
 )
 
 // Authorizer decides whether a request may act on a repository. Actions are
-// "pull", "push" and "delete"; name is "" for registry-wide requests (the
-// catalog). When it refuses, it has written the response (401 with a
+// "pull", "push" and "delete"; name is "" for registry-wide requests: the
+// catalog, and a blob mount without a source repository, which asks for
+// "pull" on every repository. When it refuses, it has written the response (401 with a
 // challenge, or 403) and returns ok false. It returns the authenticated
 // user, "" for anonymous.
 type Authorizer interface {
