@@ -104,8 +104,15 @@ func (w *Writer) Tensor(t *onnxpb.TensorProto, size int64, fill func(io.Writer) 
 		{Key: proto.String("offset"), Value: proto.String(strconv.FormatInt(w.off, 10))},
 		{Key: proto.String("length"), Value: proto.String(strconv.FormatInt(size, 10))},
 	}
+	start := w.off
 	w.off += size
 	w.dataUsed = true
+	if size >= 8<<20 {
+		if err := w.bw.Flush(); err != nil {
+			return fmt.Errorf("write %s: %w", w.dataName, err)
+		}
+		startWriteback(w.data, start, size)
+	}
 	return nil
 }
 
