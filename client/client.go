@@ -38,7 +38,9 @@ type Options struct {
 	// on loopback, where the transfer is CPU-bound and a PATCH that runs to
 	// the end of the file goes out with sendfile.
 	ChunkSize int64
-	// Parallel bounds concurrent files and ranges. Default 4.
+	// Parallel bounds concurrent files and ranges (default 4). A blob
+	// fetched by one worker (small, or Parallel 1) is hashed as it is
+	// written, with no second read.
 	Parallel int
 	// Progress, when non-nil, receives a progress line per file (a terminal).
 	Progress io.Writer
@@ -62,6 +64,14 @@ type Client struct {
 // DefaultChunkSize is the PATCH size of chunked uploads to remote registries.
 const DefaultChunkSize = 64 << 20
 
+// parallel is how many ranges a pull from ref fetches at once.
+func (c *Client) parallel(Reference) int {
+	if c.opts.Parallel > 0 {
+		return c.opts.Parallel
+	}
+	return 4
+}
+
 // chunkSize is the PATCH size for uploads to host.
 func (c *Client) chunkSize(host string) int64 {
 	switch {
@@ -78,8 +88,8 @@ func New(opts Options) (*Client, error) {
 	if opts.ChunkSize < 0 {
 		opts.ChunkSize = 0
 	}
-	if opts.Parallel <= 0 {
-		opts.Parallel = 4
+	if opts.Parallel < 0 {
+		opts.Parallel = 0
 	}
 	if opts.CacheDir == "" {
 		opts.CacheDir = os.Getenv("MODELCTL_CACHE")

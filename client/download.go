@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"os"
@@ -123,7 +124,7 @@ func (r *repo) fetchSmall(ctx context.Context, d digest.Digest, size, limit int6
 // large blob, each continuing a previous interrupted run, hashed in order as
 // the contiguous prefix grows. The blob enters the cache only verified.
 // It returns the bytes transferred.
-func (c *Client) fetchBlob(ctx context.Context, src source, f manifests.File, prog *fileProgress) (int64, error) {
+func (c *Client) fetchBlob(ctx context.Context, src source, f manifests.File, workers int, prog *fileProgress) (int64, error) {
 	cache := c.cache
 	if cache.HasBlob(f.Digest, f.Size) {
 		prog.done()
@@ -167,7 +168,16 @@ func (c *Client) fetchBlob(ctx context.Context, src source, f manifests.File, pr
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	workers := min(c.opts.Parallel, len(st.Segments))
+	workers = max(1, min(workers, len(st.Segments)))
+	if workers == 1 && dl.prefix() == done {
+		// One worker writes in order: hash each buffer as it is written
+		// (after the part already on disk), with no second read.
+		dl.inline = sha256.New()
+		var hashed int64
+		if err := catchUp(ctx, file, dl.inline, &hashed, done); err != nil {
+			return 0, err
+		}
+	}
 	errs := make(chan error, workers+1)
 	var next atomic.Int64
 	for range workers {
@@ -188,17 +198,24 @@ func (c *Client) fetchBlob(ctx context.Context, src source, f manifests.File, pr
 		}()
 	}
 	sum := make(chan digest.Digest, 1)
-	go func() {
-		d, err := dl.hash(ctx)
-		if err != nil {
-			errs <- err
-			cancel()
-		}
-		sum <- d
-	}()
+	if dl.inline == nil {
+		go func() {
+			d, err := dl.hash(ctx)
+			if err != nil {
+				errs <- err
+				cancel()
+			}
+			sum <- d
+		}()
+	}
 	wg.Wait()
 	dl.notify()
-	got := <-sum
+	var got digest.Digest
+	if dl.inline == nil {
+		got = <-sum
+	} else if dl.prefix() == f.Size {
+		got = digest.NewDigestFromBytes(digest.SHA256, dl.inline.Sum(nil))
+	}
 	dl.saveState()
 	close(errs)
 	if err := firstError(errs); err != nil {
@@ -256,15 +273,17 @@ func firstError(errs <-chan error) error {
 }
 
 type download struct {
-	c           *Client
-	src         source
-	f           manifests.File
-	file        *os.File
-	st          *downloadState
-	statePath   string
-	prog        *fileProgress
-	bounds      []segment
-	done        []*atomic.Int64
+	c         *Client
+	src       source
+	f         manifests.File
+	file      *os.File
+	st        *downloadState
+	statePath string
+	prog      *fileProgress
+	bounds    []segment
+	done      []*atomic.Int64
+	// inline, when set, hashes the bytes as the single worker writes them.
+	inline      hash.Hash
 	transferred atomic.Int64
 	wake        chan struct{}
 	mu          sync.Mutex
@@ -340,6 +359,9 @@ func (dl *download) fetchRange(ctx context.Context, i int, off, end int64) error
 		if n > 0 {
 			if _, err := dl.file.WriteAt(buf[:n], off); err != nil {
 				return fmt.Errorf("write %s: %w", dl.file.Name(), Explain(err, ""))
+			}
+			if dl.inline != nil {
+				dl.inline.Write(buf[:n])
 			}
 			off += int64(n)
 			dl.done[i].Add(int64(n))

@@ -158,7 +158,8 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string) (*PullResu
 	g, gctx := errgroup.WithContext(ctx)
 	// Large blobs already fetch several ranges each; two files at a time
 	// keeps the connection count bounded.
-	g.SetLimit(max(1, c.opts.Parallel/2))
+	workers := c.parallel(ref)
+	g.SetLimit(max(1, workers/2))
 	// Two files with the same content are one blob: fetch it once (two
 	// fetches would share one partial file).
 	first := map[digest.Digest]bool{}
@@ -169,7 +170,7 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string) (*PullResu
 		first[f.Digest] = true
 		fp := prog.file(f.Path, f.Size)
 		g.Go(func() error {
-			n, err := c.fetchBlob(gctx, r, f, fp)
+			n, err := c.fetchBlob(gctx, r, f, workers, fp)
 			transferred[i] = n
 			if err != nil {
 				return fmt.Errorf("pull %s: %w", ref, err)
