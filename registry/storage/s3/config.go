@@ -30,6 +30,8 @@ const (
 	DefaultPartSize = 8 << 20
 	// DefaultConcurrency is how many parts of one write upload at once.
 	DefaultConcurrency = 4
+	// DefaultCopyPartSize is the part size of server-side copies.
+	DefaultCopyPartSize = 64 << 20
 	// maxParts is S3's limit on the parts of one multipart upload.
 	maxParts = 10000
 )
@@ -65,6 +67,11 @@ type Config struct {
 	// Concurrency is how many parts of one write upload at once
 	// (DefaultConcurrency when 0).
 	Concurrency int
+	// CopyPartSize is the part size of server-side copies (Move): larger
+	// objects are copied as parts in parallel (DefaultCopyPartSize when 0;
+	// at least twice MinPartSize, since minio-go splits an object into
+	// even parts, which must each be at least MinPartSize).
+	CopyPartSize int64
 	// Transport replaces the HTTP transport (tests, proxies).
 	Transport http.RoundTripper
 }
@@ -156,6 +163,12 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = DefaultConcurrency
+	}
+	switch {
+	case cfg.CopyPartSize == 0:
+		cfg.CopyPartSize = DefaultCopyPartSize
+	case cfg.CopyPartSize < 2*MinPartSize || cfg.CopyPartSize > 5<<30:
+		return nil, fmt.Errorf("s3 storage: copy part size %d is outside 10 MiB to 5 GiB", cfg.CopyPartSize)
 	}
 	if cfg.Region == "" {
 		cfg.Region = os.Getenv("AWS_REGION")

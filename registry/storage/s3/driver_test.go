@@ -457,3 +457,35 @@ func TestPutStreamFailureLeavesNothing(t *testing.T) {
 		t.Fatalf("left behind: %q", got)
 	}
 }
+
+// A Move of an object over one copy part is a parallel multipart copy; the
+// content arrives whole, and the source is gone.
+func TestMoveLargeObject(t *testing.T) {
+	srv := s3test.Start(t)
+	d := open(t, testConfig(srv))
+	data := pattern(17, 5*s3.MinPartSize+12345)
+	if _, err := d.PutStream(ctx(t), "uploads/u/data", bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PutContent(ctx(t), "blobs/b/data", []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Move(ctx(t), "uploads/u/data", "blobs/b/data"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := d.Reader(ctx(t), "blobs/b/data", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("moved object: %d bytes, %v; want %d bytes equal to the source", len(got), err, len(data))
+	}
+	if _, err := d.Stat(ctx(t), "uploads/u/data"); !storage.IsNotFound(err) {
+		t.Fatalf("source after Move: %v, want not found", err)
+	}
+	if got := leftovers(t, srv, d); len(got) != 0 {
+		t.Fatalf("left behind: %q", got)
+	}
+}

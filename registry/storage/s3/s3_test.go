@@ -29,7 +29,8 @@ func testConfig(srv *s3test.Server) s3.Config {
 		SecretKey: srv.SecretKey,
 		// The smallest parts S3 allows, so that multi-part writes stay
 		// small in tests.
-		PartSize: s3.MinPartSize,
+		PartSize:     s3.MinPartSize,
+		CopyPartSize: 2 * s3.MinPartSize,
 	}
 }
 
