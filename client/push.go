@@ -96,7 +96,7 @@ func (c *Client) Push(ctx context.Context, ref Reference, opts PushOptions) (*Pu
 	prog := newProgress(c.opts.Progress)
 	results := make([]blobResult, len(files))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(c.opts.Parallel, 4))
+	g.SetLimit(c.parallel(ref))
 	for i, f := range files {
 		fp := prog.file(f.Path, f.Info.Size())
 		g.Go(func() error {
