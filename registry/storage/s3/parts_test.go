@@ -61,3 +61,43 @@ func TestValidPath(t *testing.T) {
 		}
 	}
 }
+
+// A state read back from the bucket is checked before anything is sized by
+// it.
+func TestWriteStateCheck(t *testing.T) {
+	good := func() *writeState {
+		return &writeState{
+			Version:  stateVersion,
+			Parts:    []partInfo{{Number: 1, Size: 8 << 20}, {Number: 2, Size: 8 << 20}},
+			Current:  checkpoint{Parts: 2, Segments: []segmentInfo{{Name: "seg-a", Size: 10}}, Size: 16<<20 + 10},
+			Previous: &checkpoint{Parts: 1, Segments: []segmentInfo{{Name: "seg-b", Size: 5}}, Size: 8<<20 + 5},
+		}
+	}
+	if err := good().check(); err != nil {
+		t.Fatalf("a consistent state: %v", err)
+	}
+	tests := []struct {
+		name string
+		edit func(st *writeState)
+	}{
+		{"size does not add up", func(st *writeState) { st.Current.Size++ }},
+		{"previous size does not add up", func(st *writeState) { st.Previous.Size = 1 << 40 }},
+		{"more parts than listed", func(st *writeState) { st.Current.Parts = 3 }},
+		{"negative parts", func(st *writeState) { st.Previous.Parts = -1 }},
+		{"part numbers out of order", func(st *writeState) { st.Parts[0].Number = 2 }},
+		{"negative segment", func(st *writeState) { st.Current.Segments[0].Size = -10; st.Current.Size = 16<<20 - 10 }},
+		{"segment name escapes", func(st *writeState) { st.Current.Segments[0].Name = "seg-../../x" }},
+		{"segment name not ours", func(st *writeState) { st.Current.Segments[0].Name = "state" }},
+		{"huge tail", func(st *writeState) {
+			st.Current.Segments[0].Size = 1 << 40
+			st.Current.Size = 16<<20 + 1<<40
+		}},
+	}
+	for _, tc := range tests {
+		st := good()
+		tc.edit(st)
+		if err := st.check(); err == nil {
+			t.Errorf("%s: no error", tc.name)
+		}
+	}
+}

@@ -524,7 +524,46 @@ func (d *Driver) readState(ctx context.Context, dir string) (*writeState, bool, 
 	if st.Version != stateVersion || len(st.Parts) > maxParts {
 		return nil, false, fmt.Errorf("state %s: version %d with %d parts is not one this driver writes", dir+stateName, st.Version, len(st.Parts))
 	}
+	if err := st.check(); err != nil {
+		return nil, false, fmt.Errorf("state %s: %w", dir+stateName, err)
+	}
 	return &st, true, nil
+}
+
+// check verifies that the state adds up, so that no size in it, which
+// resuming allocates and reads by, is taken on trust.
+func (st *writeState) check() error {
+	for i, p := range st.Parts {
+		if p.Number != i+1 || p.Size < 0 || p.Size > 5<<30 {
+			return fmt.Errorf("part %d of %d is number %d with %d bytes", i+1, len(st.Parts), p.Number, p.Size)
+		}
+	}
+	for _, cp := range []*checkpoint{&st.Current, st.Previous} {
+		if cp == nil {
+			continue
+		}
+		if cp.Parts < 0 || cp.Parts > len(st.Parts) {
+			return fmt.Errorf("checkpoint uses %d of %d parts", cp.Parts, len(st.Parts))
+		}
+		size := int64(0)
+		for _, p := range st.Parts[:cp.Parts] {
+			size += p.Size
+		}
+		tail := int64(0)
+		for _, s := range cp.Segments {
+			if s.Size < 0 || !strings.HasPrefix(s.Name, segmentPrefix) || strings.Contains(s.Name, "/") {
+				return fmt.Errorf("bad segment %q of %d bytes", s.Name, s.Size)
+			}
+			tail += s.Size
+		}
+		// The bytes after the parts are less than the next part (they
+		// would have been uploaded as it otherwise); 512 MiB is New's
+		// largest base part size, times the largest multiplier.
+		if tail > 10*512<<20 || size+tail != cp.Size {
+			return fmt.Errorf("checkpoint of %d bytes is %d in parts and %d in segments", cp.Size, size, tail)
+		}
+	}
+	return nil
 }
 
 // dropWrites aborts the multipart uploads of the writes whose directories
