@@ -33,6 +33,12 @@ const (
 	KeyModelPath = "model_path"
 	KeyArtifact  = "artifact"
 	KeyDigest    = "artifact_digest"
+	// KeyRequireSignature (true/false) makes sync refuse to install an
+	// artifact without a valid signature by one of the section's keys.
+	KeyRequireSignature = "require_signature"
+	// KeySigningKey is the public key (PEM) signatures must verify with;
+	// a relative path is relative to the config file.
+	KeySigningKey = "signing_key"
 )
 
 // MaxConfigSize bounds a config file: it is read whole, and a config is
@@ -52,6 +58,9 @@ type Section struct {
 	Artifact string
 	// Digest is the pin, "" when the section is not pinned yet.
 	Digest digest.Digest
+	// RequireSignature and SigningKey are the section's signature policy.
+	RequireSignature bool
+	SigningKey       string
 }
 
 // Config is a parsed YAML config file. It keeps the file's bytes so that
@@ -215,12 +224,26 @@ func sectionOf(m *yaml.Node, key string) (Section, error) {
 	for _, f := range []struct {
 		name string
 		dst  *string
-	}{{KeyName, &s.Name}, {KeyModelPath, &s.ModelPath}, {KeyArtifact, &s.Artifact}} {
+	}{{KeyName, &s.Name}, {KeyModelPath, &s.ModelPath}, {KeyArtifact, &s.Artifact}, {KeySigningKey, &s.SigningKey}} {
 		v, err := scalarValue(m, f.name, key)
 		if err != nil {
 			return Section{}, err
 		}
 		*f.dst = v
+	}
+	req, err := scalarValue(m, KeyRequireSignature, key)
+	if err != nil {
+		return Section{}, err
+	}
+	switch strings.ToLower(req) {
+	case "", "false", "no":
+	case "true", "yes":
+		s.RequireSignature = true
+	default:
+		return Section{}, fmt.Errorf("section %q: %s %q: want true or false", key, KeyRequireSignature, req)
+	}
+	if s.RequireSignature && s.SigningKey == "" {
+		return Section{}, fmt.Errorf("section %q: %s is true but no %s names the public key", key, KeyRequireSignature, KeySigningKey)
 	}
 	d, err := scalarValue(m, KeyDigest, key)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/modelctl/modelctl/client"
+	"github.com/modelctl/modelctl/signing"
 )
 
 // Resolver is what pin and sync need of a registry client.
@@ -63,6 +64,8 @@ type SyncOptions struct {
 	// Resolved, when set, is told every tag resolution (client-side tag
 	// history for registries that keep none).
 	Resolved func(ctx context.Context, ref client.Reference, d digest.Digest)
+	// Signing is how signatures are fetched for sections that require them.
+	Signing signing.Options
 }
 
 // SyncResult is what Sync did for one section.
@@ -108,6 +111,9 @@ func Sync(ctx context.Context, cfg *Config, p Puller, opts SyncOptions) ([]SyncR
 		claims[s.Key] = installedFiles(s, s.Digest)
 	}
 	for _, s := range secs {
+		if s.SigningKey != "" && !filepath.IsAbs(s.SigningKey) && cfg.Path != "" {
+			s.SigningKey = filepath.Join(filepath.Dir(cfg.Path), filepath.FromSlash(s.SigningKey))
+		}
 		res, err := syncSection(ctx, p, s, opts)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("sync %s: %w", s.Key, err))
@@ -194,6 +200,17 @@ func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions) (*S
 		return nil, err
 	}
 	root = filepath.FromSlash(root)
+	if s.RequireSignature {
+		// Before any file is written: an unsigned or wrongly signed
+		// artifact never reaches the model directory.
+		pol, err := signing.NewPolicy(true, s.SigningKey)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := signing.Require(ctx, pinned.String(), pol, opts.Signing); err != nil {
+			return nil, err
+		}
+	}
 	pr, err := p.Pull(ctx, pinned, root)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"github.com/modelctl/modelctl/client"
 	"github.com/modelctl/modelctl/client/pin"
 	"github.com/modelctl/modelctl/client/tags"
+	"github.com/modelctl/modelctl/signing"
 )
 
 func init() { register(newSyncCmd) }
@@ -41,7 +42,7 @@ models are installed and then the pins are rewritten in CONFIG.yaml.`,
 			if err != nil {
 				return err
 			}
-			opts := pin.SyncOptions{Update: update}
+			opts := pin.SyncOptions{Update: update, Signing: signing.Options{PlainHTTP: cf.plainHTTP}}
 			if update {
 				if t, err := tags.New(tags.Options{PlainHTTP: cf.plainHTTP, Insecure: cf.insecure}); err == nil {
 					opts.Resolved = func(ctx context.Context, ref client.Reference, d digest.Digest) {

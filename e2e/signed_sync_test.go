@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modelctl/modelctl/internal/testenv"
+	"github.com/modelctl/modelctl/quantize/synth"
+)
+
+// TestSyncRequiresSignature: a section with require_signature installs only
+// an artifact signed by its signing_key; unsigned or wrongly signed ones are
+// refused before any file is written.
+func TestSyncRequiresSignature(t *testing.T) {
+	srv := testenv.StartServe(t, nil, "--root", t.TempDir(), "--log-level", "warn")
+	env := []string{"DOCKER_CONFIG=" + t.TempDir(), "MODELCTL_CACHE=" + t.TempDir()}
+	keys := t.TempDir()
+	mustMC(t, env, "", "keygen", filepath.Join(keys, "release"))
+	mustMC(t, env, "", "keygen", filepath.Join(keys, "other"))
+
+	refs := map[string]string{}
+	for i, name := range []string{"signed", "unsigned", "other"} {
+		model, err := synth.Generate(t.TempDir(), synth.Config{WeightBytes: 256 << 10, Seed: uint64(i + 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs[name] = srv.Addr + "/models/audio:" + name
+		mustMC(t, env, "", "push", model, refs[name])
+	}
+	mustMC(t, env, "", "sign", refs["signed"], "--key", filepath.Join(keys, "release.key"))
+	mustMC(t, env, "", "sign", refs["other"], "--key", filepath.Join(keys, "other.key"))
+
+	for _, tc := range []struct {
+		tag    string
+		wantOK bool
+		why    string
+	}{
+		{"unsigned", false, "signature"},
+		{"other", false, "signature"},
+		{"signed", true, ""},
+	} {
+		t.Run(tc.tag, func(t *testing.T) {
+			dir := t.TempDir()
+			modelDir := filepath.Join(dir, "models")
+			cfg := filepath.Join(dir, "app.yaml")
+			// signing_key is relative to the config file.
+			if err := os.WriteFile(filepath.Join(dir, "release.pub"), mustRead(t, filepath.Join(keys, "release.pub")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			yaml := "# the audio model\naudio:\n  model_path: \"" + filepath.ToSlash(filepath.Join(modelDir, "model.onnx")) + "\"\n" +
+				"  require_signature: true\n  signing_key: release.pub\n"
+			if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			mustMC(t, env, "", "pin", cfg, "--key", "audio", refs[tc.tag])
+			out, errOut, err := mc(t, env, "", "sync", cfg)
+			entries, _ := os.ReadDir(modelDir)
+			if !tc.wantOK {
+				if err == nil || !strings.Contains(errOut, tc.why) {
+					t.Fatalf("sync of the %s artifact: err %v, stderr %q; want a refusal naming the %s", tc.tag, err, errOut, tc.why)
+				}
+				if len(entries) != 0 {
+					t.Fatalf("refused sync wrote %d entries into %s", len(entries), modelDir)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("sync of the signed artifact: %v\n%s%s", err, out, errOut)
+			}
+			if _, err := os.Stat(filepath.Join(modelDir, "model.onnx")); err != nil {
+				t.Fatalf("signed artifact not installed: %v", err)
+			}
+			mustMC(t, env, "", "verify", cfg)
+		})
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
