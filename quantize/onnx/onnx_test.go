@@ -331,3 +331,65 @@ func TestFloat16(t *testing.T) {
 		}
 	}
 }
+
+// A model whose tensors live in several data files (one in a subdirectory,
+// one inside a subgraph) lists them all, and Save gathers them into one.
+func TestSeveralDataFiles(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "d"), 0o755)
+	// 4 KiB each: over the inline threshold, so Save keeps them external.
+	a := bytes.Repeat([]byte{1}, 4096)
+	b := append(bytes.Repeat([]byte{2}, 4096), bytes.Repeat([]byte{3}, 4096)...)
+	if err := os.WriteFile(filepath.Join(dir, "a.bin"), a, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "d", "b.bin"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ta := ext("a.bin", "0", "4096")
+	tb := ext("d/b.bin", "4096", "4096")
+	ta.Dims, tb.Dims = []int64{32, 32}, []int64{32, 32}
+	tb.Name = proto.String("wb")
+	path := tensorModel(t, dir, ta)
+	// Put tb inside an If's branch, reached only through a node attribute.
+	m, err := onnx.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	branch := &onnxpb.GraphProto{Name: proto.String("b"), Initializer: []*onnxpb.TensorProto{tb},
+		Output: []*onnxpb.ValueInfoProto{{Name: proto.String("wb")}}}
+	m.Graph().Node = append(m.Graph().Node, &onnxpb.NodeProto{OpType: proto.String("If"), Input: []string{"c"}, Output: []string{"z"},
+		Attribute: []*onnxpb.AttributeProto{{Name: proto.String("then_branch"), Type: onnxpb.AttributeProto_GRAPH.Enum(), G: branch}}})
+	enc, _ := proto.Marshal(m.Proto)
+	os.WriteFile(path, enc, 0o644)
+
+	files, err := onnx.ExternalDataFiles(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []onnx.DataFile{{Path: "a.bin", MinSize: 4096}, {Path: "d/b.bin", MinSize: 8192}}
+	if len(files) != 2 || files[0] != want[0] || files[1] != want[1] {
+		t.Fatalf("files = %+v, want %+v", files, want)
+	}
+	m, _ = onnx.Open(path)
+	out := filepath.Join(t.TempDir(), "one.onnx")
+	if err := onnx.Save(m, out); err != nil {
+		t.Fatal(err)
+	}
+	files, err = onnx.ExternalDataFiles(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 1 || files[0].Path != "one.onnx.data" {
+		t.Fatalf("after Save: %+v, want everything in one.onnx.data", files)
+	}
+	got, _ := onnx.Open(out)
+	var seen [][]byte
+	onnx.WalkTensors(got.Proto, func(tp *onnxpb.TensorProto) error {
+		seen = append(seen, readAll(t, got, tp))
+		return nil
+	})
+	if len(seen) != 2 || !bytes.Equal(seen[0], a) || !bytes.Equal(seen[1], b[4096:]) {
+		t.Fatalf("tensor bytes after Save differ")
+	}
+}
