@@ -48,7 +48,7 @@ func BenchmarkInt8Kernels(b *testing.B) {
 	q := make([]byte, len(v))
 	b.SetBytes(int64(4 * len(v)))
 	for b.Loop() {
-		lo, hi, _ := rangeOf(v)
+		lo, hi, _, _ := rangeOf(v)
 		s, z := scaleZP(lo, hi, false, false)
 		quantizeTo(q, v, []float32{1 / s}, []float32{z}, -127, 127)
 	}
