@@ -157,3 +157,45 @@ func TestS3ChunkedUploadSurvivesKill9(t *testing.T) {
 	addr := testenv.FreeAddr(t)
 	killDuringChunkedUpload(t, func() *testenv.Process { return s3Serve(t, gw, addr) }, 64<<20, 4)
 }
+
+// TestS3MonolithicPushVerifies: a blob sent whole with its digest streams
+// straight to its content address on S3; a wrong digest leaves nothing.
+func TestS3MonolithicPushVerifies(t *testing.T) {
+	gw := s3test.Start(t)
+	srv := s3Serve(t, gw, "")
+	base := "http://" + srv.Addr
+	u := &upload{t: t, base: base}
+	data := make([]byte, 20<<20)
+	_, _ = rand.Read(data)
+	sum := sha256.Sum256(data)
+	good := "sha256:" + hex.EncodeToString(sum[:])
+	wrong := sha256.Sum256([]byte("something else"))
+	bad := "sha256:" + hex.EncodeToString(wrong[:])
+
+	resp := u.do(http.MethodPost, base+"/v2/r/blobs/uploads/?digest="+bad, bytes.NewReader(data), nil)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("monolithic POST with a wrong digest: %d, want 400", resp.StatusCode)
+	}
+	for _, d := range []string{bad, good} {
+		resp = u.do(http.MethodHead, base+"/v2/r/blobs/"+d, nil, nil)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("HEAD %s after a refused push: %d, want 404", d, resp.StatusCode)
+		}
+	}
+	// POST then one PUT with the whole body: the oras/docker way.
+	resp = u.do(http.MethodPost, base+"/v2/r/blobs/uploads/", nil, nil)
+	resp.Body.Close()
+	resp = u.do(http.MethodPut, base+resp.Header.Get("Location")+"?digest="+good, bytes.NewReader(data), nil)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST+PUT: %d", resp.StatusCode)
+	}
+	resp = u.do(http.MethodGet, base+"/v2/r/blobs/"+good, nil, nil)
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(got, data) {
+		t.Fatalf("GET after POST+PUT: %d bytes", len(got))
+	}
+}

@@ -77,6 +77,17 @@ type FileWriter interface {
 	Commit(ctx context.Context) error
 }
 
+// StreamPutter is implemented by drivers that store a stream in one pass
+// more cheaply than a resumable write followed by a Move (S3, where a Move is
+// a copy of every byte). The object appears at path, atomically, only when r
+// ends with io.EOF; any other error from r, or a cancelled ctx, leaves
+// nothing (and an object already there untouched). It keeps no resumable
+// state, so two PutStreams of one path do not interfere and neither disturbs
+// a Writer there. It returns the number of bytes stored.
+type StreamPutter interface {
+	PutStream(ctx context.Context, path string, r io.Reader) (int64, error)
+}
+
 // Redirector is implemented by drivers that can hand a client a direct,
 // time-limited URL for an object (S3 presigned GETs).
 type Redirector interface {

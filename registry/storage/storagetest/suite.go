@@ -91,13 +91,8 @@ func Run(t *testing.T, cfg Config) {
 	})
 }
 
-// StreamPutter is the optional one-pass put: the object appears at path,
-// atomically, only when r ends with io.EOF; any other error from r, or a
-// cancelled ctx, leaves nothing (and an object already there untouched). It
-// keeps no resumable state, so it never disturbs a Writer at the same path.
-type StreamPutter interface {
-	PutStream(ctx context.Context, path string, r io.Reader) (int64, error)
-}
+// StreamPutter is the optional one-pass put (storage.StreamPutter).
+type StreamPutter = storage.StreamPutter
 
 type suite struct{ cfg Config }
 
