@@ -18,9 +18,9 @@ const fp16MinElems = 16
 
 // fp16 stores every float constant of the main graph (initializers and
 // Constant nodes) as float16, followed by a Cast back to float32 under the
-// original name, so no consumer changes and graph inputs and outputs stay
-// float32. onnxruntime's CPU provider has float16 kernels for few ops, so
-// compute stays float32 (it folds the Casts at load); the file is half.
+// original name, so no consumer changes, subgraphs see the same float32
+// values, and graph inputs and outputs stay float32. Compute stays float32
+// (onnxruntime folds the Casts at load); the file is half.
 func (r *rewriter) fp16() error {
 	var casts []*onnxpb.NodeProto
 	minElems := max(r.opts.MinWeightElems, fp16MinElems)
