@@ -66,10 +66,13 @@ EOF
 }
 stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; }
 
-# timed NAME CMD...: runs CMD, appends its wall time to $WORK/NAME.
+# timed NAME CMD...: runs CMD, appends its wall time to $WORK/NAME. Dirty
+# pages left by the previous step (a registry that just stored 2 GiB without
+# fsync) are flushed first, so no command pays for another's writeback.
 timed() {
 	local name=$1; shift
 	local t0 t1
+	sync
 	t0=$(now); "$@" >/dev/null 2>"$WORK/last.err" || { cat "$WORK/last.err" >&2; exit 1; }; t1=$(now)
 	python3 -c "print($t1-$t0)" >>"$WORK/$name"
 }
