@@ -34,6 +34,9 @@ type Options struct {
 	Uint8       bool // int8: uint8 (asymmetric) weights instead of int8 (symmetric)
 	BlockSize   int  // int4: 16, 32, 64, 128 or 256 (default 32)
 	Symmetric   bool // int4: no zero points (zero point 8)
+	// FP16WeightsOnly: fp16 stores weights as float16 but computes in
+	// float32 (a Cast after each weight) instead of converting the graph.
+	FP16WeightsOnly bool
 
 	OpTypes        []string // node types to quantize (default MatMul and Gemm)
 	ExcludeOpTypes []string

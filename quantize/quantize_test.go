@@ -202,25 +202,45 @@ func TestInt4Weights(t *testing.T) {
 
 func TestFP16(t *testing.T) {
 	in := synthModel(t, synth.Config{Layers: 1, Hidden: 64, Seed: 2})
-	out := filepath.Join(t.TempDir(), "h.onnx")
-	sum, err := quantize.Quantize(context.Background(), in, out, quantize.Options{Mode: quantize.ModeFP16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	onnxtest.Check(t, out)
-	dst := open(t, out)
-	if got := opCounts(dst.Graph())["Cast"]; got != len(sum.Quantized) || got == 0 {
-		t.Fatalf("%d Cast nodes for %d converted tensors", got, len(sum.Quantized))
-	}
-	if r := float64(sum.OutputDataBytes) / float64(sum.InputDataBytes); r != 0.5 {
-		t.Fatalf("fp16 data is %.3f of fp32, want 0.5", r)
-	}
-	// Graph inputs and outputs stay float32.
-	for _, v := range append(dst.Graph().GetInput(), dst.Graph().GetOutput()...) {
-		if et := v.GetType().GetTensorType().GetElemType(); et != onnx.Float {
-			t.Errorf("%s has element type %d, want FLOAT", v.GetName(), et)
+	for _, weightsOnly := range []bool{false, true} {
+		out := filepath.Join(t.TempDir(), "h.onnx")
+		sum, err := quantize.Quantize(context.Background(), in, out, quantize.Options{Mode: quantize.ModeFP16, FP16WeightsOnly: weightsOnly})
+		if err != nil {
+			t.Fatal(err)
+		}
+		onnxtest.Check(t, out)
+		dst := open(t, out)
+		casts := opCounts(dst.Graph())["Cast"]
+		// Weights only: one Cast per weight. Whole graph: the synthetic
+		// model's operators all compute in float16, so only its input and
+		// output cross a Cast.
+		want := len(sum.Quantized)
+		if !weightsOnly {
+			want = 2
+		}
+		if casts != want || len(sum.Quantized) == 0 {
+			t.Errorf("weightsOnly=%v: %d Cast nodes, want %d (%d tensors converted)", weightsOnly, casts, want, len(sum.Quantized))
+		}
+		if r := float64(sum.OutputDataBytes) / float64(sum.InputDataBytes); r != 0.5 {
+			t.Errorf("weightsOnly=%v: fp16 data is %.3f of fp32, want 0.5", weightsOnly, r)
+		}
+		for _, init := range dst.Graph().GetInitializer() {
+			if init.GetDataType() == onnx.Float && (!weightsOnly || elems(init) >= 16) {
+				t.Errorf("weightsOnly=%v: initializer %s is still FLOAT", weightsOnly, init.GetName())
+			}
+		}
+		// Graph inputs and outputs stay float32.
+		for _, v := range append(dst.Graph().GetInput(), dst.Graph().GetOutput()...) {
+			if et := v.GetType().GetTensorType().GetElemType(); et != onnx.Float {
+				t.Errorf("%s has element type %d, want FLOAT", v.GetName(), et)
+			}
 		}
 	}
+}
+
+func elems(t *onnxpb.TensorProto) int64 {
+	n, _ := onnx.NumElements(t.GetDims())
+	return n
 }
 
 // The real models: what is not quantized is byte-identical; silero (all
@@ -453,5 +473,62 @@ func TestCLI(t *testing.T) {
 		if err == nil || !strings.Contains(msg, tc.wantErr) || strings.Contains(msg, "\n") {
 			t.Errorf("%v: err %v, stderr %q; want one line containing %q", tc.args, err, msg, tc.wantErr)
 		}
+	}
+}
+
+// TestFP16Subgraph: a value computed in float16 and read by an If branch
+// is recreated in float32 under its own name, and the branch is untouched.
+func TestFP16Subgraph(t *testing.T) {
+	f32 := func(name string) *onnxpb.ValueInfoProto {
+		return &onnxpb.ValueInfoProto{Name: proto.String(name), Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
+			TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(onnx.Float), Shape: &onnxpb.TensorShapeProto{
+				Dim: []*onnxpb.TensorShapeProto_Dimension{{Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: 4}}}}}}}}
+	}
+	branch := func(name string) *onnxpb.AttributeProto {
+		return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_GRAPH.Enum(), G: &onnxpb.GraphProto{
+			Name:   proto.String(name),
+			Node:   []*onnxpb.NodeProto{{OpType: proto.String("Identity"), Input: []string{"r"}, Output: []string{name + "_out"}}},
+			Output: []*onnxpb.ValueInfoProto{f32(name + "_out")},
+		}}
+	}
+	cond := &onnxpb.ValueInfoProto{Name: proto.String("c"), Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
+		TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(int32(onnxpb.TensorProto_BOOL)), Shape: &onnxpb.TensorShapeProto{}}}}}
+	m := &onnxpb.ModelProto{
+		IrVersion:   proto.Int64(8),
+		OpsetImport: []*onnxpb.OperatorSetIdProto{{Version: proto.Int64(17)}},
+		Graph: &onnxpb.GraphProto{
+			Name: proto.String("g"),
+			Node: []*onnxpb.NodeProto{
+				{OpType: proto.String("Relu"), Input: []string{"x"}, Output: []string{"r"}},
+				{OpType: proto.String("If"), Input: []string{"c"}, Output: []string{"y"}, Attribute: []*onnxpb.AttributeProto{branch("then_branch"), branch("else_branch")}},
+			},
+			Input:  []*onnxpb.ValueInfoProto{f32("x"), cond},
+			Output: []*onnxpb.ValueInfoProto{f32("y")},
+		},
+	}
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(t.TempDir(), "if.onnx")
+	if err := os.WriteFile(in, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "h.onnx")
+	if _, err := quantize.Quantize(context.Background(), in, out, quantize.Options{Mode: quantize.ModeFP16}); err != nil {
+		t.Fatal(err)
+	}
+	onnxtest.Check(t, out)
+	dst := open(t, out)
+	var ops []string
+	for _, n := range dst.Graph().GetNode() {
+		ops = append(ops, n.GetOpType()+"->"+strings.Join(n.GetOutput(), ","))
+	}
+	want := "Cast->x_fp16 Relu->r_fp16 Cast->r If->y"
+	if got := strings.Join(ops, " "); got != want {
+		t.Fatalf("nodes %q, want %q", got, want)
+	}
+	if !sameBytes(t, m.Graph.Node[1], dst.Graph().GetNode()[3]) {
+		t.Error("the If node (and its branches) changed")
 	}
 }

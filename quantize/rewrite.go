@@ -95,7 +95,11 @@ func (r *rewriter) run() error {
 	var err error
 	switch r.opts.Mode {
 	case ModeFP16:
-		err = r.fp16()
+		if r.opts.FP16WeightsOnly {
+			err = r.fp16()
+		} else {
+			err = r.fp16Compute()
+		}
 	default:
 		err = r.matmuls()
 	}

@@ -38,7 +38,7 @@ The output's external data file is named after it (OUT.onnx.data).
 
   int8  MatMul (constant B) and Gemm become DynamicQuantizeLinear → MatMulInteger
         (com.microsoft.DynamicQuantizeMatMul for opset < 11)
-  fp16  float weights stored as float16
+  fp16  float constants and computation in float16, inputs and outputs float32
   int4  MatMul and Gemm become com.microsoft.MatMulNBits (block-wise)`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -85,6 +85,7 @@ The output's external data file is named after it (OUT.onnx.data).
 	f.StringVar(&o.weightType, "weight-type", "int8", "int8 (symmetric) or uint8 (asymmetric) weights")
 	f.IntVar(&o.opts.BlockSize, "block-size", 32, "int4: block size (16..256, a power of two)")
 	f.BoolVar(&o.opts.Symmetric, "symmetric", false, "int4: symmetric blocks (no zero points)")
+	f.BoolVar(&o.opts.FP16WeightsOnly, "fp16-weights-only", false, "fp16: store weights as float16 but compute in float32")
 	f.StringSliceVar(&o.opts.OpTypes, "op-types", nil, "node types to quantize (default MatMul,Gemm)")
 	f.StringSliceVar(&o.opts.ExcludeOpTypes, "exclude-op-types", nil, "node types to leave as they are")
 	f.StringSliceVar(&o.opts.Nodes, "nodes", nil, "only these node names")
