@@ -106,14 +106,17 @@ import json, statistics, sys
 work, size, total, runs = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 def med(name):
     return statistics.median(float(x) for x in open(f"{work}/{name}"))
+def spread(name):
+    v = sorted(float(x) for x in open(f"{work}/{name}"))
+    return f"(runs {' '.join(f'{x:.2f}' for x in v)})"
 mp, mu, rp = med("modelctl_push"), med("modelctl_pull"), med("modelctl_repush")
 op, ou = med("oras_push"), med("oras_pull")
 mib = total / (1 << 20)
 print(f"model: {size} ({total} bytes), medians of {runs} runs, loopback")
-print(f"  modelctl push -> modelctl serve   {mp:7.2f} s  {mib/mp:7.0f} MiB/s")
-print(f"  oras push     -> distribution     {op:7.2f} s  {mib/op:7.0f} MiB/s")
-print(f"  modelctl pull <- modelctl serve   {mu:7.2f} s  {mib/mu:7.0f} MiB/s")
-print(f"  oras pull     <- distribution     {ou:7.2f} s  {mib/ou:7.0f} MiB/s")
+print(f"  modelctl push -> modelctl serve   {mp:7.2f} s  {mib/mp:7.0f} MiB/s  {spread('modelctl_push')}")
+print(f"  oras push     -> distribution     {op:7.2f} s  {mib/op:7.0f} MiB/s  {spread('oras_push')}")
+print(f"  modelctl pull <- modelctl serve   {mu:7.2f} s  {mib/mu:7.0f} MiB/s  {spread('modelctl_pull')}")
+print(f"  oras pull     <- distribution     {ou:7.2f} s  {mib/ou:7.0f} MiB/s  {spread('oras_pull')}")
 print(f"  push speedup {op/mp:.2f}x (goal >= 2.5x)   pull speedup {ou/mu:.2f}x (goal >= 1.8x)")
 print(f"  re-push of the unchanged model    {rp:7.3f} s (goal < 1 s)")
 EOF
