@@ -3,6 +3,7 @@ package manifests
 import (
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -264,5 +265,33 @@ func TestBenchAnnotations(t *testing.T) {
 		if _, err := DecodeBenchReport([]byte(bad)); err == nil {
 			t.Errorf("DecodeBenchReport(%.40s) accepted", bad)
 		}
+	}
+}
+
+// A report written by `modelctl bench --json` (quantize/bench.Report,
+// schema 1) flattens into annotations within the limits.
+func TestBenchAnnotationsRealReport(t *testing.T) {
+	b, err := os.ReadFile("testdata/bench-report.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := DecodeBenchReport(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{
+		"dev.modelctl.bench.schema":                   "1",
+		"dev.modelctl.bench.model.latency_ms.p50":     "0.18249",
+		"dev.modelctl.bench.model.peak_rss_bytes.run": "56045568",
+		"dev.modelctl.bench.quality_worst.cosine":     "1",
+		"dev.modelctl.bench.gates.passed":             "true",
+		"dev.modelctl.bench.inputs.input.shape":       "1,4,256",
+	} {
+		if a[k] != want {
+			t.Errorf("%s = %q, want %q", k, a[k], want)
+		}
+	}
+	if len(a) < 50 || len(a) > maxBenchAnnotations {
+		t.Errorf("%d annotations", len(a))
 	}
 }
