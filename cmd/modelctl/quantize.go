@@ -12,6 +12,8 @@ import (
 
 	"github.com/modelctl/modelctl/quantize"
 	"github.com/modelctl/modelctl/quantize/synth"
+
+	"github.com/modelctl/modelctl/internal/humanize"
 )
 
 func init() {
@@ -115,23 +117,11 @@ func printSummary(w io.Writer, out string, s *quantize.Summary, peak int64) {
 		}
 		fmt.Fprintf(w, "    %d × %s (%s%s)\n", len(byReason[r]), r, strings.Join(nodes, ", "), more)
 	}
-	fmt.Fprintf(w, "  quantized weights: %s -> %s\n", humanBytes(s.InputDataBytes), humanBytes(s.OutputDataBytes))
-	fmt.Fprintf(w, "  model size: %s -> %s (%.1f%%)\n", humanBytes(s.InputBytes), humanBytes(s.OutputBytes), 100*float64(s.OutputBytes)/float64(max(1, s.InputBytes)))
-	fmt.Fprintf(w, "  time: %s, peak RSS: %s\n", s.Duration.Round(time.Millisecond), humanBytes(peak))
+	fmt.Fprintf(w, "  quantized weights: %s -> %s\n", humanize.Bytes(s.InputDataBytes), humanize.Bytes(s.OutputDataBytes))
+	fmt.Fprintf(w, "  model size: %s -> %s (%.1f%%)\n", humanize.Bytes(s.InputBytes), humanize.Bytes(s.OutputBytes), 100*float64(s.OutputBytes)/float64(max(1, s.InputBytes)))
+	fmt.Fprintf(w, "  time: %s, peak RSS: %s\n", s.Duration.Round(time.Millisecond), humanize.Bytes(peak))
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for v := n / unit; v >= unit; v /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
 
 func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
@@ -152,7 +142,7 @@ func (b *progressBar) update(done, total int64) {
 	b.last, b.used = time.Now(), true
 	frac := float64(done) / float64(max(total, 1))
 	n := int(frac * 30)
-	fmt.Fprintf(b.w, "\r[%s%s] %5.1f%% %s/%s", strings.Repeat("#", n), strings.Repeat(".", 30-n), 100*frac, humanBytes(done), humanBytes(total))
+	fmt.Fprintf(b.w, "\r[%s%s] %5.1f%% %s/%s", strings.Repeat("#", n), strings.Repeat(".", 30-n), 100*frac, humanize.Bytes(done), humanize.Bytes(total))
 }
 
 func (b *progressBar) finish() {

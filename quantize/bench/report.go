@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/modelctl/modelctl/internal/humanize"
 )
 
 // ReportSchema is the version of the Report JSON. Fields are only ever
@@ -205,7 +207,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		row(cells...)
 	}
-	line("size", func(m *ModelReport) string { return humanBytes(m.SizeBytes) })
+	line("size", func(m *ModelReport) string { return humanize.Bytes(m.SizeBytes) })
 	line("provider", func(m *ModelReport) string { return m.Provider })
 	line("load", func(m *ModelReport) string { return ms(m.LoadMS) })
 	line("first inference", func(m *ModelReport) string { return ms(m.FirstInferenceMS) })
@@ -214,8 +216,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 	line("mean ± std", func(m *ModelReport) string {
 		return fmt.Sprintf("%s ± %s", ms(m.LatencyMS.Mean), ms(m.LatencyMS.Std))
 	})
-	line("peak RSS load", func(m *ModelReport) string { return humanBytes(m.PeakRSS.Load) })
-	line("peak RSS run", func(m *ModelReport) string { return humanBytes(m.PeakRSS.Run) })
+	line("peak RSS load", func(m *ModelReport) string { return humanize.Bytes(m.PeakRSS.Load) })
+	line("peak RSS run", func(m *ModelReport) string { return humanize.Bytes(m.PeakRSS.Run) })
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -284,15 +286,3 @@ func ms(v float64) string {
 	return fmt.Sprintf("%.3f ms", v)
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
