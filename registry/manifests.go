@@ -122,37 +122,10 @@ func setNextLink(w http.ResponseWriter, r *http.Request, page []string, n int) {
 	w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, q.Encode()))
 }
 
-func (s *Server) listTags(w http.ResponseWriter, r *http.Request, m []string) {
-	name := m[1]
-	n, last, err := pageParams(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, codeUnsupported, err.Error())
-		return
-	}
-	limit := n
-	if n > 0 {
-		limit = n + 1 // one more, to know whether another page follows
-	}
-	tags, err := s.store.Tags(r.Context(), name, limit, last)
-	if err != nil {
-		s.storageError(w, r, err)
-		return
-	}
-	if n >= 0 && len(tags) > n {
-		tags = tags[:n]
-		setNextLink(w, r, tags, n)
-	}
-	writeJSON(w, http.StatusOK, "application/json", struct {
-		Name string   `json:"name"`
-		Tags []string `json:"tags"`
-	}{name, tags})
-}
-
-func (s *Server) catalog(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		writeError(w, http.StatusMethodNotAllowed, codeUnsupported, "only GET is supported on the catalog")
-		return
-	}
+// paginated answers a list request with n/last pagination: list is asked
+// for one more entry than a page holds, to know whether a Link to the next
+// page is due.
+func (s *Server) paginated(w http.ResponseWriter, r *http.Request, list func(n int, last string) ([]string, error), body func([]string) any) {
 	n, last, err := pageParams(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, codeUnsupported, err.Error())
@@ -162,18 +135,42 @@ func (s *Server) catalog(w http.ResponseWriter, r *http.Request) {
 	if n > 0 {
 		limit = n + 1
 	}
-	repos, err := s.store.Catalog(r.Context(), limit, last)
+	items, err := list(limit, last)
 	if err != nil {
 		s.storageError(w, r, err)
 		return
 	}
-	if n >= 0 && len(repos) > n {
-		repos = repos[:n]
-		setNextLink(w, r, repos, n)
+	if n >= 0 && len(items) > n {
+		items = items[:n]
+		setNextLink(w, r, items, n)
 	}
-	writeJSON(w, http.StatusOK, "application/json", struct {
-		Repositories []string `json:"repositories"`
-	}{repos})
+	writeJSON(w, http.StatusOK, "application/json", body(items))
+}
+
+func (s *Server) listTags(w http.ResponseWriter, r *http.Request, m []string) {
+	name := m[1]
+	s.paginated(w, r, func(n int, last string) ([]string, error) {
+		return s.store.Tags(r.Context(), name, n, last)
+	}, func(tags []string) any {
+		return struct {
+			Name string   `json:"name"`
+			Tags []string `json:"tags"`
+		}{name, tags}
+	})
+}
+
+func (s *Server) catalog(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		writeError(w, http.StatusMethodNotAllowed, codeUnsupported, "only GET is supported on the catalog")
+		return
+	}
+	s.paginated(w, r, func(n int, last string) ([]string, error) {
+		return s.store.Catalog(r.Context(), n, last)
+	}, func(repos []string) any {
+		return struct {
+			Repositories []string `json:"repositories"`
+		}{repos}
+	})
 }
 
 func (s *Server) getReferrers(w http.ResponseWriter, r *http.Request, m []string) {

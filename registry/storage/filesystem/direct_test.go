@@ -7,7 +7,6 @@ import (
 	"io"
 	"testing"
 
-	"github.com/modelctl/modelctl/registry/storage"
 	"github.com/modelctl/modelctl/registry/storage/filesystem"
 	"github.com/modelctl/modelctl/registry/storage/storagetest"
 )
@@ -17,19 +16,7 @@ import (
 func TestDriverSuiteBuffered(t *testing.T) {
 	defer func(v bool) { filesystem.DirectIO = v }(filesystem.DirectIO)
 	filesystem.DirectIO = false
-	open := func(t *testing.T, root string) storage.Driver {
-		d, err := filesystem.New(root)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
-	storagetest.Run(t, storagetest.Config{
-		New: func(t *testing.T) storage.Driver { return open(t, t.TempDir()) },
-		Reopen: func(t *testing.T, d storage.Driver) storage.Driver {
-			return open(t, d.(*filesystem.Driver).Root())
-		},
-	})
+	storagetest.Run(t, suiteConfig())
 }
 
 // TestWriterUnalignedResume resumes writes at offsets that are not block

@@ -8,8 +8,9 @@ import (
 	"github.com/modelctl/modelctl/registry/storage/storagetest"
 )
 
-// The shared driver suite, on a temporary directory.
-func TestDriverSuite(t *testing.T) {
+// suiteConfig runs the shared driver suite on temporary directories; Reopen
+// opens a second driver on the same directory, as another process would.
+func suiteConfig() storagetest.Config {
 	open := func(t *testing.T, root string) storage.Driver {
 		d, err := filesystem.New(root)
 		if err != nil {
@@ -17,10 +18,13 @@ func TestDriverSuite(t *testing.T) {
 		}
 		return d
 	}
-	storagetest.Run(t, storagetest.Config{
+	return storagetest.Config{
 		New: func(t *testing.T) storage.Driver { return open(t, t.TempDir()) },
 		Reopen: func(t *testing.T, d storage.Driver) storage.Driver {
 			return open(t, d.(*filesystem.Driver).Root())
 		},
-	})
+	}
 }
+
+// The shared driver suite, with direct I/O where the filesystem allows it.
+func TestDriverSuite(t *testing.T) { storagetest.Run(t, suiteConfig()) }
