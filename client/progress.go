@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/modelctl/modelctl/internal/humanize"
 )
 
 // progress draws one line per file on a terminal: bytes, rate, ETA. A nil
@@ -87,7 +89,7 @@ func (p *progress) draw() {
 		if f.total > 0 {
 			pct = 100 * float64(n) / float64(f.total)
 		}
-		fmt.Fprintf(&b, "\x1b[2K%-32.32s %5.1f%% %9s/%-9s %9s/s  %s\n", f.name, pct, humanBytes(n), humanBytes(f.total), humanBytes(int64(rate)), eta)
+		fmt.Fprintf(&b, "\x1b[2K%-32.32s %5.1f%% %9s/%-9s %9s/s  %s\n", f.name, pct, humanize.Bytes(n), humanize.Bytes(f.total), humanize.Bytes(int64(rate)), eta)
 	}
 	p.lines = len(p.files)
 	io.WriteString(p.w, b.String())
@@ -121,17 +123,4 @@ func (f *fileProgress) done() {
 		f.n.Store(f.total)
 		f.settled.Store(true)
 	}
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -14,24 +14,7 @@ import (
 // an artifact signed by its signing_key; unsigned or wrongly signed ones are
 // refused before any file is written.
 func TestSyncRequiresSignature(t *testing.T) {
-	srv := testenv.StartServe(t, nil, "--root", t.TempDir(), "--log-level", "warn")
-	env := []string{"DOCKER_CONFIG=" + t.TempDir(), "MODELCTL_CACHE=" + t.TempDir()}
-	keys := t.TempDir()
-	mustMC(t, env, "", "keygen", filepath.Join(keys, "release"))
-	mustMC(t, env, "", "keygen", filepath.Join(keys, "other"))
-
-	refs := map[string]string{}
-	for i, name := range []string{"signed", "unsigned", "other"} {
-		model, err := synth.Generate(t.TempDir(), synth.Config{WeightBytes: 256 << 10, Seed: uint64(i + 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		refs[name] = srv.Addr + "/models/audio:" + name
-		mustMC(t, env, "", "push", model, refs[name])
-	}
-	mustMC(t, env, "", "sign", refs["signed"], "--key", filepath.Join(keys, "release.key"))
-	mustMC(t, env, "", "sign", refs["other"], "--key", filepath.Join(keys, "other.key"))
-
+	env, keys, refs := signedArtifacts(t)
 	for _, tc := range []struct {
 		tag    string
 		wantOK bool
@@ -74,6 +57,55 @@ func TestSyncRequiresSignature(t *testing.T) {
 			}
 			mustMC(t, env, "", "verify", cfg)
 		})
+	}
+}
+
+// signedArtifacts pushes three models to a fresh registry: "signed" by the
+// release key, "other" signed by another key, "unsigned".
+func signedArtifacts(t *testing.T) (env []string, keys string, refs map[string]string) {
+	t.Helper()
+	srv := testenv.StartServe(t, nil, "--root", t.TempDir(), "--log-level", "warn")
+	env = []string{"DOCKER_CONFIG=" + t.TempDir(), "MODELCTL_CACHE=" + t.TempDir()}
+	keys = t.TempDir()
+	mustMC(t, env, "", "keygen", filepath.Join(keys, "release"))
+	mustMC(t, env, "", "keygen", filepath.Join(keys, "other"))
+	refs = map[string]string{}
+	for i, name := range []string{"signed", "unsigned", "other"} {
+		model, err := synth.Generate(t.TempDir(), synth.Config{WeightBytes: 256 << 10, Seed: uint64(i + 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs[name] = srv.Addr + "/models/audio:" + name
+		mustMC(t, env, "", "push", model, refs[name])
+	}
+	mustMC(t, env, "", "sign", refs["signed"], "--key", filepath.Join(keys, "release.key"))
+	mustMC(t, env, "", "sign", refs["other"], "--key", filepath.Join(keys, "other.key"))
+	return env, keys, refs
+}
+
+// TestPullRequiresSignature: pull --require-signature installs only what the
+// given key signed, and writes nothing otherwise.
+func TestPullRequiresSignature(t *testing.T) {
+	env, keys, refs := signedArtifacts(t)
+	pub := filepath.Join(keys, "release.pub")
+	for _, tag := range []string{"unsigned", "other"} {
+		dir := filepath.Join(t.TempDir(), "out")
+		_, errOut, err := mc(t, env, "", "pull", refs[tag], "-o", dir, "--require-signature", "--signature-key", pub)
+		if err == nil || !strings.Contains(errOut, "signature") {
+			t.Fatalf("pull of the %s artifact: err %v, stderr %q; want a signature refusal", tag, err, errOut)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Fatalf("refused pull of %s created %s (%v)", tag, dir, err)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "out")
+	mustMC(t, env, "", "pull", refs["signed"], "-o", dir, "--require-signature", "--signature-key", pub)
+	if _, err := os.Stat(filepath.Join(dir, "model.onnx")); err != nil {
+		t.Fatalf("signed pull installed nothing: %v", err)
+	}
+	// A key without the requirement is a mistake, not a silent no-op.
+	if _, _, err := mc(t, env, "", "pull", refs["signed"], "-o", t.TempDir(), "--signature-key", pub); err == nil {
+		t.Fatal("pull with --signature-key but no --require-signature succeeded")
 	}
 }
 

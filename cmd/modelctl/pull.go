@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/modelctl/modelctl/client"
+	"github.com/modelctl/modelctl/signing"
 )
 
 func init() { register(newPullCmd) }
@@ -96,6 +97,8 @@ func xferMiB(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)
 func newPullCmd() *cobra.Command {
 	var cf clientFlags
 	var dir string
+	var requireSig bool
+	var sigKeys []string
 	cmd := &cobra.Command{
 		Use:   "pull REF -o DIR",
 		Short: "Download a model artifact, verify every byte, and install it into DIR",
@@ -103,7 +106,12 @@ func newPullCmd() *cobra.Command {
 content-addressed cache (a second pull transfers nothing), are verified by digest
 while they stream, resume after an interruption, and appear in DIR only complete
 (hardlinked from the cache where possible). DIR/.modelctl/receipt.json records
-what was installed.`,
+what was installed.
+
+With --require-signature, REF must carry a valid signature (modelctl sign) by one
+of the --signature-key public keys; it is checked before any file is written, and
+exactly the verified digest is pulled, so a tag moved in between cannot slip
+other content in.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if dir == "" {
@@ -112,6 +120,15 @@ what was installed.`,
 			ref, err := client.ParseReference(args[0])
 			if err != nil {
 				return err
+			}
+			pol, err := signing.NewPolicy(requireSig, sigKeys...)
+			if err != nil {
+				return fmt.Errorf("pull: %w", err)
+			}
+			if d, err := signing.Require(cmd.Context(), args[0], pol, signing.Options{PlainHTTP: cf.plainHTTP}); err != nil {
+				return fmt.Errorf("pull %s: %w", args[0], err)
+			} else if d != "" {
+				ref = ref.WithDigest(d)
 			}
 			c, err := cf.client(cmd.ErrOrStderr())
 			if err != nil {
@@ -133,6 +150,8 @@ what was installed.`,
 		},
 	}
 	cmd.Flags().StringVarP(&dir, "output", "o", "", "directory to install into (created if missing)")
+	cmd.Flags().BoolVar(&requireSig, "require-signature", false, "refuse REF unless it is signed by one of the --signature-key keys")
+	cmd.Flags().StringArrayVar(&sigKeys, "signature-key", nil, "public key (PEM) a required signature must verify with (repeatable)")
 	cf.register(cmd.Flags())
 	cmd.Flags().Lookup("chunk-size").Hidden = true
 	return cmd

@@ -122,7 +122,6 @@ func printSummary(w io.Writer, out string, s *quantize.Summary, peak int64) {
 	fmt.Fprintf(w, "  time: %s, peak RSS: %s\n", s.Duration.Round(time.Millisecond), humanize.Bytes(peak))
 }
 
-
 func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
