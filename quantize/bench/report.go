@@ -285,4 +285,3 @@ func ms(v float64) string {
 	}
 	return fmt.Sprintf("%.3f ms", v)
 }
-
