@@ -188,30 +188,93 @@ func (s *Store) appendLocked(ctx context.Context, st *uploadState, start, length
 }
 
 // copyHashed copies r into w and h, keeping them in step: h sees exactly the
-// bytes w accepted, even when w fails part-way.
+// bytes w accepted, even when w fails part-way. Reading the next buffer,
+// writing the current one and hashing it run at the same time, so on a host
+// with cores to spare an upload goes at the speed of the slowest of the
+// three (hashing, here) rather than of their sum.
 func copyHashed(w io.Writer, h hash.Hash, r io.Reader) (int64, error) {
-	bp := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(bp)
-	buf := *bp
-	var total int64
-	for {
-		nr, rerr := io.ReadFull(r, buf)
-		if nr > 0 {
-			nw, werr := w.Write(buf[:nr])
-			h.Write(buf[:nw])
-			total += int64(nw)
-			if werr != nil {
-				return total, werr
-			}
-			if nw != nr {
-				return total, io.ErrShortWrite
+	type chunk struct {
+		buf *[]byte
+		n   int
+		err error // the read error that followed these n bytes
+	}
+	const inFlight = 2
+	free := make(chan *[]byte, inFlight)
+	full := make(chan chunk, 1)
+	quit := make(chan struct{})
+	for i := 0; i < inFlight; i++ {
+		free <- copyBuffers.Get().(*[]byte)
+	}
+	defer func() {
+		close(quit)
+		for {
+			select {
+			case bp := <-free:
+				copyBuffers.Put(bp)
+			default:
+				return
 			}
 		}
+	}()
+	go func() {
+		for {
+			var bp *[]byte
+			select {
+			case bp = <-free:
+			case <-quit:
+				return
+			}
+			n, err := io.ReadFull(r, *bp)
+			select {
+			case full <- chunk{bp, n, err}:
+			case <-quit:
+				copyBuffers.Put(bp)
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+
+	marshaler, canSnapshot := h.(encoding.BinaryMarshaler)
+	hashed := make(chan struct{})
+	var total int64
+	for {
+		c := <-full
+		if c.n > 0 {
+			b := (*c.buf)[:c.n]
+			var before []byte
+			if canSnapshot {
+				before, _ = marshaler.MarshalBinary()
+			}
+			go func() { h.Write(b); hashed <- struct{}{} }()
+			nw, werr := w.Write(b)
+			<-hashed
+			total += int64(nw)
+			if werr == nil && nw != c.n {
+				werr = io.ErrShortWrite
+			}
+			if werr != nil {
+				// The hash ran over the whole buffer; wind it back to what
+				// the writer accepted.
+				if before == nil {
+					return total, fmt.Errorf("%w (and the hash cannot be rewound)", werr)
+				}
+				if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(before); err != nil {
+					return total, err
+				}
+				h.Write(b[:nw])
+				copyBuffers.Put(c.buf)
+				return total, werr
+			}
+		}
+		free <- c.buf
 		switch {
-		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+		case c.err == io.EOF || c.err == io.ErrUnexpectedEOF:
 			return total, nil
-		case rerr != nil:
-			return total, rerr
+		case c.err != nil:
+			return total, c.err
 		}
 	}
 }
