@@ -11,8 +11,8 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
-	"io"
-	"os"
+
+	"github.com/modelctl/modelctl/internal/keys"
 )
 
 // Key algorithms GenerateKey accepts.
@@ -21,8 +21,6 @@ const (
 	AlgEd25519   = "ed25519"
 )
 
-// maxKeyFile bounds a PEM key file read.
-const maxKeyFile = 64 << 10
 
 // GenerateKey returns a new private key and its public key, both PEM:
 // PKCS#8 "PRIVATE KEY" and PKIX "PUBLIC KEY", the encodings openssl and
@@ -52,50 +50,16 @@ func GenerateKey(alg string) (privPEM, pubPEM []byte, err error) {
 		pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), nil
 }
 
-func readPEM(path string) (*pem.Block, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxKeyFile {
-		return nil, fmt.Errorf("%s: larger than %d bytes, not a key", path, maxKeyFile)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("%s: no PEM block", path)
-	}
-	return blk, nil
-}
+func readPEM(path string) (*pem.Block, error) { return keys.ReadPEM(path) }
 
 // LoadPrivateKey reads a PEM private key: PKCS#8 or SEC 1 ("EC PRIVATE
 // KEY"), ECDSA P-256 or ed25519. Encrypted keys are not read.
 func LoadPrivateKey(path string) (crypto.Signer, error) {
-	blk, err := readPEM(path)
+	k, err := keys.LoadPrivate(path)
 	if err != nil {
-		return nil, fmt.Errorf("signing key: %w", err)
+		return nil, fmt.Errorf("signing key: %w (modelctl keygen writes one)", err)
 	}
-	var key any
-	switch blk.Type {
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(blk.Bytes)
-	default:
-		return nil, fmt.Errorf("signing key %s: PEM block %q, want an unencrypted PRIVATE KEY (modelctl keygen writes one)", path, blk.Type)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("signing key %s: %w", path, err)
-	}
-	s, ok := key.(crypto.Signer)
-	if !ok || checkPublic(s.Public()) != nil {
-		return nil, fmt.Errorf("signing key %s: %T, want ECDSA P-256 or ed25519", path, key)
-	}
-	return s, nil
+	return k, nil
 }
 
 // LoadPublicKey reads a PEM PKIX public key ("PUBLIC KEY"), ECDSA P-256 or
@@ -135,18 +99,7 @@ func LoadPublicKeys(paths ...string) ([]crypto.PublicKey, error) {
 	return out, nil
 }
 
-func checkPublic(k crypto.PublicKey) error {
-	switch k := k.(type) {
-	case *ecdsa.PublicKey:
-		if k.Curve != elliptic.P256() {
-			return fmt.Errorf("ECDSA curve %s, want P-256", k.Curve.Params().Name)
-		}
-		return nil
-	case ed25519.PublicKey:
-		return nil
-	}
-	return fmt.Errorf("%T, want ECDSA P-256 or ed25519", k)
-}
+func checkPublic(k crypto.PublicKey) error { return keys.CheckPublic(k) }
 
 // KeyID is the hex SHA-256 of a public key's PKIX DER encoding: the hint a
 // bundle carries and what reports name a key by.

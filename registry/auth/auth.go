@@ -3,24 +3,22 @@ package auth
 import (
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/modelctl/modelctl/registry/storage"
+
+	"github.com/modelctl/modelctl/internal/keys"
 )
 
 // TokenPath is where the token endpoint is mounted.
@@ -122,36 +120,11 @@ func New(cfg Config) (*Authenticator, error) {
 // LoadKey reads a PEM private key for signing tokens: PKCS#8 ("PRIVATE
 // KEY") or SEC 1 ("EC PRIVATE KEY"), ECDSA P-256 or ed25519.
 func LoadKey(path string) (crypto.Signer, error) {
-	b, err := os.ReadFile(path)
+	k, err := keys.LoadPrivate(path)
 	if err != nil {
 		return nil, fmt.Errorf("token key: %w", err)
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("token key %s: no PEM block", path)
-	}
-	var key any
-	switch blk.Type {
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(blk.Bytes)
-	default:
-		return nil, fmt.Errorf("token key %s: PEM block %q, want PRIVATE KEY or EC PRIVATE KEY", path, blk.Type)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("token key %s: %w", path, err)
-	}
-	switch k := key.(type) {
-	case *ecdsa.PrivateKey:
-		if k.Curve != elliptic.P256() {
-			return nil, fmt.Errorf("token key %s: ECDSA curve %s, want P-256", path, k.Curve.Params().Name)
-		}
-		return k, nil
-	case ed25519.PrivateKey:
-		return k, nil
-	}
-	return nil, fmt.Errorf("token key %s: %T, want ECDSA P-256 or ed25519", path, key)
+	return k, nil
 }
 
 // access is what a request asks for or a token grants on one resource.
