@@ -21,7 +21,6 @@ const (
 	AlgEd25519   = "ed25519"
 )
 
-
 // GenerateKey returns a new private key and its public key, both PEM:
 // PKCS#8 "PRIVATE KEY" and PKIX "PUBLIC KEY", the encodings openssl and
 // cosign's --key import read.
