@@ -236,53 +236,21 @@ func fill(name, dtype string, shape []int64, rng *rand.Rand) (Tensor, error) {
 		}
 		t.Data = d
 	case Int64:
-		d := make([]int64, n)
-		for i := range d {
-			d[i] = intAt(int64(i))
-		}
-		t.Data = d
+		t.Data = intsFrom[int64](n, intAt)
 	case Int32:
-		d := make([]int32, n)
-		for i := range d {
-			d[i] = int32(intAt(int64(i)))
-		}
-		t.Data = d
+		t.Data = intsFrom[int32](n, intAt)
 	case Uint32:
-		d := make([]uint32, n)
-		for i := range d {
-			d[i] = uint32(intAt(int64(i)))
-		}
-		t.Data = d
+		t.Data = intsFrom[uint32](n, intAt)
 	case Uint64:
-		d := make([]uint64, n)
-		for i := range d {
-			d[i] = uint64(intAt(int64(i)))
-		}
-		t.Data = d
+		t.Data = intsFrom[uint64](n, intAt)
 	case Int16:
-		d := make([]int16, n)
-		for i := range d {
-			d[i] = int16(intAt(int64(i)))
-		}
-		t.Data = d
+		t.Data = intsFrom[int16](n, intAt)
 	case Uint16:
-		d := make([]uint16, n)
-		for i := range d {
-			d[i] = uint16(intAt(int64(i)))
-		}
-		t.Data = d
+		t.Data = intsFrom[uint16](n, intAt)
 	case Int8:
-		d := make([]int8, n)
-		for i := range d {
-			d[i] = int8(intAt(int64(i)))
-		}
-		t.Data = d
+		t.Data = intsFrom[int8](n, intAt)
 	case Uint8:
-		d := make([]uint8, n)
-		for i := range d {
-			d[i] = uint8(intAt(int64(i)))
-		}
-		t.Data = d
+		t.Data = intsFrom[uint8](n, intAt)
 	case Bool:
 		d := make([]bool, n)
 		for i := range d {
@@ -291,4 +259,13 @@ func fill(name, dtype string, shape []int64, rng *rand.Rand) (Tensor, error) {
 		t.Data = d
 	}
 	return t, nil
+}
+
+// intsFrom makes n integers of type T from the generator at.
+func intsFrom[T int8 | uint8 | int16 | uint16 | int32 | uint32 | int64 | uint64](n int64, at func(int64) int64) []T {
+	d := make([]T, n)
+	for i := range d {
+		d[i] = T(at(int64(i)))
+	}
+	return d
 }

@@ -23,16 +23,8 @@ import (
 //
 //	go test -run '^$' -bench Throughput -benchtime 1x -count 5 ./registry/storage/s3/
 func BenchmarkThroughput(b *testing.B) {
-	size := int64(1 << 30)
-	if v := os.Getenv("MODELCTL_BENCH_SIZE"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 {
-			b.Fatalf("MODELCTL_BENCH_SIZE=%q: want a positive byte count", v)
-		}
-		size = n
-	}
-	data := make([]byte, size)
-	_, _ = rand.NewChaCha8([32]byte{1}).Read(data)
+	data := benchData(b)
+	size := int64(len(data))
 
 	srv := s3test.Start(b)
 	cfg := s3.Config{Bucket: srv.Bucket, Prefix: "bench", Endpoint: srv.Endpoint, Region: srv.Region,
@@ -190,4 +182,20 @@ func benchPartSize(b *testing.B) int64 {
 		b.Fatalf("MODELCTL_BENCH_PART_SIZE=%q: want a byte count of at least %d", v, s3.MinPartSize)
 	}
 	return n
+}
+
+// benchData is the benchmarks' payload: MODELCTL_BENCH_SIZE bytes (1 GiB by
+// default) of seeded pseudo-random data.
+func benchData(b *testing.B) []byte {
+	size := int64(1 << 30)
+	if v := os.Getenv("MODELCTL_BENCH_SIZE"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			b.Fatalf("MODELCTL_BENCH_SIZE=%q: want a positive byte count", v)
+		}
+		size = n
+	}
+	data := make([]byte, size)
+	_, _ = rand.NewChaCha8([32]byte{1}).Read(data)
+	return data
 }

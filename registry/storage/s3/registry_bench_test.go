@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"testing"
 
 	"github.com/minio/minio-go/v7"
@@ -35,16 +34,8 @@ import (
 // the digest and the body (oras, curl); "chunked" is PATCHes of 64 MiB and
 // a final PUT (modelctl push).
 func BenchmarkRegistryThroughput(b *testing.B) {
-	size := int64(1 << 30)
-	if v := os.Getenv("MODELCTL_BENCH_SIZE"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 {
-			b.Fatalf("MODELCTL_BENCH_SIZE=%q: want a positive byte count", v)
-		}
-		size = n
-	}
-	data := make([]byte, size)
-	_, _ = randReader().Read(data)
+	data := benchData(b)
+	size := int64(len(data))
 	dgst := fmt.Sprintf("sha256:%x", sha256.Sum256(data))
 
 	srv := s3test.Start(b)
@@ -129,26 +120,6 @@ func BenchmarkRegistryThroughput(b *testing.B) {
 			}
 		}
 	})
-}
-
-func randReader() io.Reader {
-	return &seqReader{}
-}
-
-// seqReader yields reproducible bytes that do not compress.
-type seqReader struct{ x uint64 }
-
-func (r *seqReader) Read(p []byte) (int, error) {
-	for i := range p {
-		r.x ^= r.x << 13
-		r.x ^= r.x >> 7
-		r.x ^= r.x << 17
-		if r.x == 0 {
-			r.x = 0x9e3779b97f4a7c15
-		}
-		p[i] = byte(r.x)
-	}
-	return len(p), nil
 }
 
 // startRegistry serves the registry on S3 and returns its base URL.
