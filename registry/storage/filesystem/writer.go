@@ -9,36 +9,29 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"unsafe"
 
+	"github.com/modelctl/modelctl/internal/directio"
 	"github.com/modelctl/modelctl/registry/storage"
 )
 
 // Large writes bypass the page cache (O_DIRECT) where the filesystem allows:
-// a registry receives multi-GB blobs that nobody reads back at once, and on
-// virtual machines filling the page cache costs more CPU than the hashing
-// (measured here: 0.3-2 s of system time per GiB buffered, 0.1-0.4 direct).
-// Direct writes need block-aligned offsets, lengths and memory, so the
-// writer gathers bytes in an aligned buffer, writes whole buffers directly,
-// and writes the unaligned tail through the page cache when it closes.
+// a registry receives multi-GB blobs that nobody reads back at once (see
+// internal/directio for what it saves). The writer gathers bytes in an
+// aligned buffer, writes whole buffers directly, and writes the unaligned
+// tail through the page cache when it closes.
 const (
-	directAlign   = 4096
+	directAlign   = directio.Align
 	directBufSize = 1 << 20
 )
 
 var directBuffers = sync.Pool{New: func() any {
-	raw := make([]byte, directBufSize+directAlign)
-	off := int(directAlign - uintptr(unsafe.Pointer(&raw[0]))%directAlign)
-	if off == directAlign {
-		off = 0
-	}
-	b := raw[off : off+directBufSize : off+directBufSize]
+	b := directio.Buffer(directBufSize)
 	return &b
 }}
 
 // DirectIO can be turned off (tests of the buffered path, or filesystems
 // that misbehave with O_DIRECT).
-var DirectIO = directIOSupported
+var DirectIO = directio.Supported
 
 // Writer implements storage.Driver. The bytes go to a hidden partial file
 // beside path, named after it, so any process can resume the write; Commit
@@ -98,7 +91,7 @@ func (d *Driver) Writer(ctx context.Context, p string, offset int64) (storage.Fi
 				return nil, d.mapErr(p, err)
 			}
 		}
-		w.direct = setDirect(f, true) == nil
+		w.direct = directio.Set(f, true) == nil
 		if !w.direct {
 			w.release()
 			w.base, w.n = 0, 0
@@ -147,7 +140,7 @@ func (w *fileWriter) Write(b []byte) (int, error) {
 	for len(b) > 0 {
 		// An aligned caller buffer with nothing pending goes to the disk
 		// as it is, without the copy (the store's 1 MiB copy buffers are).
-		if w.n == 0 && len(b) >= directAlign && uintptr(unsafe.Pointer(&b[0]))%directAlign == 0 {
+		if w.n == 0 && len(b) >= directAlign && directio.Aligned(b) {
 			k := len(b) &^ (directAlign - 1)
 			if _, err := w.f.WriteAt(b[:k], w.base); err != nil {
 				return written, fmt.Errorf("%s: write %s: %w", driverName, w.path, err)
@@ -219,7 +212,7 @@ func (w *fileWriter) Close() error {
 			}
 		}
 		if w.n > 0 {
-			if err := setDirect(w.f, false); err != nil {
+			if err := directio.Set(w.f, false); err != nil {
 				w.f.Close()
 				return fmt.Errorf("%s: %s: leave direct I/O: %w", driverName, w.path, err)
 			}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package filesystem
+package directio
 
 import (
 	"os"
@@ -8,9 +8,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// setDirect turns O_DIRECT on or off for f. Filesystems without direct I/O
-// (tmpfs) refuse it, and the writer stays buffered.
-func setDirect(f *os.File, on bool) error {
+// Supported reports whether this platform has direct I/O at all.
+const Supported = true
+
+func set(f *os.File, on bool) error {
 	fd := int(f.Fd())
 	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	if err != nil {
@@ -24,5 +25,3 @@ func setDirect(f *os.File, on bool) error {
 	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags)
 	return err
 }
-
-const directIOSupported = true
