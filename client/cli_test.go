@@ -3,11 +3,13 @@ package client
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -360,14 +362,25 @@ func TestCLIKillDuringPullResumes(t *testing.T) {
 	srv := startOurs(t)
 	c := newCLI(t)
 	model := synthModel(t, t.TempDir(), killTestSize)
-	ref := srv.Addr + "/kill/pull:v1"
-	c.run("push", model, ref)
+	c.run("push", model, srv.Addr+"/kill/pull:v1")
+	// Pulled through a proxy that holds blob bodies to 200 MB/s: at full
+	// loopback speed a pull can end before its state records the 64 MiB
+	// the kill waits for.
+	proxy := newFaultProxy(t, srv.Addr)
+	var throttle atomic.Bool
+	proxy.setRespHook(func(r *http.Response) {
+		if throttle.Load() && r.Request.Method == http.MethodGet && strings.Contains(r.Request.URL.Path, "/blobs/") {
+			r.Body = &throttledBody{ReadCloser: r.Body, bytesPerSec: 200e6}
+		}
+	})
+	ref := proxy.addr() + "/kill/pull:v1"
 
-	// --parallel 1 hashes as it writes (after re-reading what a killed run
-	// left); the default fetches ranges in parallel and hashes behind them.
+	// The default fetches two ranges at once on loopback; --parallel 1
+	// fetches one, the hash following the same piece it receives.
 	for _, parallel := range []string{"0", "1"} {
 		t.Run("parallel="+parallel, func(t *testing.T) {
 			puller := newCLI(t)
+			throttle.Store(true)
 			out := filepath.Join(t.TempDir(), "m")
 			cmd := puller.cmd("pull", ref, "-o", out, "--json", "--parallel", parallel)
 			if err := cmd.Start(); err != nil {
@@ -378,6 +391,7 @@ func TestCLIKillDuringPullResumes(t *testing.T) {
 			})
 			cmd.Process.Kill()
 			cmd.Wait()
+			throttle.Store(false)
 			have := partialDone(puller.cache)
 			if _, err := os.Lstat(out); !os.IsNotExist(err) {
 				t.Errorf("target exists after a killed pull: %v", err)
@@ -393,6 +407,18 @@ func TestCLIKillDuringPullResumes(t *testing.T) {
 			onnxCheck(t, filepath.Join(out, "model.onnx"))
 		})
 	}
+}
+
+// throttledBody delivers a body at no more than bytesPerSec.
+type throttledBody struct {
+	io.ReadCloser
+	bytesPerSec float64
+}
+
+func (b *throttledBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	time.Sleep(time.Duration(float64(n) / b.bytesPerSec * float64(time.Second)))
+	return n, err
 }
 
 func partialDone(cache string) int64 {

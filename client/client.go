@@ -38,9 +38,9 @@ type Options struct {
 	// on loopback, where the transfer is CPU-bound and a PATCH that runs to
 	// the end of the file goes out with sendfile.
 	ChunkSize int64
-	// Parallel bounds concurrent files and ranges (default 4). A blob
-	// fetched by one worker (small, or Parallel 1) is hashed as it is
-	// written, with no second read.
+	// Parallel bounds concurrent files and ranges (default 4; 2 on
+	// loopback, where the transfer is CPU-bound and two ranges keep the
+	// hash fed).
 	Parallel int
 	// Progress, when non-nil, receives a progress line per file (a terminal).
 	Progress io.Writer
@@ -65,9 +65,12 @@ type Client struct {
 const DefaultChunkSize = 64 << 20
 
 // parallel is how many ranges a pull from ref fetches at once.
-func (c *Client) parallel(Reference) int {
+func (c *Client) parallel(ref Reference) int {
 	if c.opts.Parallel > 0 {
 		return c.opts.Parallel
+	}
+	if !ref.S3 && IsLoopback(ref.Registry) {
+		return 2
 	}
 	return 4
 }

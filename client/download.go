@@ -5,28 +5,43 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/modelctl/modelctl/internal/directio"
 	"github.com/modelctl/modelctl/manifests"
 )
 
-// A blob is fetched as pieces of pieceSize, handed out in order to
-// Parallel workers, each piece one Range request. Handing them out in order
-// keeps the written prefix growing steadily, so the hash, which must see the
-// bytes in order, follows the download instead of waiting for its end.
-const pieceSize = 16 << 20
+// A blob is fetched as pieces of pieceSize, handed out in order to Parallel
+// workers, each piece one Range request into a buffer of its own. The hash,
+// which must see the bytes in order, takes the pieces from those buffers as
+// they complete, while the workers write them to the partial file around
+// the page cache (internal/directio): no byte is read back from the file,
+// and no dirty page cache is left to write back (on the VMs measured, that
+// writeback cost more CPU than the hash). At most window pieces are held
+// ahead of the hash (and the writes), which bounds the memory of a pull:
+// maxWindow pieces per blob (128 MiB).
+//
+// Measured on loopback, 2 GiB, 2 cores (median of 5): 8 MiB pieces written
+// in 1 MiB units 1.97 s, 16/4 MiB 1.71 s, 32/4 MiB 1.60 s: fewer range
+// requests and fewer, larger direct writes.
+const pieceSize = 32 << 20
 
-// downloadState is a download in progress, next to its partial file, so a
-// pull killed at any point continues where each range stood.
+// maxWindow caps the pieces held at once, whatever Parallel says.
+const maxWindow = 4
+
+// writeUnit is how much of a piece a worker receives before writing it: the
+// progress recorded for a resumed pull moves in these steps.
+const writeUnit = 4 << 20
+
 type downloadState struct {
 	Size     int64     `json:"size"`
 	Segments []segment `json:"segments"`
@@ -41,12 +56,14 @@ type segment struct {
 // valid reports whether a state read back from disk describes contiguous
 // ranges covering [0, size) with progress inside each.
 func (st *downloadState) valid(size int64) bool {
-	if st.Size != size || len(st.Segments) == 0 || int64(len(st.Segments)) > size/pieceSize+1 {
+	// Pieces were smaller in earlier versions; any plan of pieces up to
+	// pieceSize resumes.
+	if st.Size != size || len(st.Segments) == 0 || int64(len(st.Segments)) > size/(1<<20)+1 {
 		return false
 	}
 	var next int64
 	for _, s := range st.Segments {
-		if s.Start != next || s.End < s.Start || s.Done < 0 || s.Done > s.End-s.Start {
+		if s.Start != next || s.End < s.Start || s.End-s.Start > pieceSize || s.Done < 0 || s.Done > s.End-s.Start {
 			return false
 		}
 		next = s.End
@@ -122,8 +139,8 @@ func (r *repo) fetchSmall(ctx context.Context, d digest.Digest, size, limit int6
 
 // fetchBlob brings a layer into the cache: several ranges in parallel for a
 // large blob, each continuing a previous interrupted run, hashed in order as
-// the contiguous prefix grows. The blob enters the cache only verified.
-// It returns the bytes transferred.
+// the pieces arrive. The blob enters the cache only verified. It returns the
+// bytes transferred.
 func (c *Client) fetchBlob(ctx context.Context, src source, f manifests.File, workers int, prog *fileProgress) (int64, error) {
 	cache := c.cache
 	if cache.HasBlob(f.Digest, f.Size) {
@@ -153,69 +170,82 @@ func (c *Client) fetchBlob(ctx context.Context, src source, f manifests.File, wo
 		}
 	}
 
-	dl := &download{c: c, src: src, f: f, file: file, st: &st, statePath: statePath, prog: prog, wake: make(chan struct{}, 1)}
+	dl := &download{c: c, src: src, f: f, file: file, st: &st, statePath: statePath, prog: prog}
+	dl.openDirect(partial)
+	defer dl.closeDirect()
 	// The range bounds never change; the goroutines read this copy while
 	// saveState rewrites st under its lock.
 	dl.bounds = append([]segment(nil), st.Segments...)
 	done := int64(0)
-	for i := range st.Segments {
+	for i, s := range st.Segments {
+		d := s.Done
+		if d < s.End-s.Start {
+			// A piece continues at a block boundary (a state written by an
+			// older modelctl may stop anywhere): refetch the odd bytes.
+			d &^= directio.Align - 1
+		}
 		dl.done = append(dl.done, &atomic.Int64{})
-		dl.done[i].Store(st.Segments[i].Done)
-		done += st.Segments[i].Done
+		dl.done[i].Store(d)
+		done += d
 	}
 	prog.set(done)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	workers = max(1, min(workers, len(st.Segments)))
-	if workers == 1 && dl.prefix() == done {
-		// One worker writes in order: hash each buffer as it is written
-		// (after the part already on disk), with no second read.
-		dl.inline = sha256.New()
-		var hashed int64
-		if err := catchUp(ctx, file, dl.inline, &hashed, done); err != nil {
-			return 0, err
-		}
+	workers = max(1, min(workers, len(dl.bounds)))
+	window := min(workers+1, maxWindow)
+	for _, s := range dl.bounds {
+		dl.bufSize = max(dl.bufSize, int(directio.RoundUp(s.End-s.Start)))
 	}
-	errs := make(chan error, workers+1)
+	dl.free = make(chan []byte, window)
+	dl.tokens = make(chan struct{}, window)
+	dl.ready = make([]chan *piece, len(dl.bounds))
+	for i := range dl.ready {
+		dl.ready[i] = make(chan *piece, 1)
+	}
+	// Each worker and its writer, and the hash, report at most one error.
+	errs := make(chan error, 2*workers+1)
+	fail := func(err error) {
+		errs <- err
+		cancel()
+	}
 	var next atomic.Int64
+	var wg sync.WaitGroup
 	for range workers {
-		wg.Add(1)
+		writes := make(chan unitWrite, 4)
+		wg.Add(2)
 		go func() {
 			defer wg.Done()
+			dl.writer(ctx, writes, fail)
+		}()
+		go func() {
+			defer wg.Done()
+			defer close(writes)
 			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(dl.bounds) || ctx.Err() != nil {
+				// A token per piece held ahead of the hash (or of its
+				// writes); taking it before the index keeps the pieces in
+				// flight the next ones the hash needs.
+				select {
+				case dl.tokens <- struct{}{}:
+				case <-ctx.Done():
 					return
 				}
-				if err := dl.segment(ctx, i); err != nil {
-					errs <- err
-					cancel()
+				i := int(next.Add(1) - 1)
+				if i >= len(dl.bounds) {
+					return
+				}
+				if err := dl.segment(ctx, i, writes); err != nil {
+					fail(err)
 					return
 				}
 			}
 		}()
 	}
-	sum := make(chan digest.Digest, 1)
-	if dl.inline == nil {
-		go func() {
-			d, err := dl.hash(ctx)
-			if err != nil {
-				errs <- err
-				cancel()
-			}
-			sum <- d
-		}()
+	got, herr := dl.hash(ctx)
+	if herr != nil {
+		fail(herr)
 	}
 	wg.Wait()
-	dl.notify()
-	var got digest.Digest
-	if dl.inline == nil {
-		got = <-sum
-	} else if dl.prefix() == f.Size {
-		got = digest.NewDigestFromBytes(digest.SHA256, dl.inline.Sum(nil))
-	}
 	dl.saveState()
 	close(errs)
 	if err := firstError(errs); err != nil {
@@ -226,6 +256,10 @@ func (c *Client) fetchBlob(ctx context.Context, src source, f manifests.File, wo
 		os.Remove(partial)
 		os.Remove(statePath)
 		return dl.transferred.Load(), &DigestError{What: "layer " + f.Path, Got: got.String(), Want: f.Digest.String()}
+	}
+	// The last block of a direct write was padded to the block size.
+	if err := file.Truncate(f.Size); err != nil {
+		return dl.transferred.Load(), fmt.Errorf("truncate %s: %w", partial, Explain(err, ""))
 	}
 	if err := file.Sync(); err != nil {
 		return dl.transferred.Load(), fmt.Errorf("sync %s: %w", partial, Explain(err, ""))
@@ -276,24 +310,150 @@ type download struct {
 	c         *Client
 	src       source
 	f         manifests.File
-	file      *os.File
+	file      *os.File // locked; reads, and writes when direct I/O is off
 	st        *downloadState
 	statePath string
 	prog      *fileProgress
 	bounds    []segment
 	done      []*atomic.Int64
-	// inline, when set, hashes the bytes as the single worker writes them.
-	inline      hash.Hash
+
+	// direct, when set, is a second descriptor of the partial file with
+	// O_DIRECT on; it is dropped at the first write the filesystem refuses.
+	direct   *os.File
+	directMu sync.Mutex
+
+	bufSize  int
+	free     chan []byte   // piece buffers the hash and the writes are done with
+	tokens   chan struct{} // one per piece taken and not yet hashed and written
+	ready    []chan *piece // piece i, once a worker has taken it
+	mu       sync.Mutex    // saveState
+	lastSave time.Time
+
 	transferred atomic.Int64
-	wake        chan struct{}
-	mu          sync.Mutex
-	lastSave    time.Time
 }
 
-func (dl *download) notify() {
+// piece is a range being fetched: buf receives its bytes from offset from
+// on (the bytes before from were on disk from an earlier run), recvd of
+// them so far. The hash follows recvd; the piece's writer follows in
+// writeUnits; whichever of the two finishes last frees the buffer.
+type piece struct {
+	i     int
+	from  int64
+	buf   []byte
+	recvd atomic.Int64
+	more  chan struct{} // poked when recvd moves
+	refs  atomic.Int32
+}
+
+func (dl *download) release(p *piece) {
+	if p.refs.Add(-1) != 0 {
+		return
+	}
+	if p.buf != nil {
+		select {
+		case dl.free <- p.buf[:cap(p.buf)]:
+		default:
+		}
+	}
+	<-dl.tokens
+}
+
+// unitWrite is [start, end) of a piece's buffer to write to the file.
+type unitWrite struct {
+	p          *piece
+	start, end int
+}
+
+// writer writes the units of one worker's pieces, in order, and moves each
+// piece's recorded progress after its bytes are on disk.
+func (dl *download) writer(ctx context.Context, writes <-chan unitWrite, fail func(error)) {
+	failed := false
+	for u := range writes {
+		if failed || ctx.Err() != nil {
+			continue
+		}
+		if err := dl.writeAt(u.p.buf[u.start:u.end], u.p.from+int64(u.start)); err != nil {
+			failed = true
+			fail(fmt.Errorf("layer %s: %w", dl.f.Path, err))
+			continue
+		}
+		dl.done[u.p.i].Add(int64(u.end - u.start))
+		dl.maybeSave()
+		if u.end == len(u.p.buf) {
+			dl.release(u.p)
+		}
+	}
+}
+
+// directDownloads turns direct writes of downloads off (tests of the
+// buffered path, which filesystems without O_DIRECT take).
+var directDownloads = directio.Supported
+
+func (dl *download) openDirect(path string) {
+	if !directDownloads {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return
+	}
+	if directio.Set(f, true) != nil {
+		f.Close()
+		return
+	}
+	dl.direct = f
+}
+
+func (dl *download) closeDirect() {
+	dl.directMu.Lock()
+	defer dl.directMu.Unlock()
+	if dl.direct != nil {
+		dl.direct.Close()
+		dl.direct = nil
+	}
+}
+
+// writeAt writes b (from a piece buffer) at off: directly when it can, with
+// the length padded to a whole block (only the last block of a blob is
+// short; the file is truncated to size at the end), else through the page
+// cache, starting its writeback at once so the final fsync finds little.
+func (dl *download) writeAt(b []byte, off int64) error {
+	dl.directMu.Lock()
+	direct := dl.direct
+	dl.directMu.Unlock()
+	if direct != nil && off%directio.Align == 0 {
+		n := int(directio.RoundUp(int64(len(b))))
+		if n > cap(b) {
+			n = len(b) &^ (directio.Align - 1)
+		}
+		padded := b[:n]
+		clear(padded[len(b):])
+		_, err := direct.WriteAt(padded, off)
+		if err == nil && n >= len(b) {
+			return nil
+		}
+		if err == nil {
+			b, off = b[n:], off+int64(n)
+		} else if !errors.Is(err, syscall.EINVAL) {
+			return fmt.Errorf("write %s: %w", dl.file.Name(), Explain(err, ""))
+		} else {
+			// The filesystem took O_DIRECT at open but refuses the writes.
+			dl.closeDirect()
+		}
+	}
+	if _, err := dl.file.WriteAt(b, off); err != nil {
+		return fmt.Errorf("write %s: %w", dl.file.Name(), Explain(err, ""))
+	}
+	startWriteback(dl.file, off, int64(len(b)))
+	return nil
+}
+
+func (dl *download) buffer() []byte {
 	select {
-	case dl.wake <- struct{}{}:
+	case b := <-dl.free:
+		return b
 	default:
+		return directio.Buffer(dl.bufSize)
 	}
 }
 
@@ -318,20 +478,27 @@ func (dl *download) maybeSave() {
 	}
 }
 
-// segment downloads one range, retrying transient failures from where it
-// stopped.
-func (dl *download) segment(ctx context.Context, i int) error {
+// segment downloads the rest of piece i into a buffer, which the hash
+// follows as it fills, retrying transient failures from where it stopped.
+func (dl *download) segment(ctx context.Context, i int, writes chan<- unitWrite) error {
 	seg := dl.bounds[i]
+	from := seg.Start + dl.done[i].Load()
+	p := &piece{i: i, from: min(from, seg.End)}
+	if from >= seg.End {
+		p.refs.Store(1)
+		dl.ready[i] <- p
+		return nil
+	}
+	p.buf = dl.buffer()[:seg.End-from]
+	p.more = make(chan struct{}, 1)
+	p.refs.Store(2)
+	dl.ready[i] <- p
+	submitted := 0
 	attempt := 0
 	for {
-		off := seg.Start + dl.done[i].Load()
-		if off >= seg.End {
-			return nil
-		}
-		err := dl.fetchRange(ctx, i, off, seg.End)
+		err := dl.receive(ctx, p, &submitted, writes)
 		if err == nil {
-			startWriteback(dl.file, seg.Start, seg.End-seg.Start)
-			continue
+			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -346,79 +513,79 @@ func (dl *download) segment(ctx context.Context, i int) error {
 	}
 }
 
-func (dl *download) fetchRange(ctx context.Context, i int, off, end int64) error {
-	rc, err := dl.src.openRange(ctx, dl.f.Digest, dl.f.Size, off, end)
+// receive reads the rest of a piece in writeUnits, handing each to the
+// hash (recvd) and to the writer as it completes.
+func (dl *download) receive(ctx context.Context, p *piece, submitted *int, writes chan<- unitWrite) error {
+	recvd := int(p.recvd.Load())
+	end := p.from + int64(len(p.buf))
+	rc, err := dl.src.openRange(ctx, dl.f.Digest, dl.f.Size, p.from+int64(recvd), end)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	buf := make([]byte, 1<<20)
-	body := io.LimitReader(rc, end-off)
-	for off < end {
-		n, rerr := io.ReadFull(body, buf[:min(int64(len(buf)), end-off)])
+	body := io.LimitReader(rc, int64(len(p.buf)-recvd))
+	for recvd < len(p.buf) {
+		unit := min(*submitted+writeUnit, len(p.buf))
+		n, err := io.ReadFull(body, p.buf[recvd:unit])
+		recvd += n
+		dl.transferred.Add(int64(n))
+		dl.prog.add(int64(n))
 		if n > 0 {
-			if _, err := dl.file.WriteAt(buf[:n], off); err != nil {
-				return fmt.Errorf("write %s: %w", dl.file.Name(), Explain(err, ""))
+			p.recvd.Store(int64(recvd))
+			select {
+			case p.more <- struct{}{}:
+			default:
 			}
-			if dl.inline != nil {
-				dl.inline.Write(buf[:n])
-			}
-			off += int64(n)
-			dl.done[i].Add(int64(n))
-			dl.transferred.Add(int64(n))
-			dl.prog.add(int64(n))
-			dl.notify()
-			dl.maybeSave()
 		}
-		if rerr != nil {
-			if off < end {
-				return fmt.Errorf("GET blob %s: short body at %d of %d: %w", dl.f.Digest, off, end, rerr)
-			}
-			break
+		if err != nil {
+			return fmt.Errorf("GET blob %s: short body at %d of %d: %w", dl.f.Digest, p.from+int64(recvd), end, err)
+		}
+		select {
+		case writes <- unitWrite{p: p, start: *submitted, end: unit}:
+			*submitted = unit
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 	return nil
 }
 
-// prefix is how many bytes from the start are all written.
-func (dl *download) prefix() int64 {
-	var p int64
-	for i, s := range dl.bounds {
-		d := dl.done[i].Load()
-		p = s.Start + d
-		if s.Start+d < s.End {
-			return p
-		}
-	}
-	return p
-}
-
-// hash follows the downloads, hashing the written prefix in order (from the
-// page cache), and returns the digest once every byte is in.
+// hash takes the pieces in order, hashing the bytes an earlier run left on
+// disk (read back) and then those received now, from the piece's buffer as
+// they arrive, and returns the digest once every piece is in.
 func (dl *download) hash(ctx context.Context) (digest.Digest, error) {
 	h := sha256.New()
-	buf := make([]byte, 1<<20)
-	var hashed int64
-	for {
-		p := dl.prefix()
-		for hashed < p {
-			n, err := dl.file.ReadAt(buf[:min(int64(len(buf)), p-hashed)], hashed)
-			h.Write(buf[:n])
-			hashed += int64(n)
-			if err != nil && !(errors.Is(err, io.EOF) && hashed == p) {
+	var rbuf []byte
+	for i, seg := range dl.bounds {
+		var p *piece
+		select {
+		case p = <-dl.ready[i]:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+		if p.from > seg.Start {
+			if rbuf == nil {
+				rbuf = make([]byte, 1<<20)
+			}
+			if _, err := io.CopyBuffer(h, io.NewSectionReader(dl.file, seg.Start, p.from-seg.Start), rbuf); err != nil {
 				return "", fmt.Errorf("read %s: %w", dl.file.Name(), err)
 			}
 		}
-		if hashed >= dl.f.Size {
-			return digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil)), nil
+		for hashed := 0; hashed < len(p.buf); {
+			if n := int(p.recvd.Load()); n > hashed {
+				h.Write(p.buf[hashed:n])
+				hashed = n
+				continue
+			}
+			select {
+			case <-p.more:
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
 		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-dl.wake:
-		case <-time.After(100 * time.Millisecond):
-		}
+		dl.release(p)
 	}
+	return digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil)), nil
 }
 
 // syncDir makes a rename in dir durable.

@@ -32,7 +32,14 @@ type faultProxy struct {
 	patchSizes []int64
 	bodyBytes  atomic.Int64
 	hook       func(w http.ResponseWriter, r *http.Request) bool // true: handled
-	respHook   func(r *http.Response)
+	respHook   func(r *http.Response)                            // set with setRespHook
+}
+
+// setRespHook installs f under the lock: a server started earlier reads it.
+func (p *faultProxy) setRespHook(f func(r *http.Response)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.respHook = f
 }
 
 func newFaultProxy(t *testing.T, backend string) *faultProxy {
@@ -40,8 +47,11 @@ func newFaultProxy(t *testing.T, backend string) *faultProxy {
 	rp := httputil.NewSingleHostReverseProxy(u)
 	p := &faultProxy{}
 	rp.ModifyResponse = func(r *http.Response) error {
-		if p.respHook != nil {
-			p.respHook(r)
+		p.mu.Lock()
+		hook := p.respHook
+		p.mu.Unlock()
+		if hook != nil {
+			hook(r)
 		}
 		return nil
 	}
@@ -125,11 +135,11 @@ func TestPushFallsBackWhenChunksRefused(t *testing.T) {
 func TestPushHonoursChunkMinLength(t *testing.T) {
 	srv := startDistribution(t)
 	p := newFaultProxy(t, srv.Addr)
-	p.respHook = func(r *http.Response) {
+	p.setRespHook(func(r *http.Response) {
 		if r.Request.Method == http.MethodPost {
 			r.Header.Set("OCI-Chunk-Min-Length", fmt.Sprint(12<<20))
 		}
-	}
+	})
 	c := newTestClient(t, Options{ChunkSize: 1 << 20})
 	_, src := pushRandom(t, c, p.addr()+"/minchunk/m:v1", 30<<20)
 	want := []int64{12 << 20, 12 << 20, 6 << 20}

@@ -159,7 +159,7 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string) (*PullResu
 	// Large blobs already fetch several ranges each; two files at a time
 	// keeps the connection count bounded.
 	workers := c.parallel(ref)
-	g.SetLimit(max(1, workers/2))
+	g.SetLimit(max(2, workers/2))
 	// Two files with the same content are one blob: fetch it once (two
 	// fetches would share one partial file).
 	first := map[digest.Digest]bool{}

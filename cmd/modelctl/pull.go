@@ -33,7 +33,7 @@ func (f *clientFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.plainHTTP, "plain-http", false, "speak plain HTTP to a non-loopback registry (loopback always is)")
 	fs.BoolVar(&f.insecure, "insecure", false, "skip TLS certificate verification")
 	fs.StringVar(&f.cacheDir, "cache-dir", "", "local cache directory (default $MODELCTL_CACHE or the user cache dir + /modelctl)")
-	fs.IntVar(&f.parallel, "parallel", 0, "concurrent files and byte ranges (0: 4)")
+	fs.IntVar(&f.parallel, "parallel", 0, "concurrent files and byte ranges (0: 4, or 2 on loopback)")
 	fs.StringVar(&f.chunkSize, "chunk-size", "auto", "size of one upload chunk, e.g. 64MiB (the registry's OCI-Chunk-Min-Length raises it); auto: 64MiB, or one streamed chunk per file on loopback")
 	fs.BoolVar(&f.json, "json", false, "print the result as JSON")
 	fs.StringVar(&f.s3Endpoint, "s3-endpoint", "", "S3 endpoint URL for s3:// references (default $AWS_ENDPOINT_URL, else AWS); credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials")
