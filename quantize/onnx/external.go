@@ -205,18 +205,9 @@ func (m *Model) externalSpan(t *onnxpb.TensorProto) (Span, error) {
 		return Span{}, fmt.Errorf("model %s: %w", m.Path, err)
 	}
 	file := filepath.Join(m.Dir, filepath.FromSlash(ref.Location))
-	st, err := os.Stat(file)
+	st, err := m.checkDataFile(file, ref.Location)
 	if err != nil {
-		return Span{}, fmt.Errorf("model %s: tensor %q: external data file: %w", m.Path, t.GetName(), err)
-	}
-	if !st.Mode().IsRegular() {
-		return Span{}, fmt.Errorf("model %s: tensor %q: external data %s is not a regular file", m.Path, t.GetName(), ref.Location)
-	}
-	if real, err := filepath.EvalSymlinks(file); err == nil {
-		dir, derr := filepath.EvalSymlinks(m.Dir)
-		if rel, rerr := filepath.Rel(dir, real); derr != nil || rerr != nil || !filepath.IsLocal(rel) {
-			return Span{}, fmt.Errorf("model %s: tensor %q: external data %s resolves outside the model's directory", m.Path, t.GetName(), ref.Location)
-		}
+		return Span{}, fmt.Errorf("model %s: tensor %q: %w", m.Path, t.GetName(), err)
 	}
 	want, err := ByteSize(t)
 	if err != nil {
@@ -235,6 +226,45 @@ func (m *Model) externalSpan(t *onnxpb.TensorProto) (Span, error) {
 			m.Path, t.GetName(), ref.Location, st.Size(), ref.Offset, length)
 	}
 	return Span{File: file, Offset: ref.Offset, Length: length}, nil
+}
+
+// checkDataFile checks an external data file once per model, not once per
+// tensor (a graph holds thousands of tensors in one or two files): it must
+// be a regular file inside the model's directory, symlinks resolved.
+func (m *Model) checkDataFile(file, location string) (os.FileInfo, error) {
+	m.dataMu.Lock()
+	defer m.dataMu.Unlock()
+	if c, ok := m.dataFiles[file]; ok {
+		return c.st, c.err
+	}
+	st, err := checkDataFile(m.Dir, file, location)
+	if m.dataFiles == nil {
+		m.dataFiles = map[string]dataFileCheck{}
+	}
+	m.dataFiles[file] = dataFileCheck{st, err}
+	return st, err
+}
+
+type dataFileCheck struct {
+	st  os.FileInfo
+	err error
+}
+
+func checkDataFile(dir, file, location string) (os.FileInfo, error) {
+	st, err := os.Stat(file)
+	if err != nil {
+		return nil, fmt.Errorf("external data file: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("external data %s is not a regular file", location)
+	}
+	if real, err := filepath.EvalSymlinks(file); err == nil {
+		d, derr := filepath.EvalSymlinks(dir)
+		if rel, rerr := filepath.Rel(d, real); derr != nil || rerr != nil || !filepath.IsLocal(rel) {
+			return nil, fmt.Errorf("external data %s resolves outside the model's directory", location)
+		}
+	}
+	return st, nil
 }
 
 // Validate checks every tensor's data against its dtype and dims, and every

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -55,6 +56,9 @@ type Model struct {
 	// Embedded maps top-level initializers whose raw_data is in the .onnx
 	// but was not read to where it is.
 	Embedded map[*onnxpb.TensorProto]Span
+
+	dataMu    sync.Mutex
+	dataFiles map[string]dataFileCheck // checkDataFile's answers
 }
 
 // Graph returns the main graph, never nil after a successful parse.
@@ -111,6 +115,7 @@ func Parse(r io.ReaderAt, size int64, path string, opts Options) (*Model, error)
 }
 
 func parse(r io.ReaderAt, size int64, path string, opts Options) (*Model, error) {
+	r = newBlockReader(r, size)
 	p := &parser{
 		path: path, opts: opts,
 		r: newPosReader(r, 0, size),
