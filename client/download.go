@@ -435,14 +435,14 @@ func (dl *download) writeAt(b []byte, off int64) error {
 		if err == nil {
 			b, off = b[n:], off+int64(n)
 		} else if !errors.Is(err, syscall.EINVAL) {
-			return fmt.Errorf("write %s: %w", dl.file.Name(), Explain(err, ""))
+			return Explain(err, "") // an *os.PathError: it names the file
 		} else {
 			// The filesystem took O_DIRECT at open but refuses the writes.
 			dl.closeDirect()
 		}
 	}
 	if _, err := dl.file.WriteAt(b, off); err != nil {
-		return fmt.Errorf("write %s: %w", dl.file.Name(), Explain(err, ""))
+		return Explain(err, "") // an *os.PathError: it names the file
 	}
 	startWriteback(dl.file, off, int64(len(b)))
 	return nil
