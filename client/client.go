@@ -203,7 +203,7 @@ func (r *repo) do(req *http.Request, want ...int) (*http.Response, error) {
 			return resp, nil
 		}
 	}
-	return nil, readHTTPError(resp)
+	return nil, Explain(readHTTPError(resp), r.host)
 }
 
 func (r *repo) newRequest(ctx context.Context, method, u string, body io.Reader) (*http.Request, error) {

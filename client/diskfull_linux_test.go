@@ -8,6 +8,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/modelctl/modelctl/internal/testenv"
 )
 
 // smallFilesystem mounts a tmpfs of size bytes for the test, or skips it
@@ -62,4 +65,40 @@ func TestCLIPullIntoAFullDisk(t *testing.T) {
 	if res.Transferred >= res.Size {
 		t.Errorf("the pull after the full disk transferred %d of %d bytes: it did not continue", res.Transferred, res.Size)
 	}
+}
+
+// A push to a registry whose disk fills up stops at once (no retries) with
+// a line saying so; once the registry has room the push continues from the
+// bytes it kept (the registry commits an upload every 128 MiB it receives:
+// the disk fills at 160 MiB, after the first of those).
+func TestCLIPushToAFullRegistry(t *testing.T) {
+	root := smallFilesystem(t, "160m")
+	p := testenv.StartServe(t, nil, "--root", root)
+	c := newCLI(t)
+	model := synthModel(t, t.TempDir(), 200<<20)
+	ref := p.Addr + "/full/registry:v1"
+	start := time.Now()
+	_, errOut, err := c.try("push", model, ref)
+	if err == nil {
+		t.Fatal("push to a full registry succeeded")
+	}
+	msg := strings.TrimSpace(errOut)
+	t.Logf("push to a full registry (%v): %s", time.Since(start).Round(time.Millisecond), msg)
+	if !strings.Contains(msg, "out of disk space") || strings.Count(msg, "\n") > 0 {
+		t.Errorf("want one line saying the registry is out of disk space, got:\n%s", errOut)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Errorf("the push took %v to give up: it retried a full disk", time.Since(start))
+	}
+
+	if err := syscall.Mount("tmpfs", root, "tmpfs", syscall.MS_REMOUNT, "size=512m"); err != nil {
+		t.Fatalf("grow the registry's filesystem: %v", err)
+	}
+	var res PushResult
+	c.runJSON(&res, "push", model, ref)
+	data := res.Files[len(res.Files)-1]
+	if data.Status != StatusResumed || data.ResumedFrom != 128<<20 || data.Transferred != data.Size-128<<20 {
+		t.Errorf("the push after the full disk did not continue from the registry's 128 MiB: %+v", data)
+	}
+	c.run("pull", ref, "-o", filepath.Join(t.TempDir(), "m"))
 }

@@ -57,6 +57,8 @@ func (e *HTTPError) Is(target error) bool {
 		return e.Status == http.StatusUnauthorized
 	case ErrDenied:
 		return e.Status == http.StatusForbidden
+	case ErrDiskFull:
+		return e.Status == http.StatusInsufficientStorage
 	}
 	return false
 }
@@ -116,6 +118,8 @@ func Explain(err error, host string) error {
 		return fmt.Errorf("authentication required by %s: run `modelctl login %s -u USER --password-stdin`: %w", host, host, err)
 	case errors.Is(err, ErrDenied):
 		return fmt.Errorf("access denied by %s (the credentials lack permission for this repository): %w", host, err)
+	case errors.Is(err, ErrDiskFull) && !errors.Is(err, syscall.ENOSPC):
+		return fmt.Errorf("the registry %s is out of disk space (free space there, then run the push again: it continues from what the registry kept): %w", host, err)
 	case errors.Is(err, syscall.ENOSPC):
 		return fmt.Errorf("%w: no space left on device (free space or set --cache-dir / the target elsewhere): %w", ErrDiskFull, err)
 	}

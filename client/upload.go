@@ -368,7 +368,8 @@ func isTransient(err error) bool {
 	}
 	var he *HTTPError
 	if errors.As(err, &he) {
-		return he.Status == http.StatusTooManyRequests || he.Status >= 500
+		// 507: the registry's disk is full; retrying will not free it.
+		return he.Status == http.StatusTooManyRequests || (he.Status >= 500 && he.Status != http.StatusInsufficientStorage)
 	}
 	// Anything below HTTP (reset, EOF, timeout) is worth another try.
 	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
