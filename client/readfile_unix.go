@@ -8,7 +8,7 @@ import (
 	"os"
 	"runtime/debug"
 
-	"golang.org/x/sys/unix"
+	"github.com/modelctl/modelctl/internal/mapped"
 )
 
 // feedMapped feeds w from a memory map of f, a window at a time. ok is
@@ -20,7 +20,6 @@ func feedMapped(f *os.File, off, n int64, w io.Writer) (done int64, ok bool, err
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() < off+n {
 		return 0, false, nil
 	}
-	page := int64(os.Getpagesize())
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
@@ -32,18 +31,16 @@ func feedMapped(f *os.File, off, n int64, w io.Writer) (done int64, ok bool, err
 		}
 	}()
 	for pos := off; pos < off+n; {
-		base := pos &^ (page - 1)
-		end := min(base+mapWindow, off+n)
-		m, merr := unix.Mmap(int(f.Fd()), base, int(end-base), unix.PROT_READ, unix.MAP_SHARED)
-		if merr != nil {
+		end := min(pos+mapWindow, off+n)
+		m, unmap, mok := mapped.Range(f, pos, end-pos)
+		if !mok {
 			if done == 0 {
 				return 0, false, nil
 			}
-			return done, true, fmt.Errorf("map %s: %w", f.Name(), merr)
+			return done, true, fmt.Errorf("map %s at %d: failed", f.Name(), pos)
 		}
-		_ = unix.Madvise(m, unix.MADV_SEQUENTIAL)
-		_, werr := w.Write(m[pos-base:])
-		_ = unix.Munmap(m)
+		_, werr := w.Write(m)
+		unmap()
 		if werr != nil {
 			return done, true, werr
 		}

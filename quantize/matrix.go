@@ -6,6 +6,8 @@ import (
 	"io"
 	"math"
 	"os"
+
+	"github.com/modelctl/modelctl/internal/mapped"
 )
 
 // matrix is a constant FP32 weight read in chunks from disk (or memory):
@@ -59,7 +61,7 @@ func (m *matrix) read(byRow bool, i0, i1 int64, buf []float32, scratch []byte) (
 		// Physical rows i0..i1 are exactly these lines.
 		m.release()
 		if m.file != nil {
-			if b, unmap, ok := mapRange(m.file, m.off+4*i0*line, 4*n); ok {
+			if b, unmap, ok := mapped.Range(m.file, m.off+4*i0*line, 4*n); ok {
 				if v, ok := viewFloats(b); ok {
 					m.unmap = unmap
 					return v, buf, scratch, nil

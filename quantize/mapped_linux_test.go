@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/modelctl/modelctl/internal/mapped"
 )
 
 // A mapped data file that shrinks under the quantizer gives errFault, not
@@ -19,9 +21,9 @@ func TestMappedTruncationIsAnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	b, unmap, ok := mapRange(f, 4096, 1<<20-4096)
+	b, unmap, ok := mapped.Range(f, 4096, 1<<20-4096)
 	if !ok {
-		t.Fatal("mapRange failed")
+		t.Fatal("mapped.Range failed")
 	}
 	defer unmap()
 	v, ok := viewFloats(b)
