@@ -191,12 +191,16 @@ func (r *repo) url(format string, args ...any) string {
 	return r.base.String() + fmt.Sprintf(format, args...)
 }
 
-// do sends req and returns the response when its status is one of want;
-// any other status is read into an *HTTPError.
+// do sends req and returns the response when its status is one of want
+// (any 2xx when want is empty); any other status is read into an
+// *HTTPError.
 func (r *repo) do(req *http.Request, want ...int) (*http.Response, error) {
 	resp, err := r.hc.Do(req)
 	if err != nil {
 		return nil, Explain(fmt.Errorf("%s %s: %w", req.Method, redactURL(req.URL.String()), err), r.host)
+	}
+	if len(want) == 0 && resp.StatusCode/100 == 2 {
+		return resp, nil
 	}
 	for _, w := range want {
 		if resp.StatusCode == w {

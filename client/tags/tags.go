@@ -13,16 +13,12 @@
 package tags
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
-	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -30,10 +26,7 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
-	"oras.land/oras-go/v2/registry"
-	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
-	"oras.land/oras-go/v2/registry/remote/retry"
 
 	"github.com/modelctl/modelctl/client"
 	"github.com/modelctl/modelctl/manifests"
@@ -52,6 +45,10 @@ type Options struct {
 	User string
 	// Credentials overrides the Docker config credential store.
 	Credentials credentials.Store
+	// Client, when set, is the registry client to use (its transport,
+	// credentials and tokens); PlainHTTP, Insecure and Credentials then
+	// come from it.
+	Client *client.Client
 }
 
 // Move is one move of a tag.
@@ -96,10 +93,8 @@ type History struct {
 
 // Tagger moves tags on registries.
 type Tagger struct {
-	opts  Options
-	http  *http.Client
-	creds credentials.Store
-	cache auth.Cache
+	opts Options
+	c    *client.Client
 }
 
 // New returns a Tagger.
@@ -114,19 +109,14 @@ func New(opts Options) (*Tagger, error) {
 	if opts.User == "" {
 		opts.User = defaultUser()
 	}
-	creds := opts.Credentials
-	if creds == nil {
-		ds, err := credentials.NewStoreFromDocker(credentials.StoreOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("read the Docker credentials config: %w", err)
+	c := opts.Client
+	if c == nil {
+		var err error
+		if c, err = client.New(client.Options{PlainHTTP: opts.PlainHTTP, Insecure: opts.Insecure, Credentials: opts.Credentials}); err != nil {
+			return nil, err
 		}
-		creds = ds
 	}
-	base := http.DefaultTransport.(*http.Transport).Clone()
-	if opts.Insecure {
-		base.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the user asked for --insecure
-	}
-	return &Tagger{opts: opts, http: &http.Client{Transport: retry.NewTransport(base), Timeout: 5 * time.Minute}, creds: creds, cache: auth.NewCache()}, nil
+	return &Tagger{opts: opts, c: c}, nil
 }
 
 func defaultUser() string {
@@ -142,105 +132,33 @@ func defaultUser() string {
 
 // target is one tag of one repository, with an authenticated HTTP client.
 type target struct {
-	ref  client.Reference
-	base string
-	hc   *auth.Client
+	ref client.Reference
+	ep  *client.Endpoint
 }
 
 func (t *Tagger) target(ctx context.Context, ref client.Reference, push bool) (*target, context.Context, error) {
 	if ref.S3 {
 		return nil, ctx, fmt.Errorf("%s: tags of s3:// targets are not supported: move them through a registry serving the bucket (modelctl serve --storage s3://...)", ref)
 	}
-	actions := []string{auth.ActionPull}
-	if push {
-		actions = append(actions, auth.ActionPush)
+	ep, ctx, err := t.c.Endpoint(ctx, ref, push)
+	if err != nil {
+		return nil, ctx, err
 	}
-	ctx = auth.AppendRepositoryScope(ctx, registry.Reference{Registry: ref.Registry, Repository: ref.Repository}, actions...)
-	scheme := "https"
-	if t.opts.PlainHTTP || client.IsLoopback(ref.Registry) {
-		scheme = "http"
-	}
-	hc := &auth.Client{Client: t.http, Cache: t.cache, Credential: credentials.Credential(t.creds),
-		Header: http.Header{"User-Agent": {"modelctl"}}}
-	if client.IsLoopback(ref.Registry) {
-		hc.BlockedRealmPrefixes = []netip.Prefix{}
-	}
-	return &target{ref: ref, base: (&url.URL{Scheme: scheme, Host: ref.Registry}).String(), hc: hc}, ctx, nil
+	return &target{ref: ref, ep: ep}, ctx, nil
 }
 
-// ociError is a registry response that is not a success.
-type ociError struct {
-	method, url string
-	status      int
-	code, msg   string
-}
-
-func (e *ociError) Error() string {
-	s := fmt.Sprintf("%s %s: %s", e.method, e.url, http.StatusText(e.status))
-	if e.code != "" {
-		s += ": " + e.code
-	}
-	if e.msg != "" {
-		s += ": " + e.msg
-	}
-	return s
-}
-
-func (e *ociError) Is(target error) bool {
-	switch target {
-	case client.ErrNotFound:
-		return e.status == http.StatusNotFound
-	case client.ErrUnauthorized:
-		return e.status == http.StatusUnauthorized
-	case client.ErrDenied:
-		return e.status == http.StatusForbidden
-	}
-	return false
-}
-
-// noExtension reports whether a response means the registry lacks the
+// noExtension reports whether an error answer means the registry lacks the
 // history extension: the route is unknown (404/405 without an OCI error
 // code, or UNSUPPORTED), as opposed to a known route answering that a tag
 // or repository is unknown.
-func (e *ociError) noExtension() bool {
-	return (e.status == http.StatusNotFound || e.status == http.StatusMethodNotAllowed) && (e.code == "" || e.code == "UNSUPPORTED")
+func noExtension(he *client.HTTPError) bool {
+	return (he.Status == http.StatusNotFound || he.Status == http.StatusMethodNotAllowed) && (he.Code == "" || he.Code == "UNSUPPORTED")
 }
 
 // do sends a request and returns the response for a 2xx status; anything
-// else is an *ociError (the body read up to 64 KiB).
+// else is a *client.HTTPError.
 func (tg *target) do(ctx context.Context, method, path string, body []byte, header http.Header) (*http.Response, error) {
-	u := tg.base + path
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, u, err)
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := tg.hc.Do(req)
-	if err != nil {
-		return nil, client.Explain(fmt.Errorf("%s %s: %w", method, u, err), tg.ref.Registry)
-	}
-	if resp.StatusCode/100 == 2 {
-		return resp, nil
-	}
-	defer resp.Body.Close()
-	e := &ociError{method: method, url: u, status: resp.StatusCode}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var oci struct {
-		Errors []struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"errors"`
-	}
-	if json.Unmarshal(b, &oci) == nil && len(oci.Errors) > 0 {
-		e.code, e.msg = oci.Errors[0].Code, oci.Errors[0].Message
-	}
-	return nil, client.Explain(e, tg.ref.Registry)
+	return tg.ep.Do(ctx, method, path, body, header)
 }
 
 // manifestAccept lists what a tag may point at.
@@ -309,13 +227,13 @@ func (tg *target) extMove(ctx context.Context, tag string, to, from digest.Diges
 	}
 	resp, err := tg.do(ctx, http.MethodPut, "/v2/"+tg.ref.Repository+"/_modelctl/tags/"+tag, body, http.Header{"Content-Type": {"application/json"}})
 	if err != nil {
-		var oe *ociError
-		if errors.As(err, &oe) {
+		var he *client.HTTPError
+		if errors.As(err, &he) {
 			switch {
-			case oe.noExtension():
+			case noExtension(he):
 				return "", errNoExtension
-			case oe.status == http.StatusPreconditionFailed:
-				return "", fmt.Errorf("%w: %s", errMoved, oe.msg)
+			case he.Status == http.StatusPreconditionFailed:
+				return "", fmt.Errorf("%w: %s", errMoved, he.Message)
 			}
 		}
 		return "", err
@@ -338,12 +256,12 @@ func (tg *target) extMove(ctx context.Context, tag string, to, from digest.Diges
 func (tg *target) extHistory(ctx context.Context, tag string) ([]Move, error) {
 	resp, err := tg.do(ctx, http.MethodGet, "/v2/"+tg.ref.Repository+"/_modelctl/tags/"+tag+"/history", nil, nil)
 	if err != nil {
-		var oe *ociError
-		if errors.As(err, &oe) {
+		var he *client.HTTPError
+		if errors.As(err, &he) {
 			switch {
-			case oe.noExtension():
+			case noExtension(he):
 				return nil, errNoExtension
-			case oe.status == http.StatusNotFound:
+			case he.Status == http.StatusNotFound:
 				return nil, nil // a known route: no such tag, no history
 			}
 		}

@@ -44,7 +44,7 @@ models are installed and then the pins are rewritten in CONFIG.yaml.`,
 			}
 			opts := pin.SyncOptions{Update: update, Signing: signing.Options{PlainHTTP: cf.plainHTTP}}
 			if update {
-				if t, err := tags.New(tags.Options{PlainHTTP: cf.plainHTTP, Insecure: cf.insecure}); err == nil {
+				if t, err := tags.New(tags.Options{Client: c}); err == nil {
 					opts.Resolved = func(ctx context.Context, ref client.Reference, d digest.Digest) {
 						if err := t.Observe(ctx, ref, d); err != nil {
 							fmt.Fprintf(cmd.ErrOrStderr(), "modelctl: warning: client-side tag history: %v\n", err)
