@@ -25,3 +25,11 @@ func lockFile(f *os.File) error {
 		}
 	}
 }
+
+// linkCount is how many names f's inode has.
+func linkCount(fi fs.FileInfo) (int, bool) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Nlink), true //nolint:unconvert // Nlink's type differs between systems
+	}
+	return 0, false
+}

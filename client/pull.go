@@ -326,6 +326,7 @@ func (c *Client) installFile(dir string, f manifests.File) error {
 	dest := filepath.Join(dir, filepath.FromSlash(f.Path))
 	parent := filepath.Dir(dest)
 	src := c.cache.BlobPath(f.Digest)
+	c.cache.touchBlob(f.Digest)
 	if fi, err := os.Lstat(dest); err == nil {
 		if fi.IsDir() {
 			return fmt.Errorf("%s is a directory", dest)
