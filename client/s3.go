@@ -229,3 +229,45 @@ func (b *bucket) pushFile(ctx context.Context, f *localFile, prog *fileProgress)
 	prog.done()
 	return res, nil
 }
+
+// ListS3 lists what an s3:// location for ls holds: the repositories under
+// s3://BUCKET/PREFIX, or the tags of s3://BUCKET/PREFIX/REPO.
+func (c *Client) ListS3(ctx context.Context, location string) ([]string, error) {
+	rest, ok := strings.CutPrefix(location, "s3://")
+	if !ok {
+		return nil, fmt.Errorf("%q is not an s3:// location", location)
+	}
+	rest = strings.TrimSuffix(rest, "/")
+	bucket, rest, _ := strings.Cut(rest, "/")
+	prefix, repo, _ := strings.Cut(rest, "/")
+	if bucket == "" || prefix == "" || strings.ContainsAny(bucket+prefix, ":@") {
+		return nil, fmt.Errorf("%q: want s3://bucket/prefix[/repo]", location)
+	}
+	ref := Reference{S3: true, Registry: bucket, Prefix: prefix}
+	if repo != "" {
+		r, err := ParseReference("s3://" + bucket + "/" + prefix + "/" + repo)
+		if err != nil || r.Tag != "" || r.Digest != "" {
+			return nil, fmt.Errorf("%q: want s3://bucket/prefix[/repo] (no tag or digest)", location)
+		}
+		ref = r
+	}
+	b, err := c.openBucket(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if repo == "" {
+		names, err := b.store.Catalog(ctx, -1, "")
+		if err != nil {
+			return nil, fmt.Errorf("list repositories of %s: %w", location, err)
+		}
+		return names, nil
+	}
+	tags, err := b.store.Tags(ctx, ref.Repository, -1, "")
+	if err != nil {
+		if errors.Is(err, storage.ErrNameUnknown) {
+			return nil, fmt.Errorf("list tags of %s: %w: no such repository in the bucket (modelctl ls s3://%s/%s lists them)", location, ErrNotFound, bucket, prefix)
+		}
+		return nil, fmt.Errorf("list tags of %s: %w", location, err)
+	}
+	return tags, nil
+}

@@ -2,8 +2,10 @@ package client
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/modelctl/modelctl/internal/testenv"
@@ -74,5 +76,22 @@ func TestS3PushPullThroughRegistry(t *testing.T) {
 	sameFile(t, other, filepath.Join(dst2, "other.onnx"))
 	if _, err := os.Stat(filepath.Join(dst2, ".modelctl", "receipt.json")); err != nil {
 		t.Error(err)
+	}
+
+	// ls of the bucket sees both, whoever pushed them.
+	lister := newTestClient(t, Options{S3Endpoint: s3srv.Endpoint})
+	repos, err := lister.ListS3(ctx, "s3://"+s3srv.Bucket+"/registry")
+	if err != nil || strings.Join(repos, ",") != "sarai/audio,sarai/other" {
+		t.Errorf("ls of the bucket: %v, %v", repos, err)
+	}
+	tags, err := lister.ListS3(ctx, "s3://"+s3srv.Bucket+"/registry/sarai/audio/")
+	if err != nil || strings.Join(tags, ",") != "int8" {
+		t.Errorf("ls of a repository in the bucket: %v, %v", tags, err)
+	}
+	if _, err := lister.ListS3(ctx, "s3://"+s3srv.Bucket+"/registry/sarai/none"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ls of a repository not in the bucket: %v", err)
+	}
+	if _, err := lister.ListS3(ctx, "s3://"+s3srv.Bucket+"/registry/sarai/audio:int8"); err == nil {
+		t.Error("ls of a tag did not fail")
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -13,20 +14,21 @@ func init() { register(newLsCmd) }
 func newLsCmd() *cobra.Command {
 	var cf clientFlags
 	cmd := &cobra.Command{
-		Use:   "ls REGISTRY[/REPO]",
-		Short: "List the repositories of a registry, or the tags of a repository",
+		Use:   "ls REGISTRY[/REPO] | s3://BUCKET/PREFIX[/REPO]",
+		Short: "List the repositories of a registry or bucket, or the tags of a repository",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			host, repo, err := client.ParseRegistry(args[0])
-			if err != nil {
-				return err
-			}
 			c, err := cf.client(nil)
 			if err != nil {
 				return err
 			}
 			var names []string
-			if repo == "" {
+			host, repo := "", ""
+			if strings.HasPrefix(args[0], "s3://") {
+				names, err = c.ListS3(cmd.Context(), args[0])
+			} else if host, repo, err = client.ParseRegistry(args[0]); err != nil {
+				return err
+			} else if repo == "" {
 				names, err = c.Repositories(cmd.Context(), host)
 			} else {
 				names, err = c.Tags(cmd.Context(), host, repo)
