@@ -90,6 +90,10 @@ type source interface {
 	openRange(ctx context.Context, d digest.Digest, size, off, end int64) (io.ReadCloser, error)
 }
 
+// errRange is a registry that does not answer Range requests as asked:
+// asking again would get the same answer.
+var errRange = errors.New("bad range answer")
+
 func (r *repo) openRange(ctx context.Context, d digest.Digest, size, off, end int64) (io.ReadCloser, error) {
 	req, err := r.newRequest(ctx, http.MethodGet, r.url("/v2/%s/blobs/%s", r.name, d), nil)
 	if err != nil {
@@ -105,7 +109,18 @@ func (r *repo) openRange(ctx context.Context, d digest.Digest, size, off, end in
 	}
 	if !whole && resp.StatusCode != http.StatusPartialContent {
 		resp.Body.Close()
-		return nil, fmt.Errorf("GET blob %s: the registry ignored Range (status %d): cannot resume or split", d, resp.StatusCode)
+		return nil, fmt.Errorf("GET blob %s: %w: the registry ignored Range (status %d): cannot resume or split", d, errRange, resp.StatusCode)
+	}
+	if !whole {
+		// Bytes of another range would only show as a digest mismatch at
+		// the end, after the whole blob: refuse them now.
+		var start, last int64
+		if cr := resp.Header.Get("Content-Range"); cr != "" {
+			if _, err := fmt.Sscanf(cr, "bytes %d-%d", &start, &last); err != nil || start != off || last != end-1 {
+				resp.Body.Close()
+				return nil, fmt.Errorf("GET blob %s: %w: asked for bytes %d-%d, the registry sent %q", d, errRange, off, end-1, cr)
+			}
+		}
 	}
 	return resp.Body, nil
 }

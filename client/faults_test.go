@@ -174,6 +174,25 @@ func TestPushRetriesADroppedChunk(t *testing.T) {
 	pullAndCompare(t, p.addr()+"/retry/m:v1", src)
 }
 
+// A registry answering a Range request with another range is refused at
+// once, not after the whole blob fails its digest.
+func TestPullRefusesAnotherRange(t *testing.T) {
+	srv := startOurs(t)
+	c := newTestClient(t, Options{})
+	pushRandom(t, c, srv.Addr+"/ranges/m:v1", 80<<20)
+	p := newFaultProxy(t, srv.Addr)
+	p.setRespHook(func(r *http.Response) {
+		if cr := r.Header.Get("Content-Range"); cr != "" && !strings.HasPrefix(cr, "bytes 0-") {
+			r.Header.Set("Content-Range", "bytes 0-"+strings.SplitN(cr, "-", 2)[1])
+		}
+	})
+	ref, _ := ParseReference(p.addr() + "/ranges/m:v1")
+	_, err := newTestClient(t, Options{}).Pull(context.Background(), ref, filepath.Join(t.TempDir(), "m"))
+	if err == nil || !strings.Contains(err.Error(), "the registry sent") {
+		t.Fatalf("pull with a registry that sends other ranges: %v", err)
+	}
+}
+
 func TestPullRetriesTransientErrors(t *testing.T) {
 	srv := startDistribution(t)
 	c := newTestClient(t, Options{})

@@ -372,7 +372,7 @@ func isTransient(err error) bool {
 		return he.Status == http.StatusTooManyRequests || (he.Status >= 500 && he.Status != http.StatusInsufficientStorage)
 	}
 	// Anything below HTTP (reset, EOF, timeout) is worth another try.
-	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, errRange)
 }
 
 func backoff(ctx context.Context, attempt int) error {
