@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -75,5 +76,27 @@ func testPullContinuesAnOlderPartial(t *testing.T) {
 	}
 	if _, err := os.Stat(partial); !os.IsNotExist(err) {
 		t.Errorf("partial file left behind: %v", err)
+	}
+}
+
+// Blobs of every awkward size round-trip, written directly or through the
+// page cache: empty, under a block, just over one, just over a piece.
+func TestPullOddSizes(t *testing.T) {
+	srv := startOurs(t)
+	pusher := newTestClient(t, Options{})
+	for _, direct := range []bool{true, false} {
+		for _, size := range []int64{0, 1, 4095, 4097, writeUnit + 1, pieceSize + 1} {
+			name := fmt.Sprintf("%s/%d", map[bool]string{true: "direct", false: "buffered"}[direct], size)
+			t.Run(name, func(t *testing.T) {
+				defer func(v bool) { directDownloads = v }(directDownloads)
+				directDownloads = direct && directDownloads
+				ref := fmt.Sprintf("%s/odd/s%d:v1", srv.Addr, size)
+				_, src := pushRandom(t, pusher, ref, size)
+				res := pullAndCompare(t, ref, src)
+				if res.Transferred != size {
+					t.Errorf("transferred %d of %d", res.Transferred, size)
+				}
+			})
+		}
 	}
 }
