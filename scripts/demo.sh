@@ -163,4 +163,8 @@ step "sync repairs it; verify passes"
 run "$MC" sync config/sarai.yaml
 run "$MC" verify config/sarai.yaml
 
+step "server: what the cache holds; prune keeps the installed version and the recent one"
+run "$MC" cache ls
+run "$MC" cache prune --dry-run
+
 step "done: the workflow ran end to end"
