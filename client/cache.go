@@ -119,6 +119,11 @@ func (c *Cache) LookupDigest(path string, fi fs.FileInfo) (digest.Digest, bool) 
 	return d, true
 }
 
+// ForgetDigest drops the recorded digest of a file.
+func (c *Cache) ForgetDigest(path string, fi fs.FileInfo) {
+	os.Remove(filepath.Join(c.dir, "digests", fileKey(path, fi)))
+}
+
 // StoreDigest records the digest of a file.
 func (c *Cache) StoreDigest(path string, fi fs.FileInfo, d digest.Digest) error {
 	return c.writeFile(filepath.Join(c.dir, "digests", fileKey(path, fi)), []byte(d.String()+"\n"), false)

@@ -128,3 +128,64 @@ func pullAndCompare2(t *testing.T, ref, src, path string) {
 	}
 	sameFile(t, src, filepath.Join(dst, path))
 }
+
+// A file whose digest the cache knows goes to another registry without
+// being hashed again; if it changed behind the cache's back (same size,
+// mtime and inode), a registry that does not hold that digest refuses it
+// and the push hashes and sends it again: what lands is the file as it is.
+// (A registry that holds the digest is not sent the file at all: the cache
+// key is what decides "unchanged", as for rsync's quick check.)
+func TestPushTrustsTheDigestCacheSafely(t *testing.T) {
+	a, b, third := startOurs(t), startOurs(t), startDistribution(t)
+	c := newTestClient(t, Options{})
+	res, src := pushRandom(t, c, a.Addr+"/known/m:v1", 9<<20+5)
+	old := res.Files[0].Digest
+
+	// Unchanged: the second registry gets it, under the same digest.
+	res2 := pushFileAs(t, c, b.Addr+"/known/m:v1", src)
+	if res2.Files[0].Digest != old || res2.Files[0].Status != StatusUploaded {
+		t.Fatalf("push of a known file: %+v", res2.Files[0])
+	}
+	pullAndCompare(t, b.Addr+"/known/m:v1", src)
+
+	// Changed in place, size and mtime put back: the cache still says old.
+	fi, err := os.Stat(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(src, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("changed"), 4096); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Chtimes(src, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := c.cache.LookupDigest(src, mustStat(t, src)); !ok || d != old {
+		t.Fatalf("the test did not fool the digest cache: %s %v", d, ok)
+	}
+	res3 := pushFileAs(t, c, third.Addr+"/known/m:v2", src)
+	if res3.Files[0].Digest == old {
+		t.Fatal("pushed the stale digest")
+	}
+	pullAndCompare(t, third.Addr+"/known/m:v2", src)
+	if d, _ := c.cache.LookupDigest(src, mustStat(t, src)); d != res3.Files[0].Digest {
+		t.Errorf("digest cache after the refused push: %s, want %s", d, res3.Files[0].Digest)
+	}
+}
+
+func pushFileAs(t *testing.T, c *Client, ref, src string) *PushResult {
+	t.Helper()
+	r, err := ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Push(context.Background(), r, PushOptions{Files: []PushFile{{Path: "model.onnx.data", Source: src}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}

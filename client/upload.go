@@ -175,7 +175,9 @@ type hashingReader struct {
 func (hr *hashingReader) Read(p []byte) (int, error) {
 	n, err := hr.r.Read(p)
 	if n > 0 {
-		hr.h.Write(p[:n])
+		if hr.h != nil {
+			hr.h.Write(p[:n])
+		}
 		hr.prog.add(int64(n))
 	}
 	return n, err
@@ -188,6 +190,7 @@ func (hr *hashingReader) Read(p []byte) (int, error) {
 func (r *repo) patch(ctx context.Context, loc string, file *os.File, off, n int64, h hash.Hash, prog *fileProgress) (string, int64, error) {
 	var body io.Reader
 	var hashed chan error
+	stop := make(chan struct{}) // the request is over
 	if off+n == fileSize(file) {
 		// The transport checks that a body ends where ContentLength says, so
 		// the file itself can be the body only for a chunk that runs to its
@@ -202,10 +205,16 @@ func (r *repo) patch(ctx context.Context, loc string, file *os.File, off, n int6
 		}
 		body = f
 		hashed = make(chan error, 1)
-		go func() {
-			_, err := feedFile(file, off, n, &hashingWriter{h: h, prog: prog})
-			hashed <- err
-		}()
+		if h == nil {
+			// The digest is known: nothing to hash, but the progress
+			// follows the file offset sendfile moves.
+			go followOffset(stop, f, prog, hashed)
+		} else {
+			go func() {
+				_, err := feedFile(file, off, n, &hashingWriter{h: h, prog: prog})
+				hashed <- err
+			}()
+		}
 	} else {
 		body = &hashingReader{r: io.NewSectionReader(file, off, n), h: h, prog: prog}
 	}
@@ -215,6 +224,7 @@ func (r *repo) patch(ctx context.Context, loc string, file *os.File, off, n int6
 			c.Close()
 		}
 		if hashed != nil {
+			close(stop)
 			<-hashed
 		}
 		return "", 0, err
@@ -224,6 +234,7 @@ func (r *repo) patch(ctx context.Context, loc string, file *os.File, off, n int6
 	req.Header.Set("Content-Range", fmt.Sprintf("%d-%d", off, off+n-1))
 	resp, err := r.do(req, http.StatusAccepted, http.StatusNoContent)
 	if hashed != nil {
+		close(stop)
 		if herr := <-hashed; herr != nil && err == nil {
 			resp.Body.Close()
 			return "", 0, fmt.Errorf("read %s: %w", file.Name(), herr)
@@ -254,6 +265,24 @@ func fileSize(f *os.File) int64 {
 		return -1
 	}
 	return fi.Size()
+}
+
+// followOffset reports the offset of f (which sendfile moves) as progress
+// until stop is closed.
+func followOffset(stop <-chan struct{}, f *os.File, prog *fileProgress, done chan<- error) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if pos, err := f.Seek(0, io.SeekCurrent); err == nil {
+			prog.set(pos)
+		}
+		select {
+		case <-stop:
+			done <- nil
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // hashingWriter feeds a hash and the progress counter.
@@ -334,6 +363,13 @@ func marshalHash(h hash.Hash) []byte {
 
 func unmarshalHash(h hash.Hash, b []byte) bool {
 	return h.(encoding.BinaryUnmarshaler).UnmarshalBinary(b) == nil
+}
+
+// isDigestRefused reports a registry refusing an upload's digest: the bytes
+// it received hash to something else.
+func isDigestRefused(err error) bool {
+	var he *HTTPError
+	return errors.As(err, &he) && (he.Code == "DIGEST_INVALID" || (he.Status == http.StatusBadRequest && strings.Contains(strings.ToLower(he.Message), "digest")))
 }
 
 // refusesChunks reports a registry answering a chunked PATCH with an error
@@ -456,21 +492,36 @@ func (r *repo) pushFile(ctx context.Context, f *localFile, prog *fileProgress) (
 	}
 	chunk := max(c.chunkSize(r.host), minChunk)
 	prog.set(off)
+	// A digest from the digest cache is not computed again: the file goes
+	// out unread by us (sendfile), and the registry, which hashes what it
+	// receives, refuses it if the file changed in a way the cache key
+	// (path, size, mtime, inode) missed; then it is hashed and sent again.
+	// h and hashed still describe only what was hashed, for a resume that
+	// has to hash.
+	known := f.Digest != ""
+	var sendHash hash.Hash = h
+	if known {
+		sendHash = nil
+	}
 
 	attempt := 0
 	for off < size {
-		if err := catchUp(ctx, file, h, &hashed, off); err != nil {
-			return blobResult{}, err
+		if !known {
+			if err := catchUp(ctx, file, h, &hashed, off); err != nil {
+				return blobResult{}, err
+			}
 		}
 		checkpoint := marshalHash(h)
 		n := min(chunk, size-off)
-		next, committed, err := r.patch(ctx, loc, file, off, n, h, prog)
+		next, committed, err := r.patch(ctx, loc, file, off, n, sendHash, prog)
 		if err == nil {
 			res.Sent += n
-			hashed = off + n
+			if !known {
+				hashed = off + n
+			}
 			loc, off = next, committed
-			if hashed == off {
-				_ = c.cache.writeJSON(statePath, uploadState{Location: loc, Size: size, Offset: off, Hash: marshalHash(h)})
+			if hashed == off || known {
+				_ = c.cache.writeJSON(statePath, uploadState{Location: loc, Size: size, Offset: hashed, Hash: marshalHash(h)})
 			}
 			attempt = 0
 			continue
@@ -490,8 +541,10 @@ func (r *repo) pushFile(ctx context.Context, f *localFile, prog *fileProgress) (
 		}
 		// The chunk may have partly arrived: restore the hash to where it
 		// was before the chunk and ask the registry where it stands.
-		unmarshalHash(h, checkpoint)
-		hashed = off
+		if !known {
+			unmarshalHash(h, checkpoint)
+			hashed = off
+		}
 		committed, next, serr := r.uploadStatus(ctx, loc)
 		if serr != nil {
 			if !isUploadGone(serr) {
@@ -510,17 +563,28 @@ func (r *repo) pushFile(ctx context.Context, f *localFile, prog *fileProgress) (
 		loc, off = next, committed
 		prog.set(off)
 	}
-	if err := catchUp(ctx, file, h, &hashed, size); err != nil {
-		return blobResult{}, err
+	d := f.Digest
+	if !known {
+		if err := catchUp(ctx, file, h, &hashed, size); err != nil {
+			return blobResult{}, err
+		}
+		d = digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil))
 	}
-	d := digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil))
 	if err := checkUnchanged(f); err != nil {
 		return blobResult{}, err
 	}
-	if f.Digest != "" && d != f.Digest {
-		return blobResult{}, fmt.Errorf("upload %s: %w", f.Path, &DigestError{What: f.Source, Got: d.String(), Want: f.Digest.String()})
-	}
 	if err := r.finish(ctx, loc, d, nil, 0); err != nil {
+		if known && isDigestRefused(err) {
+			// The file is not what the digest cache says: forget that,
+			// and send it again, hashed this time.
+			c.cache.ForgetDigest(f.Source, f.Info)
+			os.Remove(statePath)
+			f.Digest = ""
+			prog.set(0)
+			again, err := r.pushFile(ctx, f, prog)
+			again.Sent += res.Sent
+			return again, err
+		}
 		return blobResult{}, fmt.Errorf("upload %s: commit %s: %w", f.Path, d, err)
 	}
 	os.Remove(statePath)
