@@ -22,8 +22,8 @@ import (
 
 // A blob is fetched as pieces of pieceSize, handed out in order to Parallel
 // workers, each piece one Range request into a buffer of its own. The hash,
-// which must see the bytes in order, takes the pieces from those buffers as
-// they complete, while the workers write them to the partial file around
+// which must see the bytes in order, follows those buffers as their bytes
+// arrive, while a writer per worker puts them in the partial file around
 // the page cache (internal/directio): no byte is read back from the file,
 // and no dirty page cache is left to write back (on the VMs measured, that
 // writeback cost more CPU than the hash). At most window pieces are held
