@@ -97,7 +97,7 @@ func (c *Cache) Prune(opts PruneOptions) (*PruneResult, error) {
 		return nil, err
 	}
 	cutoff := time.Now().Add(-opts.Unused)
-	res := &PruneResult{}
+	res := &PruneResult{Removed: []CachedBlob{}}
 	for _, b := range blobs {
 		if b.Installs < 0 {
 			res.Unjudged = true
