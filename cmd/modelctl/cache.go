@@ -29,7 +29,7 @@ type cacheFlags struct {
 }
 
 func (f *cacheFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.dir, "cache-dir", "", "local cache directory (default $MODELCTL_CACHE or the user cache dir + /modelctl)")
+	cmd.Flags().StringVar(&f.dir, "cache-dir", "", cacheDirUsage)
 	cmd.Flags().BoolVar(&f.json, "json", false, "print the result as JSON")
 }
 

@@ -29,10 +29,13 @@ type clientFlags struct {
 	s3Region   string
 }
 
+// cacheDirUsage is the help of every --cache-dir.
+const cacheDirUsage = "local cache directory (default $MODELCTL_CACHE or the user cache dir + /modelctl)"
+
 func (f *clientFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.plainHTTP, "plain-http", false, "speak plain HTTP to a non-loopback registry (loopback always is)")
 	fs.BoolVar(&f.insecure, "insecure", false, "skip TLS certificate verification")
-	fs.StringVar(&f.cacheDir, "cache-dir", "", "local cache directory (default $MODELCTL_CACHE or the user cache dir + /modelctl)")
+	fs.StringVar(&f.cacheDir, "cache-dir", "", cacheDirUsage)
 	fs.IntVar(&f.parallel, "parallel", 0, "concurrent files and byte ranges (0: 4, or 2 on loopback)")
 	fs.StringVar(&f.chunkSize, "chunk-size", "auto", "size of one upload chunk, e.g. 64MiB (the registry's OCI-Chunk-Min-Length raises it); auto: 64MiB, or one streamed chunk per file on loopback")
 	fs.BoolVar(&f.json, "json", false, "print the result as JSON")
