@@ -187,3 +187,15 @@ func CreatedAnnotations(t time.Time) map[string]string {
 	s := t.UTC().Format(time.RFC3339)
 	return map[string]string{AnnotationCreatedAt: s, AnnotationCreated: s}
 }
+
+// Quantization returns the quantization annotations of a manifest with the
+// prefix removed ("method", "weight_range", ...).
+func QuantizationAnnotations(annotations map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range annotations {
+		if rest, ok := strings.CutPrefix(k, AnnotationQuantizationPrefix); ok {
+			out[rest] = v
+		}
+	}
+	return out
+}

@@ -267,11 +267,22 @@ func (r *rewriter) writeInt8(qw *qweight, out io.Writer) error {
 	m := &qw.mat
 	defer m.release()
 	lines := m.chunkLines(true, r.opts.ChunkBytes)
+	if lines < m.K && lines%2 == 1 {
+		// Whole row pairs in every chunk: the pair bound is checked
+		// within a chunk (portable.go).
+		lines = max(2, lines-1)
+	}
 	nStats := int64(1)
 	if qw.perChannel {
 		nStats = m.N
 	}
 	lo, hi := make([]float32, nStats), make([]float32, nStats)
+	rng := r.opts.Range()
+	signed := !r.opts.Uint8
+	var pos, neg []float32
+	if signed && rng == RangePortable {
+		pos, neg = make([]float32, nStats), make([]float32, nStats)
+	}
 	var v []float32
 	for k0 := int64(0); k0 < m.K; k0 += lines {
 		if err := r.ctx.Err(); err != nil {
@@ -295,14 +306,29 @@ func (r *rewriter) writeInt8(qw *qweight, out io.Writer) error {
 		if bad {
 			return fmt.Errorf("weight %q has NaN or Inf values (rows %d..%d): exclude its node with --exclude-nodes", qw.name, k0, k1)
 		}
+		if pos != nil {
+			if err := pairPeaks(v, int(m.N), pos, neg); err != nil {
+				return fmt.Errorf("weight %q: %w", qw.name, err)
+			}
+		}
 	}
 	qmin, qmax := qrange(r.opts.Uint8, r.opts.ReduceRange)
 	qw.scales, qw.zps = make([]float32, nStats), make([]float32, nStats)
 	inv := make([]float32, nStats)
+	narrowed := false
 	for j := range lo {
 		qw.scales[j], qw.zps[j] = scaleZP(lo[j], hi[j], r.opts.Uint8, r.opts.ReduceRange)
+		if pos != nil {
+			if s, wide := portableScale(max(-lo[j], hi[j]), pos[j], neg[j]); wide {
+				qw.scales[j], narrowed = s, true
+			}
+		}
 		inv[j] = 1 / qw.scales[j]
 	}
+	if narrowed {
+		r.sum.Narrowed = append(r.sum.Narrowed, qw.name)
+	}
+	var overflows int64
 	for k0 := int64(0); k0 < m.K; k0 += lines {
 		if err := r.ctx.Err(); err != nil {
 			return err
@@ -317,10 +343,20 @@ func (r *rewriter) writeInt8(qw *qweight, out io.Writer) error {
 		if err := quantizeTo(r.qbuf, v, inv, qw.zps, qmin, qmax); err != nil {
 			return fmt.Errorf("weight %q: %w", qw.name, err)
 		}
+		switch {
+		case !signed:
+		case rng == RangePortable:
+			r.sum.PairsAdjusted += fixPairs(r.qbuf, int(m.N))
+		default:
+			overflows += PairOverflows(r.qbuf, int(m.N))
+		}
 		if _, err := out.Write(r.qbuf); err != nil {
 			return err
 		}
 		r.progress(4 * int64(len(v)))
+	}
+	if overflows > 0 {
+		r.sum.NeedsVNNI = append(r.sum.NeedsVNNI, qw.name)
 	}
 	return nil
 }

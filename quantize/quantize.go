@@ -12,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/modelctl/modelctl/manifests"
 	"github.com/modelctl/modelctl/quantize/onnx"
 	"github.com/modelctl/modelctl/quantize/onnx/onnxpb"
 )
@@ -30,7 +31,12 @@ const (
 type Options struct {
 	Mode        Mode
 	PerChannel  bool // int8: one scale per output column instead of one per tensor
-	ReduceRange bool // int8: 7-bit weights, exact on AVX2 CPUs without VNNI
+	// The default int8 weights are portable: full range wherever that is
+	// exact on CPUs without VNNI, narrowed just enough elsewhere (see
+	// portable.go). ReduceRange uses 7 bits everywhere; FullRange uses
+	// ±127 everywhere, and the model then needs VNNI (or ARM).
+	ReduceRange bool
+	FullRange   bool
 	Uint8       bool // int8: uint8 (asymmetric) weights instead of int8 (symmetric)
 	BlockSize   int  // int4: 16, 32, 64, 128 or 256 (default 32)
 	Symmetric   bool // int4: no zero points (zero point 8)
@@ -62,7 +68,40 @@ type Summary struct {
 	InputDataBytes  int64 // bytes of tensors quantized, before
 	OutputDataBytes int64 // ... and after
 	Duration        time.Duration
+
+	// Int8 weights: the range scheme ("portable", "reduced" or "full"),
+	// the weights whose scale portable widened (Narrowed), the weights
+	// with pairs a CPU without VNNI computes wrong (NeedsVNNI, full range
+	// only), and what the model therefore requires of the CPU (a
+	// manifests.CPURequirement; "" for any).
+	WeightRange string
+	Narrowed    []string
+	NeedsVNNI   []string
+	RequiresCPU string
+	// PairsAdjusted counts int8 weight pairs that portable moved back
+	// within the bound after rounding (expected 0).
+	PairsAdjusted int64
 }
+
+// Range is the int8 weight range scheme these options select.
+func (o Options) Range() string {
+	switch {
+	case o.Mode != ModeInt8 && o.Mode != "":
+		return ""
+	case o.ReduceRange:
+		return RangeReduced
+	case o.FullRange:
+		return RangeFull
+	}
+	return RangePortable
+}
+
+// Int8 weight range schemes.
+const (
+	RangePortable = "portable"
+	RangeReduced  = "reduced"
+	RangeFull     = "full"
+)
 
 // Skip is a node that was not quantized.
 type Skip struct {
@@ -92,10 +131,14 @@ func Quantize(ctx context.Context, in, out string, opts Options) (*Summary, erro
 		return nil, fmt.Errorf("quantize: %w", err)
 	}
 	defer w.Abort()
-	r := &rewriter{ctx: ctx, m: m, w: w, opts: opts, sum: &Summary{Mode: opts.Mode, InputBytes: inBytes}}
+	r := &rewriter{ctx: ctx, m: m, w: w, opts: opts, sum: &Summary{Mode: opts.Mode, InputBytes: inBytes, WeightRange: opts.Range()}}
 	if err := r.run(); err != nil {
 		return nil, fmt.Errorf("quantize %s: %w", in, err)
 	}
+	if len(r.sum.NeedsVNNI) > 0 {
+		r.sum.RequiresCPU = manifests.RequireVNNI
+	}
+	setMetadata(m.Proto, Metadata(opts, r.sum))
 	if err := w.Commit(m.Proto); err != nil {
 		return nil, fmt.Errorf("quantize: %w", err)
 	}
@@ -113,6 +156,9 @@ func (o *Options) validate() error {
 		o.Mode = ModeInt8
 	default:
 		return fmt.Errorf("quantize: mode %q: want int8, fp16 or int4", o.Mode)
+	}
+	if o.ReduceRange && o.FullRange {
+		return fmt.Errorf("quantize: --reduce-range and --full-range exclude each other")
 	}
 	if o.BlockSize == 0 {
 		o.BlockSize = 32

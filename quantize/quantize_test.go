@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/modelctl/modelctl/internal/testenv"
+	"github.com/modelctl/modelctl/manifests"
 	"github.com/modelctl/modelctl/quantize"
 	"github.com/modelctl/modelctl/quantize/onnx"
 	"github.com/modelctl/modelctl/quantize/onnx/onnxpb"
@@ -280,9 +281,20 @@ func TestRealModelsPassThrough(t *testing.T) {
 			if opset := dst.Proto.GetOpsetImport()[0]; !proto.Equal(opset, src.Proto.GetOpsetImport()[0]) {
 				t.Errorf("opset changed: %v -> %v", src.Proto.GetOpsetImport()[0], opset)
 			}
+			// The model's own metadata passes through; modelctl's entries
+			// (the settings, under its annotation prefix) are added.
+			var theirs []*onnxpb.StringStringEntryProto
+			for _, p := range dst.Proto.GetMetadataProps() {
+				if !strings.HasPrefix(p.GetKey(), manifests.AnnotationPrefix) {
+					theirs = append(theirs, p)
+				}
+			}
 			if src.Proto.GetIrVersion() != dst.Proto.GetIrVersion() || src.Proto.GetProducerName() != dst.Proto.GetProducerName() ||
-				!proto.Equal(&onnxpb.ModelProto{MetadataProps: src.Proto.MetadataProps}, &onnxpb.ModelProto{MetadataProps: dst.Proto.MetadataProps}) {
+				!proto.Equal(&onnxpb.ModelProto{MetadataProps: src.Proto.MetadataProps}, &onnxpb.ModelProto{MetadataProps: theirs}) {
 				t.Error("model metadata changed")
+			}
+			if md := quantize.ReadMetadata(dst.Proto); md[manifests.AnnotationQuantizationPrefix+"mode"] != string(tc.mode) {
+				t.Errorf("modelctl metadata %v: want mode %q", md, tc.mode)
 			}
 			si, di := initializers(src), initializers(dst)
 			same := 0

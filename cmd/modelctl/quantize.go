@@ -41,7 +41,13 @@ The output's external data file is named after it (OUT.onnx.data).
   int8  MatMul (constant B) and Gemm become DynamicQuantizeLinear → MatMulInteger
         (com.microsoft.DynamicQuantizeMatMul for opset < 11)
   fp16  float constants and computation in float16, inputs and outputs float32
-  int4  MatMul and Gemm become com.microsoft.MatMulNBits (block-wise)`,
+  int4  MatMul and Gemm become com.microsoft.MatMulNBits (block-wise)
+
+int8 weights are portable by default: full range wherever onnxruntime computes
+them exactly on every x86-64 CPU, narrowed just enough where a CPU without VNNI
+would saturate (pairs of products summed in 16 bits). --full-range keeps ±127
+everywhere and records that the model needs VNNI (or ARM). The settings and the
+CPU requirement are written into the model's metadata; push records them.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.out == "" {
@@ -83,7 +89,8 @@ The output's external data file is named after it (OUT.onnx.data).
 	f.StringVarP(&o.out, "output", "o", "", "output model path (its data file is OUT.onnx.data)")
 	f.StringVar(&o.mode, "mode", "int8", "int8, fp16 or int4")
 	f.BoolVar(&o.opts.PerChannel, "per-channel", false, "int8: one scale per output column")
-	f.BoolVar(&o.opts.ReduceRange, "reduce-range", false, "int8: 7-bit weights (exact on AVX2 CPUs without VNNI)")
+	f.BoolVar(&o.opts.ReduceRange, "reduce-range", false, "int8: 7-bit weights everywhere (the default narrows only where a CPU without VNNI needs it)")
+	f.BoolVar(&o.opts.FullRange, "full-range", false, "int8: ±127 weights everywhere; the model then needs VNNI (or ARM) and says so")
 	f.StringVar(&o.weightType, "weight-type", "int8", "int8 (symmetric) or uint8 (asymmetric) weights")
 	f.IntVar(&o.opts.BlockSize, "block-size", 32, "int4: block size (16..256, a power of two)")
 	f.BoolVar(&o.opts.Symmetric, "symmetric", false, "int4: symmetric blocks (no zero points)")
@@ -116,6 +123,17 @@ func printSummary(w io.Writer, out string, s *quantize.Summary, peak int64) {
 			nodes, more = nodes[:3], fmt.Sprintf(", ... %d more", len(byReason[r])-3)
 		}
 		fmt.Fprintf(w, "    %d × %s (%s%s)\n", len(byReason[r]), r, strings.Join(nodes, ", "), more)
+	}
+	switch {
+	case s.WeightRange == "" || len(s.Quantized) == 0:
+	case s.RequiresCPU != "":
+		fmt.Fprintf(w, "  weight range: %s; %d of %d weights overflow 16-bit pairs: the model needs a CPU with VNNI or ARM (%s)\n",
+			s.WeightRange, len(s.NeedsVNNI), len(s.Quantized), s.RequiresCPU)
+	case s.WeightRange == quantize.RangePortable:
+		fmt.Fprintf(w, "  weight range: portable (%d of %d weights narrowed so CPUs without VNNI compute them exactly)\n",
+			len(s.Narrowed), len(s.Quantized))
+	default:
+		fmt.Fprintf(w, "  weight range: %s (exact on every CPU)\n", s.WeightRange)
 	}
 	fmt.Fprintf(w, "  quantized weights: %s -> %s\n", humanize.Bytes(s.InputDataBytes), humanize.Bytes(s.OutputDataBytes))
 	fmt.Fprintf(w, "  model size: %s -> %s (%.1f%%)\n", humanize.Bytes(s.InputBytes), humanize.Bytes(s.OutputBytes), 100*float64(s.OutputBytes)/float64(max(1, s.InputBytes)))
