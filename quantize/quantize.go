@@ -29,8 +29,8 @@ const (
 // Options select what is quantized and how. The zero value of each field
 // is a sensible default (see DefaultOptions).
 type Options struct {
-	Mode        Mode
-	PerChannel  bool // int8: one scale per output column instead of one per tensor
+	Mode       Mode
+	PerChannel bool // int8: one scale per output column instead of one per tensor
 	// The default int8 weights are portable: full range wherever that is
 	// exact on CPUs without VNNI, narrowed just enough elsewhere (see
 	// portable.go). ReduceRange uses 7 bits everywhere; FullRange uses
