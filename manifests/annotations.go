@@ -28,6 +28,9 @@ const (
 	AnnotationQuantizationPrefix = AnnotationPrefix + "quantization."
 	// AnnotationBenchPrefix prefixes the flattened benchmark report.
 	AnnotationBenchPrefix = AnnotationPrefix + "bench."
+	// AnnotationGatesOverridden is "true" on a model pushed with
+	// --allow-failed-gates although its bench report failed its gates.
+	AnnotationGatesOverridden = AnnotationPrefix + "gates.overridden"
 )
 
 // maxBenchAnnotations bounds how many keys a bench report may add.
@@ -59,6 +62,8 @@ func DecodeBenchReport(data []byte) (map[string]string, error) {
 	if err := dec.Decode(&report); err != nil {
 		return nil, fmt.Errorf("bench report: not a JSON object: %w", err)
 	}
+	// The reference tensors travel as a file of their own (MODEL.check.json).
+	delete(report, "reference")
 	return BenchAnnotations(report)
 }
 

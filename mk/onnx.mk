@@ -48,3 +48,13 @@ $(VAD_MODEL):
 # against `cp` of the same data file (scripts/bench-quantize.sh).
 bench-quantize: bin/modelctl $(ONNX_PY)
 	./scripts/bench-quantize.sh
+
+# qemu-x86_64 (Debian's qemu-user) runs the int8 tests on an emulated CPU
+# without VNNI (-cpu Haswell), whatever CPU the tests run on: the portable
+# default must compute there what it computes natively.
+QEMU_X86 := /usr/bin/qemu-x86_64
+TEST_DEPS += $(QEMU_X86)
+
+$(QEMU_X86):
+	test -e $@ || (apt-get update && apt-get install -y qemu-user)
+	test -e $@

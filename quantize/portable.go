@@ -1,7 +1,12 @@
 package quantize
 
 import (
+	"context"
+	"fmt"
 	"sync"
+
+	"github.com/modelctl/modelctl/quantize/onnx"
+	"github.com/modelctl/modelctl/quantize/onnx/onnxpb"
 )
 
 // Why int8 weights can be wrong on some CPUs, and what the default does.
@@ -183,4 +188,59 @@ func sign(x int) int {
 		return -1
 	}
 	return 1
+}
+
+// VNNIWeights lists the int8 weights of a quantized model (B of
+// MatMulInteger and com.microsoft.DynamicQuantizeMatMul in the main
+// graph, whoever quantized it) that have pairs past PairLimit: the weights
+// a CPU without VNNI computes wrong. It reads the weights in bounded chunks
+// and runs nothing.
+func VNNIWeights(ctx context.Context, path string) ([]string, error) {
+	m, err := onnx.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	inits := map[string]*onnxpb.TensorProto{}
+	for _, t := range m.Graph().GetInitializer() {
+		inits[t.GetName()] = t
+	}
+	var out []string
+	seen := map[string]bool{}
+	buf := make([]byte, 0, 4<<20)
+	for _, n := range m.Graph().GetNode() {
+		op := n.GetOpType()
+		if (op != "MatMulInteger" && op != "DynamicQuantizeMatMul") || len(n.GetInput()) < 2 {
+			continue
+		}
+		t := inits[n.GetInput()[1]]
+		if t == nil || seen[t.GetName()] || t.GetDataType() != onnx.Int8 || len(t.GetDims()) != 2 || t.GetDims()[1] <= 0 {
+			continue
+		}
+		seen[t.GetName()] = true
+		cols := t.GetDims()[1]
+		d, err := m.TensorData(t)
+		if err != nil {
+			return nil, fmt.Errorf("weight %q: %w", t.GetName(), err)
+		}
+		// Whole row pairs per read.
+		step := max(2*cols, (int64(cap(buf))/(2*cols))*2*cols)
+		bad := false
+		for off := int64(0); off < d.Size && !bad; off += step {
+			if err := ctx.Err(); err != nil {
+				d.Close()
+				return nil, err
+			}
+			b := growBytes(buf, min(step, d.Size-off))
+			if _, err := d.ReadAt(b, off); err != nil {
+				d.Close()
+				return nil, fmt.Errorf("weight %q: %w", t.GetName(), err)
+			}
+			bad = PairOverflows(b, int(cols)) > 0
+		}
+		d.Close()
+		if bad {
+			out = append(out, t.GetName())
+		}
+	}
+	return out, nil
 }

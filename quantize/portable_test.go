@@ -183,3 +183,32 @@ func TestPortableKeepsFullRangeWhereSafe(t *testing.T) {
 		t.Fatal("portable and full-range weights differ where no pair overflows")
 	}
 }
+
+// VNNIWeights finds, in the written model alone, what the quantizer
+// reported: the weights whose pairs overflow without VNNI.
+func TestVNNIWeights(t *testing.T) {
+	in := synthModel(t, synth.Config{Layers: 2, Hidden: 64, Seed: 5})
+	for _, o := range []quantize.Options{{}, {FullRange: true}, {FullRange: true, ChunkBytes: 3 * 4 * 64}, {ReduceRange: true}} {
+		out := filepath.Join(t.TempDir(), "q.onnx")
+		sum, err := quantize.Quantize(context.Background(), in, out, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := quantize.VNNIWeights(context.Background(), out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for _, w := range sum.NeedsVNNI {
+			want = append(want, w+"_quantized")
+		}
+		if len(got) != len(want) || (o.FullRange && len(got) == 0) {
+			t.Fatalf("%s: VNNIWeights %v, quantizer reported %v", o.Range(), got, want)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("%s: VNNIWeights %v, quantizer reported %v", o.Range(), got, want)
+			}
+		}
+	}
+}

@@ -117,7 +117,13 @@ func runBench(cmd *cobra.Command, o *benchOptions, model string) error {
 	} else if err := report.WriteTable(out); err != nil {
 		return fmt.Errorf("bench: write report: %w", err)
 	}
+	if report.ReferenceNote != "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "bench: note: %s\n", report.ReferenceNote)
+	}
 	if !report.Gates.Passed {
+		if report.Hint != "" {
+			fmt.Fprintf(cmd.ErrOrStderr(), "bench: %s\n", report.Hint)
+		}
 		return &exitError{code: exitGateFailed, err: fmt.Errorf("bench %s: quality gate failed against %s: %s",
 			model, o.baseline, strings.Join(report.Gates.Failures, "; "))}
 	}

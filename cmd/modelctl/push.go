@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +13,8 @@ import (
 
 	"github.com/modelctl/modelctl/client"
 	"github.com/modelctl/modelctl/manifests"
+	"github.com/modelctl/modelctl/quantize"
+	"github.com/modelctl/modelctl/quantize/bench"
 	"github.com/modelctl/modelctl/quantize/onnx"
 )
 
@@ -27,6 +31,7 @@ type pushFlags struct {
 	quantization string
 	quantParams  []string
 	docs         []string
+	allowFailed  bool
 }
 
 func newPushCmd() *cobra.Command {
@@ -46,7 +51,8 @@ interrupted push continues from the registry's committed offset.`,
 	}
 	f := cmd.Flags()
 	f.StringSliceVarP(&pf.tags, "tag", "t", nil, "additional tag (repeatable)")
-	f.StringVar(&pf.bench, "bench", "", "benchmark report (modelctl bench --json) to record as annotations")
+	f.StringVar(&pf.bench, "bench", "", "benchmark report (modelctl bench --json) to record as annotations; a report whose gates failed is refused")
+	f.BoolVar(&pf.allowFailed, "allow-failed-gates", false, "push a model whose --bench report failed its gates, and record that")
 	f.StringVar(&pf.parent, "parent", "", "artifact this model was derived from (its digest is recorded)")
 	f.StringVar(&pf.name, "name", "", "model name in the config (default: the model file name)")
 	f.StringVar(&pf.version, "model-version", "", "model version in the config")
@@ -79,20 +85,36 @@ func runPush(cmd *cobra.Command, pf *pushFlags, modelPath, refArg string) error 
 	}
 
 	annotations := map[string]string{}
+	// What the quantizer recorded in the model: settings and CPU needs.
+	md, err := modelMetadata(cmd, modelPath)
+	if err != nil {
+		return fmt.Errorf("push %s: %w", modelPath, err)
+	}
+	for k, v := range md {
+		annotations[k] = v
+	}
 	if pf.bench != "" {
-		b, err := xferReadLimited(pf.bench, 1<<20)
+		check, err := benchAnnotations(pf, modelPath, files, annotations)
 		if err != nil {
-			return fmt.Errorf("push --bench: %w", err)
+			return err
 		}
-		ba, err := manifests.DecodeBenchReport(b)
-		if err != nil {
-			return fmt.Errorf("push --bench %s: %w", pf.bench, err)
-		}
-		for k, v := range ba {
-			annotations[k] = v
+		if check != "" {
+			defer os.RemoveAll(filepath.Dir(check))
+			files = append(files, client.PushFile{Path: base + checkSuffix, Source: check, MediaType: manifests.MediaTypeDatasetRaw})
 		}
 	}
 	var quant *manifests.Quantization
+	if q := manifests.QuantizationAnnotations(md); q["method"] != "" && pf.quantization == "" && len(pf.quantParams) == 0 {
+		quant = &manifests.Quantization{Method: q["method"], Parameters: map[string]string{}}
+		for k, v := range q {
+			if k != "method" {
+				quant.Parameters[k] = v
+			}
+		}
+		if pf.precision == "" {
+			pf.precision = q["precision"]
+		}
+	}
 	if pf.quantization != "" || len(pf.quantParams) > 0 {
 		quant = &manifests.Quantization{Method: pf.quantization, Parameters: map[string]string{}}
 		for _, kv := range pf.quantParams {
@@ -150,6 +172,105 @@ func runPush(cmd *cobra.Command, pf *pushFlags, modelPath, refArg string) error 
 		fmt.Fprintf(out, "  %-9s %s  %s\n", f.Status, f.Digest.Encoded()[:12], f.Path)
 	}
 	return nil
+}
+
+// checkSuffix names the file that carries a model's reference inputs and
+// outputs in its artifact (MODEL.onnx.check.json), for sync --check.
+const checkSuffix = ".check.json"
+
+// maxBenchReport bounds a --bench report: its reference tensors are at
+// most bench.MaxReferenceBytes, base64-encoded.
+const maxBenchReport = 2*bench.MaxReferenceBytes + 1<<20
+
+// benchAnnotations reads a bench report, refuses it when its gates failed
+// (unless --allow-failed-gates) or when it measured other files, adds its
+// figures to annotations, and writes its reference, if any, to a
+// temporary file whose path it returns.
+func benchAnnotations(pf *pushFlags, modelPath string, files []client.PushFile, annotations map[string]string) (string, error) {
+	b, err := xferReadLimited(pf.bench, maxBenchReport)
+	if err != nil {
+		return "", fmt.Errorf("push --bench: %w", err)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return "", fmt.Errorf("push --bench %s: not a bench --json report: %w", pf.bench, err)
+	}
+	for _, f := range files {
+		want, ok := rep.Model.Files[f.Path]
+		if !ok {
+			continue
+		}
+		if st, err := os.Stat(f.Source); err == nil && st.Size() != want {
+			return "", fmt.Errorf("push --bench %s: the report measured a %s of %d bytes, this one has %d: benchmark this model", pf.bench, f.Path, want, st.Size())
+		}
+	}
+	if _, ok := rep.Model.Files[filepath.Base(modelPath)]; !ok && len(rep.Model.Files) > 0 {
+		return "", fmt.Errorf("push --bench %s: the report measured %s, not %s", pf.bench, rep.Model.Path, modelPath)
+	}
+	if !rep.Gates.Passed {
+		if !pf.allowFailed {
+			msg := fmt.Sprintf("push: %s failed its quality gates (%s); nothing was sent. Fix the model, or push it anyway with --allow-failed-gates (recorded in the artifact)",
+				pf.bench, strings.Join(rep.Gates.Failures, "; "))
+			if rep.Hint != "" {
+				msg += "\n" + rep.Hint
+			}
+			return "", &exitError{code: exitGateFailed, err: errors.New(msg)}
+		}
+		annotations[manifests.AnnotationGatesOverridden] = "true"
+	}
+	ba, err := manifests.DecodeBenchReport(b)
+	if err != nil {
+		return "", fmt.Errorf("push --bench %s: %w", pf.bench, err)
+	}
+	for k, v := range ba {
+		annotations[k] = v
+	}
+	if rep.Reference == nil {
+		return "", nil
+	}
+	ref, err := json.Marshal(rep.Reference)
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "modelctl-push-")
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, filepath.Base(modelPath)+checkSuffix)
+	if err := os.WriteFile(p, ref, 0o644); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return p, nil
+}
+
+// modelMetadata returns what the quantizer wrote into the model (settings,
+// CPU requirement). A model quantized elsewhere has none: its int8 weights
+// are checked here, and full-range ones make it require VNNI.
+func modelMetadata(cmd *cobra.Command, modelPath string) (map[string]string, error) {
+	m, err := onnx.Open(modelPath)
+	if err != nil {
+		return nil, err
+	}
+	md := quantize.ReadMetadata(m.Proto)
+	if md == nil {
+		md = map[string]string{}
+	}
+	if _, ok := md[manifests.AnnotationQuantizationMethod]; !ok {
+		w, err := quantize.VNNIWeights(cmd.Context(), modelPath)
+		if err != nil {
+			return nil, err
+		}
+		if len(w) > 0 {
+			md[manifests.AnnotationRequiresCPU] = manifests.RequireVNNI
+		}
+	}
+	for k, v := range md {
+		if !strings.HasPrefix(k, manifests.AnnotationPrefix) || len(v) > manifests.MaxAnnotationValue {
+			delete(md, k)
+		}
+	}
+	return md, nil
 }
 
 func xferReadLimited(path string, limit int64) ([]byte, error) {

@@ -13,7 +13,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"time"
+
+	"github.com/modelctl/modelctl/internal/hostcpu"
+	"github.com/modelctl/modelctl/manifests"
+	"github.com/modelctl/modelctl/quantize"
 )
 
 // WorkerCommand is the hidden subcommand that runs one model for Bench in a
@@ -248,7 +253,39 @@ func Bench(ctx context.Context, cfg Config) (*Report, error) {
 		report.Worst = worst(q)
 	}
 	report.Judge(cfg.Gates)
+	if len(subjects) == 2 {
+		ref, note, err := NewReference(inputs, outputs[1], cfg.Gates, report.Quality)
+		if err != nil {
+			return nil, err
+		}
+		report.Reference, report.ReferenceNote = ref, note
+	}
+	if !report.Gates.Passed {
+		report.Hint = gateHint(ctx, cfg.Model, hostcpu.Host())
+	}
 	return report, nil
+}
+
+// gateHint explains a failed gate when the cause is known: full-range int8
+// weights on a CPU whose kernel sums pairs of products in 16 bits.
+func gateHint(ctx context.Context, model string, cpu manifests.CPU) string {
+	if manifests.CheckCPU(manifests.RequireVNNI, cpu) == nil {
+		return ""
+	}
+	w, err := quantize.VNNIWeights(ctx, model)
+	if err != nil || len(w) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("likely cause: this CPU has no VNNI and %d int8 weights of the model are full range (%s): "+
+		"onnxruntime sums pairs of their products in 16 bits here and saturates. Fix: quantize again without --full-range "+
+		"(the default is portable) or with --reduce-range", len(w), firstNames(w, 3))
+}
+
+func firstNames(names []string, n int) string {
+	if len(names) <= n {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s, ... %d more", strings.Join(names[:n], ", "), len(names)-n)
 }
 
 func providerSetting(p string) string {

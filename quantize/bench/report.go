@@ -37,6 +37,13 @@ type Report struct {
 	// Worst is the worst figure over all outputs, the one the gates judge.
 	Worst *Quality   `json:"quality_worst,omitempty"`
 	Gates GateResult `json:"gates"`
+	// Hint names the likely cause of failed gates and the fix, when known.
+	Hint string `json:"hint,omitempty"`
+	// Reference carries the inputs and the baseline's outputs for push to
+	// store with the artifact (sync --check replays them on the server);
+	// ReferenceNote says why there is none with a baseline.
+	Reference     *Reference `json:"reference,omitempty"`
+	ReferenceNote string     `json:"reference_note,omitempty"`
 	// Inputs describes what the models were fed, by input name.
 	Inputs      map[string]InputReport `json:"inputs"`
 	Settings    Settings               `json:"settings"`
