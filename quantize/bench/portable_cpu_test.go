@@ -68,6 +68,9 @@ func TestPortableInt8WithoutVNNI(t *testing.T) {
 			name string
 			opts quantize.Options
 		}{{"portable", quantize.Options{}}, {"full-range", quantize.Options{FullRange: true}}} {
+			if v.name == "full-range" && m.name != "synthetic" {
+				continue // figures for the others are in docs/quantize.md; this keeps the test short
+			}
 			out := filepath.Join(dir, m.name+"-"+v.name, "q.onnx")
 			if _, err := quantize.Quantize(context.Background(), m.fp32, out, v.opts); err != nil {
 				t.Fatal(err)
@@ -105,11 +108,8 @@ func TestPortableInt8WithoutVNNI(t *testing.T) {
 			t.Errorf("%s: cosine %.6f without VNNI, %.6f natively: the model computes differently", name, got, native[name])
 		}
 	}
-	for _, m := range models {
-		name := m.name + "/full-range"
-		t.Logf("%s: cosine %.6f native, %.6f without VNNI", name, native[name], emulated[name])
-	}
 	full := emulated["synthetic/full-range"]
+	t.Logf("synthetic/full-range: cosine %.6f native, %.6f without VNNI", native["synthetic/full-range"], full)
 	if !(full < 0.99) {
 		t.Errorf("full-range weights without VNNI: cosine %.6f; they saturate there (about 0.95), so the emulation did not take the 16-bit kernel", full)
 	}
