@@ -97,7 +97,7 @@ func CheckCPU(req string, cpu CPU) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("the model requires a CPU with %s; this one is %s", DescribeCPURequirement(req), cpu)
+	return fmt.Errorf("the model needs %s; this CPU is %s", DescribeCPURequirement(req), cpu)
 }
 
 // DescribeCPURequirement puts a requirement in words: "amd64 with

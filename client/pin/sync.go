@@ -12,6 +12,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/modelctl/modelctl/client"
+	"github.com/modelctl/modelctl/manifests"
 	"github.com/modelctl/modelctl/signing"
 )
 
@@ -66,6 +67,15 @@ type SyncOptions struct {
 	Resolved func(ctx context.Context, ref client.Reference, d digest.Digest)
 	// Signing is how signatures are fetched for sections that require them.
 	Signing signing.Options
+	// CPU is the processor the models will run on (hostcpu.Host() for this
+	// machine): an artifact whose recorded CPU requirement it does not
+	// meet is refused before anything is fetched. nil: not checked.
+	CPU *manifests.CPU
+	// Check runs a model in a staging directory before it is switched to:
+	// for every section when CheckAll, else for those with check: true.
+	// A section that wants a check when Check is nil fails.
+	Check    CheckFunc
+	CheckAll bool
 }
 
 // SyncResult is what Sync did for one section.
@@ -82,6 +92,9 @@ type SyncResult struct {
 	Files       int    `json:"files"`
 	Size        int64  `json:"size"`
 	Transferred int64  `json:"transferred"`
+	// Checked: the model ran on this machine against its reference and
+	// passed its gates before it was installed.
+	Checked bool `json:"checked,omitempty"`
 	// Removed lists files of the previous pin that the new one lacks,
 	// removed because no section uses them and they were unchanged.
 	Removed []string `json:"removed,omitempty"`
@@ -114,7 +127,12 @@ func Sync(ctx context.Context, cfg *Config, p Puller, opts SyncOptions) ([]SyncR
 		if s.SigningKey != "" && !filepath.IsAbs(s.SigningKey) && cfg.Path != "" {
 			s.SigningKey = filepath.Join(filepath.Dir(cfg.Path), filepath.FromSlash(s.SigningKey))
 		}
-		res, err := syncSection(ctx, p, s, opts)
+		check, err := cfg.wantsCheck(s.Key)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sync %s: %w", s.Key, err))
+			continue
+		}
+		res, err := syncSection(ctx, p, s, opts, check || opts.CheckAll)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("sync %s: %w", s.Key, err))
 			continue
@@ -140,7 +158,10 @@ func Sync(ctx context.Context, cfg *Config, p Puller, opts SyncOptions) ([]SyncR
 	return results, errors.Join(errs...)
 }
 
-func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions) (*SyncResult, error) {
+func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions, check bool) (*SyncResult, error) {
+	if check && opts.Check == nil {
+		return nil, fmt.Errorf("%s is true but this modelctl cannot run models (built without onnxruntime support)", KeyCheck)
+	}
 	if s.Artifact == "" {
 		return nil, fmt.Errorf("no %s to fetch from", KeyArtifact)
 	}
@@ -195,6 +216,9 @@ func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions) (*S
 			return nil, err
 		}
 	}
+	if err := checkCPU(art, opts.CPU); err != nil {
+		return nil, err
+	}
 	root, _, err := installRoot(runtime.GOOS, s.ModelPath, art.Manifest.Files)
 	if err != nil {
 		return nil, err
@@ -211,10 +235,18 @@ func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions) (*S
 			return nil, err
 		}
 	}
+	var staged int64
+	if check {
+		if staged, err = stageAndCheck(ctx, p, pinned, art, opts.Check); err != nil {
+			return nil, err
+		}
+		res.Checked = true
+	}
 	pr, err := p.Pull(ctx, pinned, root)
 	if err != nil {
 		return nil, err
 	}
+	pr.Transferred += staged
 	if pr.Digest != want {
 		return nil, fmt.Errorf("pulled %s, want %s", pr.Digest, want)
 	}

@@ -41,12 +41,26 @@ func newInspectCmd() *cobra.Command {
 					Config    json.RawMessage   `json:"config"`
 					Files     []manifests.File  `json:"files"`
 					Benchmark map[string]string `json:"benchmark"`
-				}{ref.String(), art.Digest.String(), art.Raw, art.RawConfig, art.Manifest.Files, manifests.Benchmark(art.Manifest.Annotations)})
+					// Quantization holds the quantizer's settings; RequiresCPU
+					// the CPUs that compute the model right ("" for any).
+					Quantization map[string]string `json:"quantization"`
+					RequiresCPU  string            `json:"requires_cpu"`
+					Annotations  map[string]string `json:"annotations"`
+				}{ref.String(), art.Digest.String(), art.Raw, art.RawConfig, art.Manifest.Files, manifests.Benchmark(art.Manifest.Annotations),
+					manifests.QuantizationAnnotations(art.Manifest.Annotations), art.Manifest.Annotations[manifests.AnnotationRequiresCPU], art.Manifest.Annotations})
 			}
 			out := cmd.OutOrStdout()
 			cfg := art.Config
 			fmt.Fprintf(out, "Reference:    %s\nDigest:       %s\nArtifactType: %s\n", ref, art.Digest, art.Manifest.ArtifactType)
 			fmt.Fprintf(out, "Name:         %s\nFormat:       %s\nPrecision:    %s\nQuantization: %s\n", cfg.Descriptor.Name, cfg.Config.Format, cfg.Config.Precision, cfg.Config.Quantization)
+			if req := art.Manifest.Annotations[manifests.AnnotationRequiresCPU]; req != "" {
+				fmt.Fprintf(out, "Requires:     a CPU that is %s (full-range int8: wrong results without VNNI on x86-64)\n", manifests.DescribeCPURequirement(req))
+			} else {
+				fmt.Fprintf(out, "Requires:     any CPU\n")
+			}
+			if art.Manifest.Annotations[manifests.AnnotationGatesOverridden] == "true" {
+				fmt.Fprintf(out, "Gates:        FAILED, pushed with --allow-failed-gates\n")
+			}
 			if cfg.Descriptor.CreatedAt != nil {
 				fmt.Fprintf(out, "Created:      %s\n", cfg.Descriptor.CreatedAt.Format("2006-01-02T15:04:05Z07:00"))
 			}
@@ -71,10 +85,11 @@ func newInspectCmd() *cobra.Command {
 					fmt.Fprintf(out, "  %s = %s\n", k, m[k])
 				}
 			}
+			printAnnotations("Quantization settings:", manifests.QuantizationAnnotations(art.Manifest.Annotations))
 			printAnnotations("Benchmark:", manifests.Benchmark(art.Manifest.Annotations))
 			other := map[string]string{}
 			for k, v := range art.Manifest.Annotations {
-				if !strings.HasPrefix(k, manifests.AnnotationBenchPrefix) {
+				if !strings.HasPrefix(k, manifests.AnnotationBenchPrefix) && !strings.HasPrefix(k, manifests.AnnotationQuantizationPrefix) {
 					other[k] = v
 				}
 			}

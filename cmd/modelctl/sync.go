@@ -3,6 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
@@ -10,6 +15,8 @@ import (
 	"github.com/modelctl/modelctl/client"
 	"github.com/modelctl/modelctl/client/pin"
 	"github.com/modelctl/modelctl/client/tags"
+	"github.com/modelctl/modelctl/internal/hostcpu"
+	"github.com/modelctl/modelctl/quantize/bench"
 	"github.com/modelctl/modelctl/signing"
 )
 
@@ -19,7 +26,8 @@ func digestOf(s fmt.Stringer) digest.Digest { return digest.Digest(s.String()) }
 
 func newSyncCmd() *cobra.Command {
 	var cf clientFlags
-	var update bool
+	var update, check bool
+	var ortLib string
 	cmd := &cobra.Command{
 		Use:   "sync CONFIG.yaml [--update]",
 		Short: "Install every pinned model of a config, verified, next to its model_path",
@@ -31,7 +39,16 @@ already installed is left alone without contacting the registry, so a second
 sync transfers nothing.
 
 With --update, each section's artifact tag is resolved again first; the new
-models are installed and then the pins are rewritten in CONFIG.yaml.`,
+models are installed and then the pins are rewritten in CONFIG.yaml.
+
+An artifact that records a CPU requirement this machine does not meet (a
+full-range int8 model on a CPU without VNNI) is refused before anything is
+fetched. With --check (or check: true in a section), a model is first pulled
+into a staging directory and run here through onnxruntime on the reference
+inputs that push --bench stored with it (MODEL.onnx.check.json); its outputs
+must pass the recorded gates against the FP32 outputs, on this CPU, before
+anything is switched. On any failure the pin and the installed files stay as
+they were.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := pin.Load(args[0])
@@ -42,7 +59,9 @@ models are installed and then the pins are rewritten in CONFIG.yaml.`,
 			if err != nil {
 				return err
 			}
-			opts := pin.SyncOptions{Update: update, Signing: signing.Options{PlainHTTP: cf.plainHTTP}}
+			host := hostcpu.Host()
+			opts := pin.SyncOptions{Update: update, Signing: signing.Options{PlainHTTP: cf.plainHTTP},
+				CPU: &host, CheckAll: check, Check: modelCheck(cmd.ErrOrStderr(), ortLib)}
 			if update {
 				if t, err := tags.New(tags.Options{Client: c}); err == nil {
 					opts.Resolved = func(ctx context.Context, ref client.Reference, d digest.Digest) {
@@ -79,7 +98,61 @@ models are installed and then the pins are rewritten in CONFIG.yaml.`,
 		},
 	}
 	cmd.Flags().BoolVar(&update, "update", false, "resolve the tags again and rewrite the pins")
+	cmd.Flags().BoolVar(&check, "check", false, "run each new model here against its stored reference and gates before switching")
+	cmd.Flags().StringVar(&ortLib, "ort-lib", "", "onnxruntime shared library for --check (default: $"+bench.LibraryEnv+", then the bundled or `make ort` one)")
 	cf.register(cmd.Flags())
 	cmd.Flags().Lookup("chunk-size").Hidden = true
 	return cmd
+}
+
+// modelCheck runs every ONNX model of a staged artifact that carries a
+// reference (MODEL.onnx.check.json) through onnxruntime here and applies
+// the reference's gates.
+func modelCheck(log io.Writer, ortLib string) pin.CheckFunc {
+	return func(ctx context.Context, dir string, art *client.Artifact) error {
+		checked := 0
+		for _, f := range art.Manifest.Files {
+			if !strings.HasSuffix(f.Path, checkSuffix) {
+				continue
+			}
+			model := strings.TrimSuffix(f.Path, checkSuffix)
+			b, err := xferReadLimited(filepath.Join(dir, filepath.FromSlash(f.Path)), maxBenchReport)
+			if err != nil {
+				return err
+			}
+			ref, err := bench.ParseReference(b)
+			if err != nil {
+				return fmt.Errorf("%s: %w", f.Path, err)
+			}
+			start := time.Now()
+			res, err := bench.Check(ctx, filepath.Join(dir, filepath.FromSlash(model)), ref, bench.Options{LibraryPath: ortLib})
+			if err != nil {
+				return err
+			}
+			var parts []string
+			for _, name := range sortedKeys(res.Quality) {
+				q := res.Quality[name]
+				parts = append(parts, fmt.Sprintf("%s cosine %.6f mse %.3g mae %.3g", name, q.Cosine, q.MSE, q.MAE))
+			}
+			if !res.Gates.Passed {
+				return fmt.Errorf("%s on this CPU (%s): %s", model, strings.Join(res.CPU, ","), strings.Join(res.Gates.Failures, "; "))
+			}
+			fmt.Fprintf(log, "check: %s on this CPU: %s; gates (cosine >= %g, mse <= %g, mae <= %g) passed in %s\n",
+				model, strings.Join(parts, ", "), ref.Gates.MinCosine, ref.Gates.MaxMSE, ref.Gates.MaxMAE, time.Since(start).Round(time.Millisecond))
+			checked++
+		}
+		if checked == 0 {
+			return fmt.Errorf("%s carries no reference to check against (push it with --bench REPORT from bench --baseline)", art.Digest)
+		}
+		return nil
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

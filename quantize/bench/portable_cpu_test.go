@@ -21,7 +21,7 @@ import (
 // so onnxruntime takes the vpmaddubsw kernels there, whatever CPU runs
 // the test. qemu-x86_64 comes from Debian's qemu-user (make tools).
 const (
-	emulatedCPU   = "Haswell"
+	emulatedCPU   = "Haswell,-pcid,-x2apic,-tsc-deadline,-hle,-invpcid,-rtm" // what TCG lacks, off: no warnings
 	emulatedEnv   = "MODELCTL_TEST_EMULATED_CASES"
 	emulatedOut   = "MODELCTL_TEST_EMULATED_OUT"
 	qemuX86       = "/usr/bin/qemu-x86_64"
