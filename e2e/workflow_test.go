@@ -292,7 +292,7 @@ audio_omni:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(model.Digest) != v1 || model.Path != filepath.FromSlash("models/onnx/"+wfGraph) || len(model.Files) != 2 {
+	if string(model.Digest) != v1 || model.Path != filepath.FromSlash("models/onnx/"+wfGraph) || len(model.Files) != 3 { // graph, data, check reference
 		t.Fatalf("Verified = %+v", model)
 	}
 

@@ -78,7 +78,7 @@ as_host workstation
 run "$MC" synth -o v1/fp32 --size "$SIZE" --seed 1 --name audio.onnx
 ls -l v1/fp32
 
-step "workstation: quantize to INT8 (streaming, bounded memory)"
+step "workstation: quantize to INT8 (streaming, bounded memory; portable: exact on CPUs with or without VNNI)"
 run "$MC" quantize v1/fp32/audio.onnx -o v1/int8/audio_int8.onnx
 
 step "workstation: benchmark INT8 against its FP32 parent, with quality gates"
@@ -86,6 +86,17 @@ run "$MC" bench v1/int8/audio_int8.onnx --baseline v1/fp32/audio.onnx --shape in
 	--warmup 2 --runs 10 --provider cpu --ort-lib "$ORT_LIB" --min-cosine 0.99
 "$MC" bench v1/int8/audio_int8.onnx --baseline v1/fp32/audio.onnx --shape input=1x16x256 \
 	--warmup 2 --runs 10 --provider cpu --ort-lib "$ORT_LIB" --min-cosine 0.99 --json >v1/bench.json
+
+step "workstation: a report whose gates failed is refused by push: nothing reaches the registry"
+"$MC" bench v1/int8/audio_int8.onnx --baseline v1/fp32/audio.onnx --shape input=1x16x256 \
+	--warmup 0 --runs 2 --provider cpu --ort-lib "$ORT_LIB" --min-cosine 0.9999999 --json >v1/strict.json 2>/dev/null || true
+printf '$ modelctl bench ... --min-cosine 0.9999999 --json > v1/strict.json   # a gate no INT8 model meets\n'
+set +e
+run "$MC" push v1/int8/audio_int8.onnx "$REPO:strict" --bench v1/strict.json
+rc=$?
+set -e
+[[ $rc == 2 ]] || { echo "demo: push of a failed report exited $rc, want 2" >&2; exit 1; }
+echo "refused (exit $rc), as it should be"
 
 step "workstation: push FP32 and INT8, the benchmark as annotations, FP32 as the parent"
 run "$MC" push v1/fp32/audio.onnx "$REPO:fp32"
@@ -111,8 +122,8 @@ step "server: pin the tag (only the two pin lines change)"
 run "$MC" pin config/sarai.yaml --key audio_omni "$REPO:int8"
 cat config/sarai.yaml
 
-step "server: sync installs the pinned digest, verified; a second sync transfers nothing"
-run "$MC" sync config/sarai.yaml
+step "server: sync --check runs the model on this CPU against its stored FP32 outputs and gates, then installs it; a second sync transfers nothing"
+run "$MC" sync config/sarai.yaml --check --ort-lib "$ORT_LIB"
 run "$MC" sync config/sarai.yaml
 ls -l models/onnx
 run "$MC" verify config/sarai.yaml

@@ -91,7 +91,7 @@ func runDoctor(cmd *cobra.Command, o *doctorOptions, args []string) error {
 		rep.ONNXRuntime = info
 	}
 	if !rep.System.VNNI {
-		rep.Advice = append(rep.Advice, "this CPU has no VNNI: quantize with --reduce-range (7-bit weights), which onnxruntime's int8 kernels compute exactly here; full-range int8 can saturate")
+		rep.Advice = append(rep.Advice, "this CPU has no VNNI: models quantized with --full-range compute wrong here (sync refuses them); the default portable int8 is exact here")
 	}
 	if len(args) == 1 {
 		rc := checkRegistry(ctx, args[0], o.plainHTTP, o.timeout)
