@@ -117,3 +117,59 @@ func mustRead(t *testing.T, p string) []byte {
 	}
 	return b
 }
+
+// TestSyncRequiresSignatureOfInstalled: a model installed before the
+// section required a signature is not "up to date" under the new policy
+// until its signature verifies with the section's key (issue 15, 6); once
+// it has, later syncs trust the record (offline, for that key).
+func TestSyncRequiresSignatureOfInstalled(t *testing.T) {
+	env, keys, refs := signedArtifacts(t)
+	for _, tc := range []struct {
+		tag, key string
+		wantOK   bool
+	}{
+		{"unsigned", "release.pub", false},
+		{"other", "release.pub", false},
+		{"signed", "other.pub", false},
+		{"signed", "release.pub", true},
+	} {
+		t.Run(tc.tag+"/"+tc.key, func(t *testing.T) {
+			dir := t.TempDir()
+			modelDir := filepath.Join(dir, "models")
+			cfg := filepath.Join(dir, "app.yaml")
+			if err := os.WriteFile(filepath.Join(dir, tc.key), mustRead(t, filepath.Join(keys, tc.key)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			yaml := "audio:\n  model_path: \"" + filepath.ToSlash(filepath.Join(modelDir, "model.onnx")) + "\"\n"
+			if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			mustMC(t, env, "", "pin", cfg, "--key", "audio", refs[tc.tag])
+			mustMC(t, env, "", "sync", cfg)
+			// Now the section requires a signature.
+			b := mustRead(t, cfg)
+			b = append(b, []byte("  require_signature: true\n  signing_key: "+tc.key+"\n")...)
+			if err := os.WriteFile(cfg, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, errOut, err := mc(t, env, "", "sync", cfg)
+			if !tc.wantOK {
+				if err == nil || !strings.Contains(errOut, "signature required") {
+					t.Fatalf("sync of the installed %s model under key %s: err %v\n%s%s; want a refusal", tc.tag, tc.key, err, out, errOut)
+				}
+				return
+			}
+			if err != nil || !strings.Contains(out, "up to date") {
+				t.Fatalf("sync of the installed signed model: %v\n%s%s", err, out, errOut)
+			}
+			// The verification is recorded with the key that did it.
+			rec, _ := filepath.Glob(filepath.Join(modelDir, ".modelctl", "pins", "*.signature"))
+			if len(rec) != 1 {
+				t.Fatalf("signature records %v, want one", rec)
+			}
+			if out, errOut, err := mc(t, env, "", "sync", cfg); err != nil || !strings.Contains(out, "up to date") {
+				t.Fatalf("second sync: %v\n%s%s", err, out, errOut)
+			}
+		})
+	}
+}

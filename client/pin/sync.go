@@ -199,6 +199,17 @@ func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions, che
 	res := &SyncResult{Key: s.Key, Artifact: s.Artifact, Digest: want, Path: local}
 
 	if inst, err := findInstall(local, s.ModelPath, want); err == nil && installedOK(ctx, p.Cache(), inst) {
+		// Installed before the section required a signature, or under
+		// another key: verified now, before "up to date" is said.
+		if s.RequireSignature && !installedSigned(inst.Root, want, s) {
+			keyID, err := requireSignature(ctx, ref.WithDigest(want), s, opts.Signing)
+			if err != nil {
+				return nil, fmt.Errorf("installed %s: %w", want, err)
+			}
+			if err := writeSigned(inst.Root, want, keyID); err != nil {
+				return nil, fmt.Errorf("record the signature: %w", err)
+			}
+		}
 		res.Status, res.Root = "up to date", inst.Root
 		if abs, err := filepath.Abs(inst.Root); err == nil {
 			res.Root = abs
@@ -224,14 +235,11 @@ func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions, che
 		return nil, err
 	}
 	root = filepath.FromSlash(root)
+	var keyID string
 	if s.RequireSignature {
 		// Before any file is written: an unsigned or wrongly signed
 		// artifact never reaches the model directory.
-		pol, err := signing.NewPolicy(true, s.SigningKey)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := signing.Require(ctx, pinned.String(), pol, opts.Signing); err != nil {
+		if keyID, err = requireSignature(ctx, pinned, s, opts.Signing); err != nil {
 			return nil, err
 		}
 	}
@@ -253,6 +261,12 @@ func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions, che
 	recordDigests(p.Cache(), pr.Dir, pr.Files)
 	if err := writeRecord(root, want, art.Raw); err != nil {
 		return nil, fmt.Errorf("record the installation: %w", err)
+	}
+	if keyID != "" {
+		// Verified before the pull: recorded with the key that did.
+		if err := writeSigned(root, want, keyID); err != nil {
+			return nil, fmt.Errorf("record the signature: %w", err)
+		}
 	}
 	res.Status, res.Root = "installed", pr.Dir
 	res.Files, res.Size, res.Transferred = len(pr.Files), pr.Size, pr.Transferred
