@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/modelctl/modelctl/internal/keylock"
 )
 
 // An upload session lives in the store, not in memory: its data is a
@@ -55,13 +57,20 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize);
 
 // uploadLocks serializes requests on one session within this process;
 // clients upload a session's chunks in order, so this is not a bottleneck.
-var uploadLocks sync.Map
+// An entry lives only while a request holds or waits for it: ids that
+// clients make up must not accumulate in memory.
+var uploadLocks keylock.Map
 
-func lockUpload(id string) func() {
-	v, _ := uploadLocks.LoadOrStore(id, &sync.Mutex{})
-	mu := v.(*sync.Mutex)
-	mu.Lock()
-	return mu.Unlock
+// lockUpload validates id, then waits for the session's lock (or for ctx).
+func lockUpload(ctx context.Context, id string) (func(), error) {
+	if !validUploadID(id) {
+		return nil, fmt.Errorf("%w: %.64q", ErrUploadUnknown, id)
+	}
+	unlock, err := uploadLocks.Lock(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("upload %s: %w", id, err)
+	}
+	return unlock, nil
 }
 
 func newUploadID() string {
@@ -92,7 +101,7 @@ func (s *Store) StartUpload(ctx context.Context, name string) (UploadInfo, error
 
 func (s *Store) loadUpload(ctx context.Context, name, id string) (*uploadState, error) {
 	if !validUploadID(id) {
-		return nil, fmt.Errorf("%w: %q", ErrUploadUnknown, id)
+		return nil, fmt.Errorf("%w: %.64q", ErrUploadUnknown, id)
 	}
 	var st uploadState
 	if err := s.getJSON(ctx, statePath(name, id), &st); err != nil {
@@ -130,7 +139,11 @@ func (s *Store) UploadStatus(ctx context.Context, name, id string) (UploadInfo, 
 // disconnects) is kept and counted, so the client can resume from the
 // offset the status request reports.
 func (s *Store) AppendUpload(ctx context.Context, name, id string, start, length int64, r io.Reader) (UploadInfo, error) {
-	defer lockUpload(id)()
+	unlock, err := lockUpload(ctx, id)
+	if err != nil {
+		return UploadInfo{}, err
+	}
+	defer unlock()
 	st, err := s.loadUpload(ctx, name, id)
 	if err != nil {
 		return UploadInfo{}, err
@@ -284,7 +297,11 @@ func copyHashed(w io.Writer, h hash.Hash, r io.Reader) (int64, error) {
 // content against want and moves it to its content address, linked into the
 // repository. A digest mismatch ends the session.
 func (s *Store) CompleteUpload(ctx context.Context, name, id string, want digest.Digest, start int64, body io.Reader) (BlobInfo, error) {
-	defer lockUpload(id)()
+	unlock, err := lockUpload(ctx, id)
+	if err != nil {
+		return BlobInfo{}, err
+	}
+	defer unlock()
 	st, err := s.loadUpload(ctx, name, id)
 	if err != nil {
 		return BlobInfo{}, err
@@ -326,7 +343,6 @@ func (s *Store) CompleteUpload(ctx context.Context, name, id string, want digest
 	if err := ignoreNotFound(s.d.Delete(ctx, uploadPath(name, id))); err != nil {
 		return BlobInfo{}, err
 	}
-	uploadLocks.Delete(id)
 	return BlobInfo{Digest: got, Size: st.Offset}, nil
 }
 
@@ -352,7 +368,6 @@ func (s *Store) streamUpload(ctx context.Context, sp StreamPutter, st *uploadSta
 	if err := ignoreNotFound(s.d.Delete(ctx, uploadPath(st.Name, st.ID))); err != nil {
 		return BlobInfo{}, err
 	}
-	uploadLocks.Delete(st.ID)
 	return BlobInfo{Digest: want, Size: n}, nil
 }
 
@@ -410,14 +425,17 @@ func (s *Store) uploadDigest(ctx context.Context, st *uploadState, alg digest.Al
 
 // CancelUpload ends a session and removes everything it stored.
 func (s *Store) CancelUpload(ctx context.Context, name, id string) error {
-	defer lockUpload(id)()
+	unlock, err := lockUpload(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if _, err := s.loadUpload(ctx, name, id); err != nil {
 		return err
 	}
 	if w, err := s.d.Writer(ctx, dataPath(name, id), 0); err == nil {
 		_ = w.Cancel(ctx)
 	}
-	uploadLocks.Delete(id)
 	return ignoreNotFound(s.d.Delete(ctx, uploadPath(name, id)))
 }
 
