@@ -18,6 +18,7 @@ import (
 
 	"github.com/modelctl/modelctl/registry/storage"
 
+	"github.com/modelctl/modelctl/internal/keylock"
 	"github.com/modelctl/modelctl/internal/keys"
 )
 
@@ -64,6 +65,10 @@ type Authenticator struct {
 	log    *slog.Logger
 	ip     *limiter
 	user   *limiter
+	// checks serializes password checks per client IP and per user name,
+	// so that a failure is counted before the next check of the same key
+	// decides whether it is blocked.
+	checks keylock.Map
 }
 
 // New returns an Authenticator.
@@ -329,12 +334,35 @@ func scopes(as []access) string {
 // login checks a user's password, rate-limiting failures per client IP and
 // per user. On failure it has answered the request. Passwords are never
 // logged.
+//
+// Checks of one IP, and of one user, run one at a time: the limit is
+// decided before bcrypt and a failure counted after it, so concurrent
+// guesses would otherwise all pass the "blocked?" test before the first
+// failure lands (40 guesses sent at once ran 40 bcrypt checks). A login
+// remembered from the last minute needs no bcrypt and waits for nothing,
+// so clients that send Basic on every request are not serialized.
 func (a *Authenticator) login(w http.ResponseWriter, r *http.Request, user, pass string) bool {
 	ip := clientIP(r)
-	if blocked, wait := a.blocked(ip, user); blocked {
-		a.log.Warn("login refused: too many failed logins", "user", user, "remote", ip, "retry_after", wait.Round(time.Second))
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-		writeError(w, http.StatusTooManyRequests, "TOOMANYREQUESTS", "too many failed logins; try again later")
+	if a.tooMany(w, ip, user) {
+		return false
+	}
+	if a.cfg.Users.remembered(user, pass) {
+		return true
+	}
+	// IP before user, always, so two requests never wait on each other.
+	unlockIP, err := a.checks.Lock(r.Context(), "ip\x00"+ip)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "request cancelled")
+		return false
+	}
+	defer unlockIP()
+	unlockUser, err := a.checks.Lock(r.Context(), "user\x00"+user)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "request cancelled")
+		return false
+	}
+	defer unlockUser()
+	if a.tooMany(w, ip, user) {
 		return false
 	}
 	if a.cfg.Users.Authenticate(user, pass) {
@@ -345,6 +373,18 @@ func (a *Authenticator) login(w http.ResponseWriter, r *http.Request, user, pass
 	a.log.Warn("failed login", "user", user, "remote", ip, "path", r.URL.Path)
 	a.challenge(w, r, nil, "", "invalid user name or password")
 	return false
+}
+
+// tooMany answers 429 when ip or user is over the failure limit.
+func (a *Authenticator) tooMany(w http.ResponseWriter, ip, user string) bool {
+	blocked, wait := a.blocked(ip, user)
+	if !blocked {
+		return false
+	}
+	a.log.Warn("login refused: too many failed logins", "user", user, "remote", ip, "retry_after", wait.Round(time.Second))
+	w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+	writeError(w, http.StatusTooManyRequests, "TOOMANYREQUESTS", "too many failed logins; try again later")
+	return true
 }
 
 func (a *Authenticator) blocked(ip, user string) (bool, time.Duration) {

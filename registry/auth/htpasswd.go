@@ -10,9 +10,11 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -29,7 +31,15 @@ const maxHtpasswdSize = 16 << 20
 // silently ignoring a line would lock its user out without a word.
 type Htpasswd struct {
 	users map[string][]byte
-	dummy []byte // hashed for unknown users so timing does not reveal who exists
+	// An unknown user is checked against a dummy hash so that refusing
+	// them takes as long as refusing a real user. Real users' costs differ
+	// (htpasswd -B defaults to 5, other tools to 10 or more), so one dummy
+	// of any single cost would set unknown names apart: each unknown name
+	// gets the cost of one real user, picked by a keyed hash of the name,
+	// so unknown names spread over the costs as the real users do, and a
+	// name answers the same way every time.
+	dummies map[int][]byte // by cost
+	costs   []int          // every user's cost, in user-name order
 
 	// A bcrypt check costs tens of milliseconds; a client sending Basic
 	// credentials on every request would pay it each time. Successful
@@ -65,7 +75,6 @@ func LoadHtpasswd(path string) (*Htpasswd, error) {
 // ParseHtpasswd parses htpasswd content.
 func ParseHtpasswd(r io.Reader) (*Htpasswd, error) {
 	users := map[string][]byte{}
-	cost := bcrypt.MinCost
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), 64<<10)
 	n := 0
@@ -79,15 +88,13 @@ func ParseHtpasswd(r io.Reader) (*Htpasswd, error) {
 		if !ok || user == "" || hash == "" {
 			return nil, fmt.Errorf("line %d: want user:hash", n)
 		}
-		c, err := bcrypt.Cost([]byte(hash))
-		if err != nil {
+		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
 			return nil, fmt.Errorf("line %d (user %q): not a bcrypt hash (create it with `htpasswd -B` or `modelctl`-compatible tools): %w", n, user, err)
 		}
 		if _, dup := users[user]; dup {
 			return nil, fmt.Errorf("line %d: user %q appears twice", n, user)
 		}
 		users[user] = []byte(hash)
-		cost = max(cost, c)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read: %w", err)
@@ -95,39 +102,71 @@ func ParseHtpasswd(r io.Reader) (*Htpasswd, error) {
 	if len(users) == 0 {
 		return nil, fmt.Errorf("no users")
 	}
-	// The dummy costs what the dearest real hash costs, so an unknown user
-	// takes as long to refuse as a known one.
-	dummy, err := bcrypt.GenerateFromPassword([]byte("modelctl-dummy"), cost)
-	if err != nil {
-		return nil, err
+	names := make([]string, 0, len(users))
+	for u := range users {
+		names = append(names, u)
+	}
+	sort.Strings(names)
+	costs := make([]int, len(names))
+	dummies := map[int][]byte{}
+	for i, u := range names {
+		c, _ := bcrypt.Cost(users[u])
+		costs[i] = c
+		if dummies[c] == nil {
+			d, err := bcrypt.GenerateFromPassword([]byte("modelctl-dummy"), c)
+			if err != nil {
+				return nil, err
+			}
+			dummies[c] = d
+		}
 	}
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	return &Htpasswd{users: users, dummy: dummy, key: key, verdict: map[string]cachedLogin{}}, nil
+	return &Htpasswd{users: users, dummies: dummies, costs: costs, key: key, verdict: map[string]cachedLogin{}}, nil
+}
+
+// dummyFor is the hash an unknown user's password is checked against.
+func (h *Htpasswd) dummyFor(user string) []byte {
+	mac := hmac.New(sha256.New, h.key)
+	mac.Write([]byte("dummy\x00"))
+	mac.Write([]byte(user))
+	i := binary.BigEndian.Uint64(mac.Sum(nil)) % uint64(len(h.costs))
+	return h.dummies[h.costs[i]]
+}
+
+func (h *Htpasswd) mac(user, password string) []byte {
+	mac := hmac.New(sha256.New, h.key)
+	mac.Write([]byte(user))
+	mac.Write([]byte{0})
+	mac.Write([]byte(password))
+	return mac.Sum(nil)
+}
+
+// remembered reports whether password is user's according to a check that
+// succeeded within the last minute: no bcrypt is run.
+func (h *Htpasswd) remembered(user, password string) bool {
+	if _, ok := h.users[user]; !ok {
+		return false
+	}
+	h.mu.Lock()
+	c, hit := h.verdict[user]
+	h.mu.Unlock()
+	return hit && time.Now().Before(c.expires) && hmac.Equal(c.mac, h.mac(user, password))
 }
 
 // Authenticate reports whether password is user's.
 func (h *Htpasswd) Authenticate(user, password string) bool {
 	hash, ok := h.users[user]
-	mac := hmac.New(sha256.New, h.key)
-	mac.Write([]byte(user))
-	mac.Write([]byte{0})
-	mac.Write([]byte(password))
-	sum := mac.Sum(nil)
-	if ok {
-		h.mu.Lock()
-		c, hit := h.verdict[user]
-		h.mu.Unlock()
-		if hit && time.Now().Before(c.expires) && hmac.Equal(c.mac, sum) {
-			return true
-		}
-	}
 	if !ok {
-		_ = bcrypt.CompareHashAndPassword(h.dummy, []byte(password))
+		_ = bcrypt.CompareHashAndPassword(h.dummyFor(user), []byte(password))
 		return false
 	}
+	if h.remembered(user, password) {
+		return true
+	}
+	sum := h.mac(user, password)
 	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
 		return false
 	}
