@@ -6,15 +6,13 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/modelctl/modelctl/registry/storage"
 )
-
-// blobCopyBuffer sizes copies of blobs that cannot use sendfile.
-const blobCopyBuffer = 1 << 20
 
 func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, m []string) {
 	name := m[1]
@@ -50,55 +48,46 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, m []string) {
 			s.log.Warn("redirect failed; streaming instead", "digest", dgst, "err", err)
 		}
 	}
-	rc, _, err := s.store.OpenBlob(ctx, name, dgst, 0)
+	if inm := r.Header.Get("If-None-Match"); inm != "" && strings.Contains(inm, string(dgst)) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	offset, length := int64(0), info.Size
+	status := http.StatusOK
+	if rh := r.Header.Get("Range"); rh != "" && ifRangeHolds(r, dgst) {
+		off, n, ok, satisfiable := parseRange(rh, info.Size)
+		switch {
+		case !satisfiable:
+			h.Set("Content-Range", fmt.Sprintf("bytes */%d", info.Size))
+			writeError(w, http.StatusRequestedRangeNotSatisfiable, codeRangeInvalid, "requested range not satisfiable")
+			return
+		case ok:
+			offset, length, status = off, n, http.StatusPartialContent
+			h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, info.Size))
+		}
+	}
+	// Every driver opens a reader at an offset, so every driver's blobs are
+	// served through the one range parser above and answer alike.
+	rc, _, err := s.store.OpenBlob(ctx, name, dgst, offset)
 	if err != nil {
 		s.storageError(w, r, err)
 		return
 	}
 	defer rc.Close()
-	// A seekable reader (a local file) goes through ServeContent, which
-	// handles Range and conditional requests and lets net/http use sendfile.
-	if rs, ok := rc.(io.ReadSeeker); ok {
-		http.ServeContent(w, r, "", time.Time{}, rs)
-		return
-	}
-	s.streamBlob(w, r, name, dgst, info.Size, rc)
-}
-
-// streamBlob sends a blob from a driver whose readers cannot seek,
-// honouring a single byte range by reopening at the range's offset.
-func (s *Server) streamBlob(w http.ResponseWriter, r *http.Request, name string, dgst digest.Digest, size int64, rc io.ReadCloser) {
-	offset, length := int64(0), size
-	status := http.StatusOK
-	if rh := r.Header.Get("Range"); rh != "" {
-		off, n, ok, satisfiable := parseRange(rh, size)
-		switch {
-		case !satisfiable:
-			w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
-			writeError(w, http.StatusRequestedRangeNotSatisfiable, codeRangeInvalid, "requested range not satisfiable")
-			return
-		case ok:
-			offset, length, status = off, n, http.StatusPartialContent
-			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, size))
-		}
-	}
-	body := io.Reader(rc)
-	if offset > 0 {
-		rc.Close()
-		nrc, _, err := s.store.OpenBlob(r.Context(), name, dgst, offset)
-		if err != nil {
-			s.storageError(w, r, err)
-			return
-		}
-		defer nrc.Close()
-		body = nrc
-	}
-	w.Header().Set("Content-Length", strconv.FormatInt(length, 10))
+	h.Set("Content-Length", strconv.FormatInt(length, 10))
 	w.WriteHeader(status)
-	buf := make([]byte, blobCopyBuffer)
-	if _, err := io.CopyBuffer(w, io.LimitReader(body, length), buf); err != nil {
+	// A local file under the LimitReader lets net/http use sendfile.
+	if _, err := io.Copy(w, io.LimitReader(rc, length)); err != nil {
 		s.log.Warn("blob download interrupted", "digest", dgst, "err", err)
 	}
+}
+
+// ifRangeHolds reports whether a Range header applies: without If-Range,
+// or with an If-Range naming this blob's ETag. A stale If-Range gets the
+// whole blob (RFC 9110 13.1.5).
+func ifRangeHolds(r *http.Request, dgst digest.Digest) bool {
+	ir := r.Header.Get("If-Range")
+	return ir == "" || strings.Trim(ir, `"`) == string(dgst)
 }
 
 func (s *Server) deleteBlob(w http.ResponseWriter, r *http.Request, m []string) {
