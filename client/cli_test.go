@@ -99,7 +99,7 @@ func TestCLIQuantizePushPull(t *testing.T) {
 			repo := srv.Addr + "/sarai/audio-core"
 			c.run("push", fp32, repo+":fp32", "--precision", "fp32")
 			bench := filepath.Join(work, "bench.json")
-			os.WriteFile(bench, []byte(`{"schema":1,"model":{"latency_ms":{"p50":1.5,"p95":2.5},"peak_rss_bytes":{"run":1000}},"quality_worst":{"cosine":0.9997}}`), 0o644)
+			os.WriteFile(bench, []byte(`{"schema":1,"model":{"latency_ms":{"p50":1.5,"p95":2.5},"peak_rss_bytes":{"run":1000}},"quality_worst":{"cosine":0.9997},"gates":{"min_cosine":0.99,"passed":true}}`), 0o644)
 			var pushed PushResult
 			c.runJSON(&pushed, "push", int8, repo+":int8", "--tag", "latest", "--bench", bench, "--parent", repo+":fp32",
 				"--precision", "int8", "--quantization", "dynamic", "--quant-param", "per_channel=false")

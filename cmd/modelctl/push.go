@@ -192,8 +192,14 @@ func benchAnnotations(pf *pushFlags, modelPath string, files []client.PushFile, 
 		return "", fmt.Errorf("push --bench: %w", err)
 	}
 	var rep bench.Report
+	var judged struct {
+		Gates *json.RawMessage `json:"gates"`
+	}
 	if err := json.Unmarshal(b, &rep); err != nil {
 		return "", fmt.Errorf("push --bench %s: not a bench --json report: %w", pf.bench, err)
+	}
+	if err := json.Unmarshal(b, &judged); err != nil || judged.Gates == nil {
+		return "", fmt.Errorf("push --bench %s: the report has no gates: not a bench --json report", pf.bench)
 	}
 	for _, f := range files {
 		want, ok := rep.Model.Files[f.Path]
