@@ -76,6 +76,9 @@ func (s *Server) storageError(w http.ResponseWriter, r *http.Request, err error)
 		writeError(w, http.StatusBadRequest, codeSizeInvalid, err.Error())
 	case errors.Is(err, storage.ErrPreconditionFailed):
 		writeError(w, http.StatusConflict, codeDenied, err.Error())
+	case errors.Is(err, errBodyTimeout):
+		s.log.WarnContext(r.Context(), "request body cut off", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
+		writeError(w, http.StatusRequestTimeout, codeBlobUploadInvalid, "the request body stalled or arrived too slowly; what was committed is kept")
 	case errors.As(err, &tooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, codeSizeInvalid, "content too large")
 	case errors.Is(err, syscall.ENOSPC) || isQuotaError(err):

@@ -41,6 +41,13 @@ type Config struct {
 	UploadMaxAge time.Duration
 	// ExtraRoutes are mounted on the server's mux (e.g. a token endpoint).
 	ExtraRoutes map[string]http.Handler
+	// A request body that sends nothing for BodyIdleTimeout, or averages
+	// less than BodyMinRate bytes per second once BodyGrace is over, is
+	// cut off (see deadlineBody). Zero values take the defaults; a negative
+	// BodyMinRate turns the rate bound off.
+	BodyIdleTimeout time.Duration
+	BodyGrace       time.Duration
+	BodyMinRate     int64
 }
 
 // Server is the registry's HTTP handler.
@@ -64,6 +71,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.UploadMaxAge == 0 {
 		cfg.UploadMaxAge = 24 * time.Hour
 	}
+	if cfg.BodyIdleTimeout <= 0 {
+		cfg.BodyIdleTimeout = DefaultBodyIdleTimeout
+	}
+	if cfg.BodyGrace <= 0 {
+		cfg.BodyGrace = DefaultBodyGrace
+	}
+	if cfg.BodyMinRate == 0 {
+		cfg.BodyMinRate = DefaultBodyMinRate
+	}
 	s := &Server{store: cfg.Store, log: cfg.Logger, auth: cfg.Auth, metrics: newMetrics(), cfg: cfg, mux: http.NewServeMux()}
 	s.mux.Handle("/v2/", http.HandlerFunc(s.serveV2))
 	s.mux.Handle("/metrics", s.metrics)
@@ -78,7 +94,9 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &responseRecorder{ResponseWriter: w}
-	if r.Body != nil {
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &deadlineBody{ReadCloser: r.Body, rc: http.NewResponseController(rec),
+			idle: s.cfg.BodyIdleTimeout, grace: s.cfg.BodyGrace, minRate: float64(max(s.cfg.BodyMinRate, 0))}
 		r.Body = countingBody{ReadCloser: r.Body, n: &s.metrics.bytesIn}
 	}
 	s.mux.ServeHTTP(rec, r)

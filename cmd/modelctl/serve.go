@@ -32,6 +32,8 @@ type serveOptions struct {
 	grace        time.Duration
 	uploadMaxAge time.Duration
 	directIO     bool
+	bodyTimeout  time.Duration
+	bodyMinRate  int64
 	s3Creds      s3CredentialFlags
 	auth         auth.Options
 }
@@ -60,6 +62,8 @@ or S3-compatible object storage (--storage s3://BUCKET/PREFIX --s3-endpoint URL)
 	f.DurationVar(&o.grace, "shutdown-grace", 30*time.Second, "how long requests in flight may run after SIGTERM")
 	f.DurationVar(&o.uploadMaxAge, "upload-max-age", 24*time.Hour, "expire upload sessions untouched for this long")
 	f.BoolVar(&o.directIO, "direct-io", filesystem.DirectIO, "filesystem storage: write blobs with O_DIRECT, bypassing the page cache")
+	f.DurationVar(&o.bodyTimeout, "body-timeout", registry.DefaultBodyIdleTimeout, "cut off a request body that sends nothing for this long, or that is below --body-min-rate once this long has passed")
+	f.Int64Var(&o.bodyMinRate, "body-min-rate", registry.DefaultBodyMinRate, "bytes per second a request body must average after --body-timeout (-1: no minimum)")
 	addS3CredentialFlags(cmd, &o.s3Creds)
 	f.StringVar(&o.auth.HtpasswdFile, "htpasswd", "", "require authentication: users and bcrypt passwords (htpasswd -B)")
 	f.StringVar(&o.auth.PolicyFile, "auth-policy", "", "YAML policy granting pull/push/delete per repository glob (default: every user may do everything)")
@@ -119,6 +123,10 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 		Logger:       log,
 		Redirect:     o.s3Redirect,
 		UploadMaxAge: o.uploadMaxAge,
+
+		BodyIdleTimeout: o.bodyTimeout,
+		BodyGrace:       o.bodyTimeout,
+		BodyMinRate:     o.bodyMinRate,
 	}
 	if authn != nil {
 		cfg.Auth = authn
