@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"bytes"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -21,27 +18,13 @@ const (
 	emulatedCPU = "Haswell,-pcid,-x2apic,-tsc-deadline,-hle,-invpcid,-rtm"
 )
 
-// tryOn runs modelctl like try, under qemu -cpu Haswell.
+// tryOnHaswell runs modelctl like try, under qemu on a CPU without VNNI.
 func (h *wfHost) tryOnHaswell(args ...string) (string, string, int) {
 	h.t.Helper()
 	if _, err := os.Stat(qemuX86); err != nil {
 		h.t.Fatalf("%s is missing: run `make tools` (Debian's qemu-user)", qemuX86)
 	}
-	cmd := exec.Command(qemuX86, append([]string{"-cpu", emulatedCPU, testenv.Modelctl(h.t)}, args...)...)
-	cmd.Dir = h.dir
-	cmd.Env = append(os.Environ(), h.env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return stdout.String(), stderr.String(), 0
-	case errors.As(err, &ee):
-		return stdout.String(), stderr.String(), ee.ExitCode()
-	}
-	h.t.Fatalf("qemu modelctl %s: %v", strings.Join(args, " "), err)
-	return "", "", -1
+	return h.tryVia([]string{qemuX86, "-cpu", emulatedCPU}, args...)
 }
 
 // TestPortableWorkflow: what passed its gates on the workstation runs

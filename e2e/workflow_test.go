@@ -43,7 +43,14 @@ func newWFHost(t *testing.T, name string) *wfHost {
 // and the exit status.
 func (h *wfHost) try(args ...string) (string, string, int) {
 	h.t.Helper()
-	cmd := exec.Command(testenv.Modelctl(h.t), args...)
+	return h.tryVia(nil, args...)
+}
+
+// tryVia runs modelctl through a launcher (qemu, say) when via is set.
+func (h *wfHost) tryVia(via []string, args ...string) (string, string, int) {
+	h.t.Helper()
+	argv := append(append(append([]string(nil), via...), testenv.Modelctl(h.t)), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = h.dir
 	cmd.Env = append(os.Environ(), h.env...)
 	var stdout, stderr bytes.Buffer

@@ -152,9 +152,14 @@ func scalar(v any) (string, bool) {
 // Benchmark returns the benchmark annotations of a manifest with the prefix
 // removed (e.g. "latency_ms.p50" -> "12.3").
 func Benchmark(annotations map[string]string) map[string]string {
+	return underPrefix(annotations, AnnotationBenchPrefix)
+}
+
+// underPrefix returns the annotations under prefix, with it removed.
+func underPrefix(annotations map[string]string, prefix string) map[string]string {
 	out := map[string]string{}
 	for k, v := range annotations {
-		if rest, ok := strings.CutPrefix(k, AnnotationBenchPrefix); ok {
+		if rest, ok := strings.CutPrefix(k, prefix); ok {
 			out[rest] = v
 		}
 	}
@@ -193,14 +198,8 @@ func CreatedAnnotations(t time.Time) map[string]string {
 	return map[string]string{AnnotationCreatedAt: s, AnnotationCreated: s}
 }
 
-// Quantization returns the quantization annotations of a manifest with the
-// prefix removed ("method", "weight_range", ...).
+// QuantizationAnnotations returns the quantization annotations of a
+// manifest with the prefix removed ("method", "weight_range", ...).
 func QuantizationAnnotations(annotations map[string]string) map[string]string {
-	out := map[string]string{}
-	for k, v := range annotations {
-		if rest, ok := strings.CutPrefix(k, AnnotationQuantizationPrefix); ok {
-			out[rest] = v
-		}
-	}
-	return out
+	return underPrefix(annotations, AnnotationQuantizationPrefix)
 }

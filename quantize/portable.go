@@ -81,7 +81,7 @@ func pairPeaks(v []float32, n int, pos, neg []float32) error {
 
 // pairParts returns the sum of the positive parts and the magnitude of the
 // sum of the negative parts of a pair.
-func pairParts(x, y float32) (p, n float32) {
+func pairParts[T int | float32](x, y T) (p, n T) {
 	if x > 0 {
 		p += x
 	} else {
@@ -113,18 +113,7 @@ func PairOverflows(q []byte, n int) int64 {
 			if row1 != nil {
 				y = int(int8(row1[j]))
 			}
-			p, m := 0, 0
-			if x > 0 {
-				p += x
-			} else {
-				m -= x
-			}
-			if y > 0 {
-				p += y
-			} else {
-				m -= y
-			}
-			if p > PairLimit || m > PairLimit {
+			if p, m := pairParts(x, y); p > PairLimit || m > PairLimit {
 				total++
 			}
 		}
