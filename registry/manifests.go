@@ -38,8 +38,17 @@ func (s *Server) getManifest(w http.ResponseWriter, r *http.Request, m []string)
 	}
 }
 
+// MaxTagParameters bounds the tag parameters of one manifest PUT: each is a
+// tag write and a history record, and without a bound their number was
+// limited only by the URL's length (tens of thousands).
+const MaxTagParameters = 64
+
 func (s *Server) putManifest(w http.ResponseWriter, r *http.Request, m []string) {
 	name, ref := m[1], m[2]
+	if n := len(r.URL.Query()["tag"]); n > MaxTagParameters {
+		writeError(w, http.StatusBadRequest, codeTagInvalid, fmt.Sprintf("%d tag parameters; at most %d per request", n, MaxTagParameters))
+		return
+	}
 	limit := s.store.MaxManifestSize
 	if r.ContentLength > limit {
 		writeError(w, http.StatusRequestEntityTooLarge, codeSizeInvalid, fmt.Sprintf("manifest of %d bytes is over the %d-byte limit", r.ContentLength, limit))
