@@ -20,7 +20,7 @@ import (
 
 // Authorizer decides whether a request may act on a repository. Actions are
 // "pull", "push" and "delete"; name is "" for registry-wide requests: the
-// catalog, and a blob mount without a source repository, which asks for
+// catalog ("catalog"), /metrics ("metrics"), and a blob mount without a source repository, which asks for
 // "pull" on every repository. When it refuses, it has written the response (401 with a
 // challenge, or 403) and returns ok false. It returns the authenticated
 // user, "" for anonymous.
@@ -82,7 +82,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{store: cfg.Store, log: cfg.Logger, auth: cfg.Auth, metrics: newMetrics(), cfg: cfg, mux: http.NewServeMux()}
 	s.mux.Handle("/v2/", http.HandlerFunc(s.serveV2))
-	s.mux.Handle("/metrics", s.metrics)
+	s.mux.HandleFunc("/metrics", s.serveMetrics)
 	s.mux.HandleFunc("/healthz", s.serveHealth)
 	for p, h := range cfg.ExtraRoutes {
 		s.mux.Handle(p, h)
@@ -113,6 +113,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.String("method", r.Method), slog.String("path", r.URL.Path),
 		slog.Int("status", rec.status), slog.Int64("bytes", rec.bytes),
 		slog.Duration("duration", d), slog.String("remote", r.RemoteAddr))
+}
+
+// serveMetrics answers /metrics; with authentication on, only to users the
+// policy grants the registry-wide "metrics" action: request counts and
+// paths' traffic are the operator's business.
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	if s.auth != nil {
+		if _, ok := s.auth.Authorize(w, r, "", "metrics"); !ok {
+			return
+		}
+	}
+	s.metrics.ServeHTTP(w, r)
 }
 
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {

@@ -149,7 +149,8 @@ func requested(name string, actions []string) []access {
 		return nil
 	}
 	if name == "" {
-		return []access{{Type: "registry", Name: "catalog", Actions: []string{"*"}}}
+		// A registry-wide resource: "catalog", or "metrics".
+		return []access{{Type: "registry", Name: actions[0], Actions: []string{"*"}}}
 	}
 	return []access{{Type: "repository", Name: name, Actions: actions}}
 }
@@ -157,8 +158,8 @@ func requested(name string, actions []string) []access {
 // policyActions maps a resource's actions to the policy's vocabulary.
 func policyActions(a access) (name string, actions []string) {
 	if a.Type == "registry" {
-		if a.Name == "catalog" {
-			return "", []string{ActionCatalog}
+		if registryWide(a.Name) {
+			return "", []string{a.Name}
 		}
 		return "", nil
 	}
@@ -167,7 +168,7 @@ func policyActions(a access) (name string, actions []string) {
 
 // Authorize implements registry.Authorizer.
 func (a *Authenticator) Authorize(w http.ResponseWriter, r *http.Request, name string, actions ...string) (string, bool) {
-	if name == "" && len(actions) > 0 && !slices.Equal(actions, []string{ActionCatalog}) {
+	if name == "" && len(actions) > 0 && !(len(actions) == 1 && registryWide(actions[0])) {
 		return a.authorizeRegistryWide(w, r, actions)
 	}
 	want := requested(name, actions)

@@ -12,16 +12,21 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Actions a policy grants. "catalog" is registry-wide (listing repositories);
-// the others are per repository.
+// Actions a policy grants. "catalog" (listing repositories) and "metrics"
+// (reading /metrics) are registry-wide; the others are per repository.
 const (
 	ActionPull    = "pull"
 	ActionPush    = "push"
 	ActionDelete  = "delete"
 	ActionCatalog = "catalog"
+	ActionMetrics = "metrics"
 )
 
-var knownActions = []string{ActionPull, ActionPush, ActionDelete, ActionCatalog}
+var knownActions = []string{ActionPull, ActionPush, ActionDelete, ActionCatalog, ActionMetrics}
+
+// registryWide reports whether action is granted registry-wide, whatever
+// the rule's repositories.
+func registryWide(action string) bool { return action == ActionCatalog || action == ActionMetrics }
 
 // Policy maps users and groups to actions on repositories matched by globs.
 // Rules only grant; an action no rule grants is refused. The YAML form:
@@ -100,7 +105,7 @@ func ParsePolicy(b []byte) (*Policy, error) {
 		}
 		for _, a := range r.Actions {
 			if a != "*" && !slices.Contains(knownActions, a) {
-				return nil, fmt.Errorf("rule %d: unknown action %q (want pull, push, delete, catalog or *)", i+1, a)
+				return nil, fmt.Errorf("rule %d: unknown action %q (want pull, push, delete, catalog, metrics or *)", i+1, a)
 			}
 		}
 		for _, g := range r.Repositories {
@@ -160,7 +165,7 @@ func matchSegments(g, n []string) bool {
 }
 
 // Allowed returns the subset of actions user may perform on repository
-// name; user "" is anonymous. For "catalog", name is ignored.
+// name; user "" is anonymous. For "catalog" and "metrics", name is ignored.
 func (p *Policy) Allowed(user, name string, actions []string) []string {
 	var out []string
 	for _, a := range actions {
@@ -179,7 +184,7 @@ func (p *Policy) allows(user, name, action string) bool {
 		if !p.ruleNames(r, user) {
 			continue
 		}
-		if action == ActionCatalog {
+		if registryWide(action) {
 			return true
 		}
 		for _, g := range r.Repositories {

@@ -100,7 +100,7 @@ func (s *tokenSigner) parse(tok string) (*tokenClaims, error) {
 const maxScopes = 32
 
 // parseScopes parses Docker token scopes ("repository:NAME:pull,push",
-// "registry:catalog:*"); several may be space-separated in one value.
+// "registry:catalog:*", "registry:metrics:*"); several may be space-separated in one value.
 // Unknown resource types are ignored, as the token specification says.
 func parseScopes(values []string) ([]access, error) {
 	var out []access
@@ -118,7 +118,7 @@ func parseScopes(values []string) ([]access, error) {
 					return nil, fmt.Errorf("scope %q: %w", s, err)
 				}
 			case "registry":
-				if name != "catalog" {
+				if !registryWide(name) {
 					continue
 				}
 			default:
@@ -139,7 +139,7 @@ func (a *Authenticator) grant(user string, want []access) []access {
 	for _, w := range want {
 		var acts []string
 		if w.Type == "registry" {
-			if len(a.policy.Allowed(user, "", []string{ActionCatalog})) == 1 {
+			if len(a.policy.Allowed(user, "", []string{w.Name})) == 1 {
 				acts = []string{"*"}
 			}
 		} else {
