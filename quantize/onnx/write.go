@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/modelctl/modelctl/internal/atomicfile"
 	"github.com/modelctl/modelctl/quantize/onnx/onnxpb"
 )
 
@@ -146,6 +147,11 @@ func (w *Writer) Commit(m *onnxpb.ModelProto) error {
 	if err := w.data.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", w.dataName, err)
 	}
+	// Closed before it is renamed: Windows refuses to rename an open file
+	// ("Sharing violation"). Abort removes it by name from here on.
+	if err := w.data.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", w.dataName, err)
+	}
 	b, err := proto.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode model %s: %w", w.path, err)
@@ -175,14 +181,17 @@ func (w *Writer) Commit(m *onnxpb.ModelProto) error {
 	}
 	// Data first: the model appears only once everything it references is there.
 	if w.dataUsed {
-		if err := os.Rename(w.data.Name(), filepath.Join(filepath.Dir(w.path), w.dataName)); err != nil {
+		if err := atomicfile.Rename(w.data.Name(), filepath.Join(filepath.Dir(w.path), w.dataName)); err != nil {
 			return fmt.Errorf("write model: %w", err)
 		}
 	}
-	if err := os.Rename(mf.Name(), w.path); err != nil {
+	if err := atomicfile.Rename(mf.Name(), w.path); err != nil {
 		return fmt.Errorf("write model: %w", err)
 	}
-	return syncDir(filepath.Dir(w.path))
+	if err := atomicfile.SyncDir(filepath.Dir(w.path)); err != nil {
+		return fmt.Errorf("write model: %w", err)
+	}
+	return nil
 }
 
 // Abort removes what was written; after Commit it does nothing.
@@ -193,18 +202,6 @@ func (w *Writer) Abort() {
 	w.done = true
 	w.data.Close()
 	os.Remove(w.data.Name())
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }
 
 type countingWriter struct {
