@@ -35,8 +35,19 @@ const (
 	maxSubjectManifest  = 4 << 20
 	maxReferrerManifest = 64 << 10
 	maxBundle           = 1 << 20
-	maxReferrers        = 64
+	// maxListed bounds the referrer descriptors looked at (metadata only,
+	// a few hundred bytes each); maxChecked bounds the referrers fetched
+	// and verified per trusted key, and again for bundles that name no key.
+	maxListed  = 4096
+	maxChecked = 64
 )
+
+// AnnotationKeyID on a signature manifest names the key that made it (the
+// KeyID of its public key). The referrers listing carries it, so a
+// verifier fetches only the signatures that claim a key it trusts: junk
+// referrers signed by anyone else cannot use up its budget. The claim is
+// not trusted, only used to choose what to verify.
+const AnnotationKeyID = "dev.modelctl.signature.key-id"
 
 // Options say how to reach a registry.
 type Options struct {
@@ -163,6 +174,7 @@ func Sign(ctx context.Context, ref string, key crypto.Signer, opts Options) (*Si
 		Layers:  []ocispec.Descriptor{layer},
 		ManifestAnnotations: map[string]string{
 			AnnotationBundleContent:   contentMessageSignature,
+			AnnotationKeyID:           KeyID(key.Public()),
 			ocispec.AnnotationCreated: time.Now().UTC().Format(time.RFC3339),
 		},
 	})
@@ -203,35 +215,71 @@ func Verify(ctx context.Context, ref string, keys []crypto.PublicKey, opts Optio
 	return v, nil
 }
 
+// verifySubject looks for a signature by one of keys among the subject's
+// Sigstore bundle referrers. Anyone with push on the repository can add
+// referrers, so the work is bounded without letting junk hide a valid
+// signature:
+//
+//   - at most maxListed descriptors are read from the listing;
+//   - a bundle whose AnnotationKeyID names a key not trusted here is never
+//     fetched, so signatures by other keys cost nothing;
+//   - at most maxChecked bundles are verified per trusted key, in listing
+//     order, which modelctl's registry keeps oldest first: copies claiming
+//     a trusted key pushed after the real signature come after it;
+//   - bundles naming no key (other tools, older modelctl) get maxChecked
+//     more.
 func verifySubject(ctx context.Context, repo *remote.Repository, subject ocispec.Descriptor, manifest []byte, keys []crypto.PublicKey) (*Verification, error) {
-	var refs []ocispec.Descriptor
+	trusted := map[string]int{} // key ID -> bundles checked that claim it
+	for _, k := range keys {
+		trusted[KeyID(k)] = 0
+	}
+	var listed, unnamed int
+	var candidates []ocispec.Descriptor
 	errEnough := errors.New("enough referrers")
 	err := repo.Referrers(ctx, ocispec.Descriptor{MediaType: subject.MediaType, Digest: subject.Digest, Size: subject.Size}, BundleMediaType, func(page []ocispec.Descriptor) error {
 		for _, d := range page {
-			if len(refs) == maxReferrers {
+			if listed == maxListed {
 				// Stop paging: whoever can push referrers must not make the
 				// verifier walk an unbounded list.
 				return errEnough
 			}
-			refs = append(refs, d)
+			listed++
+			if d.ArtifactType != "" && d.ArtifactType != BundleMediaType {
+				continue // a registry that ignored the filter
+			}
+			id, named := d.Annotations[AnnotationKeyID]
+			switch n, ok := trusted[id]; {
+			case !named:
+				if unnamed == maxChecked {
+					continue
+				}
+				unnamed++
+			case !ok || n == maxChecked:
+				continue
+			default:
+				trusted[id]++
+			}
+			candidates = append(candidates, d)
 		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, errEnough) {
 		return nil, fmt.Errorf("list signatures: %w", err)
 	}
-	if len(refs) == 0 {
+	if listed == 0 {
 		return nil, fmt.Errorf("%w: the artifact has no Sigstore bundle referrer (sign it with modelctl sign)", ErrNoSignature)
 	}
 	var reasons []string
-	for _, r := range refs {
+	for _, r := range candidates {
 		keyID, err := verifyReferrer(ctx, repo, r, subject, manifest, keys)
 		if err == nil {
 			return &Verification{Subject: subject, Referrer: r, KeyID: keyID}, nil
 		}
-		reasons = append(reasons, fmt.Sprintf("%s: %v", r.Digest, err))
+		if len(reasons) < 8 {
+			reasons = append(reasons, fmt.Sprintf("%s: %v", r.Digest, err))
+		}
 	}
-	return nil, fmt.Errorf("%w: %d signature(s) checked: %s", ErrInvalidSignature, len(refs), strings.Join(reasons, "; "))
+	return nil, fmt.Errorf("%w: %d signature(s) listed, %d by a trusted or unnamed key checked: %s", ErrInvalidSignature, listed, len(candidates), strings.Join(reasons, "; "))
 }
 
 func verifyReferrer(ctx context.Context, repo *remote.Repository, r, subject ocispec.Descriptor, manifest []byte, keys []crypto.PublicKey) (string, error) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -315,9 +316,9 @@ func (s *Store) Referrers(ctx context.Context, name string, subject digest.Diges
 		}
 		return nil, err
 	}
-	out := make([]v1.Descriptor, 0, len(entries))
+	refs := make([]storedReferrer, 0, len(entries))
 	for _, e := range entries {
-		var d v1.Descriptor
+		var d storedReferrer
 		if err := s.getJSON(ctx, referrersPath(name, subject)+"/"+e, &d); err != nil {
 			if IsNotFound(err) {
 				continue // deleted while listing
@@ -327,9 +328,24 @@ func (s *Store) Referrers(ctx context.Context, name string, subject digest.Diges
 		if artifactType != "" && d.ArtifactType != artifactType {
 			continue
 		}
-		out = append(out, d)
+		refs = append(refs, d)
+	}
+	// Oldest first: referrers pushed later (junk aimed at a verifier's
+	// budget) come after the signatures they would hide. Entries stored
+	// before the time was recorded sort first, in listing order.
+	sort.SliceStable(refs, func(i, j int) bool { return refs[i].Stored.Before(refs[j].Stored) })
+	out := make([]v1.Descriptor, len(refs))
+	for i, r := range refs {
+		out[i] = r.Descriptor
 	}
 	return out, nil
+}
+
+// storedReferrer is a referrer's entry: its descriptor, and when this
+// registry first stored it (not part of the descriptor served).
+type storedReferrer struct {
+	v1.Descriptor
+	Stored time.Time `json:"dev.modelctl.stored,omitempty"`
 }
 
 func (s *Store) putReferrer(ctx context.Context, name string, m *manifestFields, info ManifestInfo) error {
@@ -337,16 +353,22 @@ func (s *Store) putReferrer(ctx context.Context, name string, m *manifestFields,
 	if artifactType == "" && m.Config != nil {
 		artifactType = m.Config.MediaType
 	}
-	d := v1.Descriptor{
+	p := referrerLinkPath(name, m.Subject.Digest, info.Digest)
+	// A manifest pushed again keeps its first time, so re-pushing an old
+	// referrer cannot move it in the listing.
+	if _, err := s.d.Stat(ctx, p); err == nil {
+		return nil
+	}
+	d := storedReferrer{Descriptor: v1.Descriptor{
 		MediaType:    info.MediaType,
 		Digest:       info.Digest,
 		Size:         info.Size,
 		ArtifactType: artifactType,
 		Annotations:  m.Annotations,
-	}
+	}, Stored: time.Now().UTC()}
 	b, err := json.Marshal(d)
 	if err != nil {
 		return err
 	}
-	return s.d.PutContent(ctx, referrerLinkPath(name, m.Subject.Digest, info.Digest), b)
+	return s.d.PutContent(ctx, p, b)
 }
