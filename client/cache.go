@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/modelctl/modelctl/internal/atomicfile"
 )
 
 // Cache is the local state of the client, one directory:
@@ -86,10 +88,10 @@ func (c *Cache) addBlob(d digest.Digest, verified string) error {
 	if err := c.writeFile(c.stampPath(d), []byte(stamp(fi)), false); err != nil {
 		return err
 	}
-	if err := os.Rename(verified, c.BlobPath(d)); err != nil {
+	if err := atomicfile.Rename(verified, c.BlobPath(d)); err != nil {
 		return fmt.Errorf("move %s into the cache: %w", d, err)
 	}
-	syncDir(filepath.Dir(c.BlobPath(d)))
+	_ = atomicfile.SyncDir(filepath.Dir(c.BlobPath(d)))
 	return nil
 }
 
@@ -145,7 +147,7 @@ func (c *Cache) writeFile(name string, data []byte, sync bool) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), name)
+		err = atomicfile.Rename(tmp.Name(), name)
 	}
 	if err != nil {
 		os.Remove(tmp.Name())

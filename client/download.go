@@ -16,6 +16,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/modelctl/modelctl/internal/atomicfile"
 	"github.com/modelctl/modelctl/internal/directio"
 	"github.com/modelctl/modelctl/manifests"
 )
@@ -164,16 +165,21 @@ func (c *Client) fetchBlob(ctx context.Context, src source, f manifests.File, wo
 	}
 	partial := filepath.Join(cache.dir, "partial", f.Digest.Encoded())
 	statePath := partial + ".json"
-	file, err := openLockedPartial(partial)
+	lock, err := lockPartial(partial)
 	if err != nil {
 		return 0, err
 	}
-	defer file.Close() // releases the lock
+	defer lock.Close() // releases the lock
 	// Another process may have finished this blob while we waited.
 	if cache.HasBlob(f.Digest, f.Size) {
 		prog.done()
 		return 0, nil
 	}
+	file, err := os.OpenFile(partial, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return 0, fmt.Errorf("open %s: %w", partial, Explain(err, ""))
+	}
+	defer file.Close()
 	var st downloadState
 	if cache.readJSON(statePath, &st) != nil || !st.valid(f.Size) {
 		st = downloadState{Size: f.Size, Segments: planSegments(f.Size)}
@@ -279,35 +285,42 @@ func (c *Client) fetchBlob(ctx context.Context, src source, f manifests.File, wo
 	if err := file.Sync(); err != nil {
 		return dl.transferred.Load(), fmt.Errorf("sync %s: %w", partial, Explain(err, ""))
 	}
+	// Both descriptors closed before the rename: Windows refuses to rename
+	// an open file. The lock, on its own file, is still held.
+	dl.closeDirect()
+	if err := file.Close(); err != nil {
+		return dl.transferred.Load(), fmt.Errorf("write %s: %w", partial, Explain(err, ""))
+	}
 	if err := cache.addBlob(f.Digest, partial); err != nil {
 		return dl.transferred.Load(), err
 	}
 	os.Remove(statePath)
+	// A process waiting for the lock finds the blob in the cache once it has
+	// the lock, whether or not the lock file is still there.
+	os.Remove(partial + lockSuffix)
 	prog.done()
 	return dl.transferred.Load(), nil
 }
 
-// openLockedPartial opens (creating) the partial file of a download and
-// takes its lock, so two pulls of one blob, in two processes, take turns
-// instead of writing one file at once. A partial that was moved into the
-// cache while we waited for its lock is not ours to write: start again.
-func openLockedPartial(partial string) (*os.File, error) {
-	for {
-		file, err := os.OpenFile(partial, os.O_RDWR|os.O_CREATE, 0o644)
-		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", partial, Explain(err, ""))
-		}
-		if err := lockFile(file); err != nil {
-			file.Close()
-			return nil, fmt.Errorf("lock %s: %w", partial, err)
-		}
-		fi, err1 := file.Stat()
-		pi, err2 := os.Stat(partial)
-		if err1 == nil && err2 == nil && os.SameFile(fi, pi) {
-			return file, nil
-		}
-		file.Close()
+// lockSuffix names the lock file of a partial download, beside it.
+const lockSuffix = ".lock"
+
+// lockPartial takes the lock of a partial download, waiting for it, so two
+// pulls of one blob, in two processes, take turns instead of writing one
+// file at once. The lock is on a file of its own, not on the partial: the
+// partial is renamed into the cache when complete, and Windows renames
+// only closed files.
+func lockPartial(partial string) (*os.File, error) {
+	name := partial + lockSuffix
+	lock, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", name, Explain(err, ""))
 	}
+	if err := atomicfile.Lock(lock); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("lock %s: %w", name, err)
+	}
+	return lock, nil
 }
 
 // firstError prefers a real cause over the cancellations it triggered.
@@ -601,12 +614,4 @@ func (dl *download) hash(ctx context.Context) (digest.Digest, error) {
 		dl.release(p)
 	}
 	return digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil)), nil
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
 }

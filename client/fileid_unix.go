@@ -4,7 +4,6 @@ package client
 
 import (
 	"io/fs"
-	"os"
 	"syscall"
 )
 
@@ -13,17 +12,6 @@ func fileID(fi fs.FileInfo) (dev, ino uint64) {
 		return uint64(st.Dev), uint64(st.Ino) //nolint:unconvert // Dev is int32 on some unix systems
 	}
 	return 0, 0
-}
-
-// lockFile takes an exclusive advisory lock on f, waiting for it; closing f
-// releases it (also when the process is killed).
-func lockFile(f *os.File) error {
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if err != syscall.EINTR {
-			return err
-		}
-	}
 }
 
 // linkCount is how many names f's inode has.

@@ -117,7 +117,7 @@ func (c *Cache) Prune(opts PruneOptions) (*PruneResult, error) {
 		res.Removed = append(res.Removed, b)
 		res.Freed += b.Size
 	}
-	// Unfinished downloads (HEX and HEX.json) and upload sessions.
+	// Unfinished downloads (HEX, HEX.json, HEX.lock) and upload sessions.
 	for _, sub := range []string{"partial", "uploads"} {
 		entries, err := os.ReadDir(filepath.Join(c.dir, sub))
 		if err != nil {
@@ -128,7 +128,7 @@ func (c *Cache) Prune(opts PruneOptions) (*PruneResult, error) {
 			if err != nil || !fi.Mode().IsRegular() || fi.ModTime().After(cutoff) {
 				continue
 			}
-			if sub == "partial" && !strings.HasSuffix(e.Name(), ".json") {
+			if sub == "partial" && !strings.HasSuffix(e.Name(), ".json") && !strings.HasSuffix(e.Name(), lockSuffix) {
 				res.Partials++
 				res.PartialBytes += fi.Size()
 			}

@@ -17,6 +17,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/modelctl/modelctl/internal/atomicfile"
 	"github.com/modelctl/modelctl/manifests"
 )
 
@@ -237,11 +238,11 @@ func writeReceipt(dir string, rc *Receipt) error {
 	if err := writeSynced(tmp, b); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, filepath.Join(rdir, "receipt.json")); err != nil {
+	if err := atomicfile.Rename(tmp, filepath.Join(rdir, "receipt.json")); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write receipt: %w", err)
 	}
-	syncDir(rdir)
+	_ = atomicfile.SyncDir(rdir)
 	return nil
 }
 
@@ -348,11 +349,11 @@ func (c *Client) installFile(dir string, f manifests.File) error {
 		}
 	}
 	// rename replaces a symlink at dest, never its target.
-	if err := os.Rename(tmp, dest); err != nil {
+	if err := atomicfile.Rename(tmp, dest); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("install %s: %w", f.Path, Explain(err, ""))
 	}
-	syncDir(parent)
+	_ = atomicfile.SyncDir(parent)
 	return nil
 }
 
