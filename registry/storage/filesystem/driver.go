@@ -19,6 +19,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/modelctl/modelctl/internal/atomicfile"
 	"github.com/modelctl/modelctl/registry/storage"
 )
 
@@ -147,10 +148,10 @@ func (d *Driver) PutContentIf(ctx context.Context, p string, data []byte, ifVers
 		return d.mapErr(p, err)
 	}
 	defer lock.Close()
-	if err := lockFile(lock); err != nil {
+	if err := atomicfile.Lock(lock); err != nil {
 		return fmt.Errorf("%s: lock %s: %w", driverName, p, err)
 	}
-	defer unlockFile(lock) //nolint:errcheck // released on close anyway
+	defer atomicfile.Unlock(lock) //nolint:errcheck // released on close anyway
 	fi, err := os.Stat(full)
 	switch {
 	case err == nil && ifVersion == "":
@@ -268,7 +269,7 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if err := os.MkdirAll(filepath.Dir(fdst), 0o755); err != nil {
 		return d.mapErr(dst, err)
 	}
-	if err := os.Rename(fsrc, fdst); err != nil {
+	if err := atomicfile.Rename(fsrc, fdst); err != nil {
 		return d.mapErr(src, err)
 	}
 	return syncDir(filepath.Dir(fdst))
@@ -295,47 +296,13 @@ func (d *Driver) Delete(ctx context.Context, p string) error {
 // writeAtomic writes data to a temporary name beside full, fsyncs it and
 // renames it into place.
 func writeAtomic(full string, data []byte) error {
-	dir := filepath.Dir(full)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, "."+filepath.Base(full)+".tmp-"+randomSuffix())
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, full); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
+	return atomicfile.WriteFile(full, data, 0o644, true)
 }
 
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
-		return err
-	}
-	return nil
-}
+func syncDir(dir string) error { return atomicfile.SyncDir(dir) }
 
 func randomSuffix() string {
 	var b [8]byte

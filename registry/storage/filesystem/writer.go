@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/modelctl/modelctl/internal/atomicfile"
 	"github.com/modelctl/modelctl/internal/directio"
 	"github.com/modelctl/modelctl/registry/storage"
 )
@@ -250,7 +251,7 @@ func (w *fileWriter) Commit(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := os.Rename(w.partial, w.full); err != nil {
+	if err := atomicfile.Rename(w.partial, w.full); err != nil {
 		return w.d.mapErr(w.path, err)
 	}
 	return syncDir(filepath.Dir(w.full))
