@@ -22,6 +22,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
+// maxBcryptCost is the dearest hash accepted, htpasswd's own limit.
+const maxBcryptCost = 17
+
 // maxHtpasswdSize bounds the file read at start-up; a user list is small.
 const maxHtpasswdSize = 16 << 20
 
@@ -88,8 +91,14 @@ func ParseHtpasswd(r io.Reader) (*Htpasswd, error) {
 		if !ok || user == "" || hash == "" {
 			return nil, fmt.Errorf("line %d: want user:hash", n)
 		}
-		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+		c, err := bcrypt.Cost([]byte(hash))
+		if err != nil {
 			return nil, fmt.Errorf("line %d (user %q): not a bcrypt hash (create it with `htpasswd -B` or `modelctl`-compatible tools): %w", n, user, err)
+		}
+		if c > maxBcryptCost {
+			// Each check would take minutes, and so would making the dummy
+			// hash of that cost at start-up.
+			return nil, fmt.Errorf("line %d (user %q): bcrypt cost %d is over %d (htpasswd -C takes 4 to 17)", n, user, c, maxBcryptCost)
 		}
 		if _, dup := users[user]; dup {
 			return nil, fmt.Errorf("line %d: user %q appears twice", n, user)

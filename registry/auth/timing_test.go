@@ -64,3 +64,12 @@ func TestUnknownUsersTimeLikeKnownOnes(t *testing.T) {
 		t.Fatalf("%d of %d unknown names answered fast, while 9 of 10 real users do: timing tells who exists", fast, n)
 	}
 }
+
+// A hash of cost 31 would make start-up (which hashes a dummy of every cost
+// in the file) and every check of that user take days.
+func TestHtpasswdRefusesAbsurdCosts(t *testing.T) {
+	_, err := ParseHtpasswd(strings.NewReader("a:$2a$31$" + strings.Repeat("x", 53)))
+	if err == nil || !strings.Contains(err.Error(), "cost 31") {
+		t.Fatalf("cost 31 accepted: %v", err)
+	}
+}
