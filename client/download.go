@@ -18,6 +18,8 @@ import (
 
 	"github.com/modelctl/modelctl/internal/atomicfile"
 	"github.com/modelctl/modelctl/internal/directio"
+	"github.com/modelctl/modelctl/internal/diskspace"
+	"github.com/modelctl/modelctl/internal/humanize"
 	"github.com/modelctl/modelctl/manifests"
 )
 
@@ -70,6 +72,30 @@ func (st *downloadState) valid(size int64) bool {
 		next = s.End
 	}
 	return next == size
+}
+
+// maxBlobUnknownDisk bounds a layer where the free disk space cannot be
+// asked for: 16 TiB, half a million pieces.
+const maxBlobUnknownDisk = 16 << 40
+
+// checkRoom refuses a layer larger than what the cache's filesystem can
+// still take, counting what the partial file already holds.
+func checkRoom(partial string, file *os.File, f manifests.File) error {
+	var have int64
+	if fi, err := file.Stat(); err == nil {
+		have = min(fi.Size(), f.Size)
+	}
+	need := f.Size - have
+	free, err := diskspace.Free(filepath.Dir(partial))
+	switch {
+	case err != nil && f.Size > maxBlobUnknownDisk:
+		return fmt.Errorf("layer %s declares %s, over the %s this client accepts where it cannot ask for the free space (%v)",
+			f.Path, humanize.Bytes(f.Size), humanize.Bytes(maxBlobUnknownDisk), err)
+	case err == nil && need > free:
+		return fmt.Errorf("%w: layer %s declares %s, %s more than the %s free in the cache at %s (free space or set --cache-dir elsewhere; a registry declaring more than it could serve is broken or hostile)",
+			ErrDiskFull, f.Path, humanize.Bytes(f.Size), humanize.Bytes(need-free), humanize.Bytes(free), filepath.Dir(filepath.Dir(partial)))
+	}
+	return nil
 }
 
 func planSegments(size int64) []segment {
@@ -180,6 +206,12 @@ func (c *Client) fetchBlob(ctx context.Context, src source, f manifests.File, wo
 		return 0, fmt.Errorf("open %s: %w", partial, Explain(err, ""))
 	}
 	defer file.Close()
+	// The size comes from the manifest, which nobody has verified yet: it
+	// must fit on the disk before anything is planned for it (a manifest
+	// declaring a 1 PiB layer would otherwise plan 33 million pieces).
+	if err := checkRoom(partial, file, f); err != nil {
+		return 0, err
+	}
 	var st downloadState
 	if cache.readJSON(statePath, &st) != nil || !st.valid(f.Size) {
 		st = downloadState{Size: f.Size, Segments: planSegments(f.Size)}

@@ -379,3 +379,44 @@ http: {addr: %s, secret: x}
 		t.Fatalf("push after logout: %v", err)
 	}
 }
+
+// A manifest declaring a layer larger than the disk (1 PiB) is refused
+// before anything is planned or fetched: the client neither runs out of
+// memory nor asks for a byte of the blob (issue 15, item 2).
+func TestPullRefusesALayerLargerThanTheDisk(t *testing.T) {
+	cfg := []byte(`{"descriptor":{},"modelfs":{"type":"layers","diffIds":["sha256:` + strings.Repeat("a", 64) + `"]},"config":{"format":"onnx"}}`)
+	manifest := fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"artifactType":%q,"config":{"mediaType":%q,"digest":%q,"size":%d},
+		"layers":[{"mediaType":%q,"digest":"sha256:%s","size":%d,"annotations":{"org.opencontainers.image.title":"model.onnx.data"}}]}`,
+		manifests.MediaTypeImageManifest, manifests.ArtifactTypeModel, manifests.MediaTypeConfig, digest.FromBytes(cfg), len(cfg),
+		manifests.MediaTypeWeightRaw, strings.Repeat("a", 64), int64(1)<<50)
+	var blobGets atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v2/":
+			w.WriteHeader(http.StatusOK)
+		case strings.HasSuffix(r.URL.Path, "/manifests/v1"):
+			w.Header().Set("Content-Type", manifests.MediaTypeImageManifest)
+			w.Header().Set("Docker-Content-Digest", digest.FromString(manifest).String())
+			fmt.Fprint(w, manifest)
+		case strings.HasSuffix(r.URL.Path, "/blobs/"+digest.FromBytes(cfg).String()):
+			w.Write(cfg)
+		default:
+			blobGets.Add(1)
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	c := newTestClient(t, Options{})
+	ref, _ := ParseReference(strings.TrimPrefix(srv.URL, "http://") + "/hostile/huge:v1")
+	target := filepath.Join(t.TempDir(), "target")
+	_, err := c.Pull(context.Background(), ref, target)
+	if !errors.Is(err, ErrDiskFull) || !strings.Contains(err.Error(), "declares 1.0 PiB") {
+		t.Fatalf("pull of a 1 PiB layer: %v; want a disk-space refusal naming the size", err)
+	}
+	if n := blobGets.Load(); n != 0 {
+		t.Fatalf("%d requests for the blob: want none", n)
+	}
+	if _, err := os.Lstat(filepath.Join(target, "model.onnx.data")); !os.IsNotExist(err) {
+		t.Fatalf("target file created: %v", err)
+	}
+}
