@@ -20,6 +20,10 @@ LDFLAGS := -s -w -X github.com/modelctl/modelctl/internal/version.Version=$(VERS
 # point at another cache.
 export MODELCTL_TOOLS := $(TOOLBIN)
 
+# Every Go source a binary may be built from (tests aside), found afresh on
+# each run so a new package never leaves a stale binary behind.
+GO_SOURCES := $(shell find . \( -path ./.cache -o -path ./bin -o -path ./data -o -path ./out -o -path ./e2e \) -prune -o -name '*.go' ! -name '*_test.go' -print 2>/dev/null)
+
 # Filled in by mk/*.mk.
 TEST_DEPS :=
 TEST_TARGETS :=
@@ -32,7 +36,7 @@ include $(sort $(wildcard mk/*.mk))
 
 build: bin/modelctl
 
-bin/modelctl: $(shell find cmd manifests registry client quantize signing internal -name '*.go' 2>/dev/null) go.mod go.sum
+bin/modelctl: $(GO_SOURCES) go.mod go.sum
 	@mkdir -p bin
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/modelctl
 

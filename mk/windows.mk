@@ -19,7 +19,9 @@ $(MINGW_CC):
 
 # -w: onnxruntime's header redefines SAL macros that mingw's sal.h defines
 # too; the warnings are noise.
-$(WINDOWS_EXE): $(MINGW_CC) $(shell find cmd manifests registry client quantize internal -name '*.go' 2>/dev/null) go.mod go.sum
+# Rebuilt when any Go source changes (GO_SOURCES, the list bin/modelctl
+# uses too).
+$(WINDOWS_EXE): $(MINGW_CC) $(GO_SOURCES) go.mod go.sum
 	@mkdir -p bin
 	GOOS=windows GOARCH=amd64 CGO_ENABLED=1 CC=$(MINGW_CC) CGO_CFLAGS='-O2 -w' \
 		$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@.tmp ./cmd/modelctl
