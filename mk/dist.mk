@@ -17,6 +17,9 @@ DIST_LINUX   := $(DIST_DIR)/modelctl-$(VERSION)-linux-amd64.tar.gz
 DIST_SUMS    := $(DIST_DIR)/SHA256SUMS
 DIST_LINUX_BIN := $(DIST_DIR)/build/linux-amd64/modelctl
 DISTPACK     := $(DIST_DIR)/build/distpack
+# mk/windows.mk is read after this file, so its WINDOWS_EXE is not yet
+# defined where prerequisites are expanded: name the file here.
+DIST_WIN_EXE := bin/modelctl.exe
 ORT_GO_DIR    = $(shell $(GO) list -m -f '{{.Dir}}' github.com/yalue/onnxruntime_go)
 
 DIST_LICENSES = third_party/licenses/onnxruntime.txt=LICENSES/onnxruntime.txt \
@@ -38,9 +41,9 @@ $(DIST_LINUX_BIN): $(GO_SOURCES) go.mod go.sum
 	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@.tmp ./cmd/modelctl
 	mv $@.tmp $@
 
-$(DIST_WIN): $(DISTPACK) $(WINDOWS_EXE) $(ORT_DLL) $(ORT_DML_DLL) third_party/licenses/onnxruntime.txt third_party/licenses/DirectML.txt
+$(DIST_WIN): $(DISTPACK) $(DIST_WIN_EXE) $(ORT_DLL) $(ORT_DML_DLL) third_party/licenses/onnxruntime.txt third_party/licenses/DirectML.txt
 	$(DISTPACK) -o $@ -dir modelctl-$(VERSION)-windows-amd64 -mtime $(DIST_EPOCH) -x modelctl.exe,onnxruntime.dll,DirectML.dll \
-		$(WINDOWS_EXE)=modelctl.exe $(ORT_DLL)=onnxruntime.dll $(ORT_DML_DLL)=DirectML.dll \
+		$(DIST_WIN_EXE)=modelctl.exe $(ORT_DLL)=onnxruntime.dll $(ORT_DML_DLL)=DirectML.dll \
 		$(DIST_LICENSES) third_party/licenses/DirectML.txt=LICENSES/DirectML.txt
 
 $(DIST_LINUX): $(DISTPACK) $(DIST_LINUX_BIN) $(ORT_LIB) third_party/licenses/onnxruntime.txt
