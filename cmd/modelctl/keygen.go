@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/modelctl/modelctl/internal/atomicfile"
 	"github.com/modelctl/modelctl/signing"
 )
 
@@ -68,7 +69,7 @@ func writeNew(path string, data []byte, mode os.FileMode, force bool) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("keygen: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Rename(tmp, path); err != nil {
 		return fmt.Errorf("keygen: %w", err)
 	}
 	return nil
