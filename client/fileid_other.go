@@ -1,4 +1,4 @@
-//go:build !unix
+//go:build !unix && !windows
 
 package client
 
@@ -9,4 +9,4 @@ import "io/fs"
 func fileID(fs.FileInfo) (dev, ino uint64) { return 0, 0 }
 
 // linkCount is unknown here.
-func linkCount(fs.FileInfo) (int, bool) { return 0, false }
+func linkCount(string, fs.FileInfo) (int, bool) { return 0, false }

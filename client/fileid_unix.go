@@ -14,8 +14,8 @@ func fileID(fi fs.FileInfo) (dev, ino uint64) {
 	return 0, 0
 }
 
-// linkCount is how many names f's inode has.
-func linkCount(fi fs.FileInfo) (int, bool) {
+// linkCount is how many names the file at path (whose FileInfo is fi) has.
+func linkCount(_ string, fi fs.FileInfo) (int, bool) {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		return int(st.Nlink), true //nolint:unconvert // Nlink's type differs between systems
 	}

@@ -36,12 +36,13 @@ func (c *Cache) Blobs() ([]CachedBlob, error) {
 		if d.Validate() != nil {
 			continue
 		}
-		fi, err := os.Stat(filepath.Join(dir, e.Name()))
+		path := filepath.Join(dir, e.Name())
+		fi, err := os.Stat(path)
 		if err != nil || !fi.Mode().IsRegular() {
 			continue
 		}
 		b := CachedBlob{Digest: d, Size: fi.Size(), Installs: -1, LastUsed: fi.ModTime()}
-		if n, ok := linkCount(fi); ok {
+		if n, ok := linkCount(path, fi); ok {
 			b.Installs = n - 1
 		}
 		if si, err := os.Stat(c.stampPath(d)); err == nil && si.ModTime().After(b.LastUsed) {
