@@ -292,6 +292,37 @@ func TestWindowsWorkstation(t *testing.T) {
 		t.Fatalf("config after rollback:\n%q\nwant:\n%q", got, wantCfg)
 	}
 
+	// The cache knows which blobs are installed (hardlinks on NTFS as on
+	// Linux): v1's weights are in pulled\ and in the application, v2's
+	// nowhere, and prune frees v2's and keeps v1's.
+	v1Data, v2Data := "sha256:"+fileSHA256(t, lin.path("v1/int8/"+wfData)), "sha256:"+fileSHA256(t, lin.path("v2/int8/"+wfData))
+	var blobs []struct {
+		Digest   string `json:"digest"`
+		Installs int    `json:"installs"`
+	}
+	ws.runJSON(&blobs, "cache", "ls")
+	installs := map[string]int{}
+	for _, b := range blobs {
+		installs[b.Digest] = b.Installs
+	}
+	if installs[v1Data] != 2 || installs[v2Data] != 0 {
+		t.Fatalf("cache ls on Windows: v1 weights installed %d times (want 2), v2 weights %d (want 0): %+v", installs[v1Data], installs[v2Data], blobs)
+	}
+	var pruned struct {
+		Removed []struct {
+			Digest string `json:"digest"`
+		} `json:"removed"`
+	}
+	ws.runJSON(&pruned, "cache", "prune", "--unused", "0")
+	removed := map[string]bool{}
+	for _, b := range pruned.Removed {
+		removed[b.Digest] = true
+	}
+	if !removed[v2Data] || removed[v1Data] {
+		t.Fatalf("cache prune on Windows removed %+v: want v2's weights %s and not v1's %s", pruned.Removed, v2Data, v1Data)
+	}
+	ws.run("verify", cfg)
+
 	// Straight to S3 from Windows; Linux pulls it from the bucket.
 	gw := s3test.Start(t)
 	aws := []string{"AWS_ACCESS_KEY_ID=" + gw.AccessKey, "AWS_SECRET_ACCESS_KEY=" + gw.SecretKey, "AWS_REGION=" + gw.Region, "AWS_ENDPOINT_URL=" + gw.Endpoint}
