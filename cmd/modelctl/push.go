@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode/utf16"
 
 	"github.com/spf13/cobra"
 
@@ -191,6 +193,7 @@ func benchAnnotations(pf *pushFlags, modelPath string, files []client.PushFile, 
 	if err != nil {
 		return "", fmt.Errorf("push --bench: %w", err)
 	}
+	b = decodeReportText(b)
 	var rep bench.Report
 	var judged struct {
 		Gates *json.RawMessage `json:"gates"`
@@ -293,4 +296,25 @@ func xferReadLimited(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s is over %d bytes", path, limit)
 	}
 	return b, nil
+}
+
+// decodeReportText undoes what Windows shells do to a report saved with a
+// redirection: PowerShell 5's ">" writes UTF-16 with a byte-order mark, and
+// Out-File -Encoding utf8 a UTF-8 one; encoding/json takes neither.
+func decodeReportText(b []byte) []byte {
+	switch {
+	case bytes.HasPrefix(b, []byte{0xef, 0xbb, 0xbf}):
+		return b[3:]
+	case len(b)%2 == 0 && (bytes.HasPrefix(b, []byte{0xff, 0xfe}) || bytes.HasPrefix(b, []byte{0xfe, 0xff})):
+		u := make([]uint16, 0, len(b)/2-1)
+		for i := 2; i+1 < len(b); i += 2 {
+			if b[0] == 0xff {
+				u = append(u, uint16(b[i])|uint16(b[i+1])<<8)
+			} else {
+				u = append(u, uint16(b[i])<<8|uint16(b[i+1]))
+			}
+		}
+		return []byte(string(utf16.Decode(u)))
+	}
+	return b
 }

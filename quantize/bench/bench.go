@@ -530,10 +530,10 @@ func serve(ctx context.Context, sp **Session, req request, warn io.Writer) (repl
 		if s != nil {
 			return fail(errors.New("a model is loaded already"))
 		}
-		start := time.Now()
+		start := clockNow()
 		var err error
 		s, err = Load(ctx, req.Model, Options{LibraryPath: req.LibraryPath, Threads: req.Threads, Provider: req.Provider, Warn: warn})
-		elapsed := time.Since(start)
+		elapsed := clockSince(start)
 		if err != nil {
 			return fail(err)
 		}

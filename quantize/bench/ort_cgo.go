@@ -253,10 +253,10 @@ func (s *Session) RunOnce(ctx context.Context) (time.Duration, error) {
 	defer ro.Destroy()
 	stop := context.AfterFunc(ctx, func() { _ = ro.Terminate() })
 	defer stop()
-	start := time.Now()
+	start := clockNow()
 	preset := slices.Clone(s.outputs)
 	err = s.sess.RunWithOptions(s.inputs, s.outputs, ro)
-	elapsed := time.Since(start)
+	elapsed := clockSince(start)
 	if err != nil {
 		// A failed conversion leaves typed nils behind; keep only what we
 		// allocated, so Close does not call Destroy on nil pointers.
