@@ -2,6 +2,7 @@ package client
 
 import (
 	"errors"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,12 +54,82 @@ func TestCLIPullIntoAFullDisk(t *testing.T) {
 		t.Errorf("target exists after a failed pull: %v", err)
 	}
 
+	// The layer cannot fit: refused before a byte of it was fetched, so
+	// no partial download holds the little room left.
+	if partials, _ := filepath.Glob(filepath.Join(puller.cache, "partial", "*")); len(partials) > 0 {
+		var big []string
+		for _, p := range partials {
+			if fi, err := os.Stat(p); err == nil && fi.Size() > 1<<20 {
+				big = append(big, p)
+			}
+		}
+		if len(big) > 0 {
+			t.Errorf("partial downloads left in the full cache: %v", big)
+		}
+	}
+
 	// Room again: move the cache to a roomy disk and pull once more.
 	roomy := filepath.Join(t.TempDir(), "cache")
 	if err := exec.Command("cp", "-a", puller.cache, roomy).Run(); err != nil {
 		t.Fatal(err)
 	}
 	puller.cache = roomy
+	var res PullResult
+	puller.runJSON(&res, "pull", ref, "-o", out)
+	sameFile(t, model+".data", filepath.Join(out, "model.onnx.data"))
+}
+
+// A disk that fills up during a pull (here: another writer takes the room
+// the layer needed after the pull checked it) fails with one line and its
+// fix, and the pull continues from what it kept once there is room.
+func TestCLIPullIntoADiskThatFills(t *testing.T) {
+	full := smallFilesystem(t, "64m")
+	srv := startOurs(t)
+	pusher := newCLI(t)
+	model := synthModel(t, t.TempDir(), 40<<20)
+	ref := srv.Addr + "/full/fills:v1"
+	pusher.run("push", model, ref)
+
+	puller := newCLI(t)
+	puller.cache = filepath.Join(full, "cache")
+	out := filepath.Join(t.TempDir(), "m")
+	// Throttled, so that the filler lands while the layer is on its way.
+	proxy := newFaultProxy(t, srv.Addr)
+	proxy.setRespHook(func(r *http.Response) {
+		if r.ContentLength > 1<<20 {
+			r.Body = &throttledBody{ReadCloser: r.Body, bytesPerSec: 20 << 20}
+		}
+	})
+	done := make(chan struct{})
+	var errOut string
+	var err error
+	go func() {
+		defer close(done)
+		_, errOut, err = puller.try("pull", proxy.addr()+"/full/fills:v1", "-o", out)
+	}()
+	// Wait for the layer to start arriving, then take most of the room.
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if ps, _ := filepath.Glob(filepath.Join(puller.cache, "partial", "*")); len(ps) > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	filler := filepath.Join(full, "filler")
+	_ = exec.Command("fallocate", "-l", "40m", filler).Run()
+	<-done
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		t.Fatalf("pull into a disk that fills: %v", err)
+	}
+	msg := strings.TrimSpace(errOut)
+	if !strings.Contains(msg, "no space left on device") || !strings.Contains(msg, "--cache-dir") || strings.Count(msg, "\n") > 0 {
+		t.Errorf("want one line naming the full disk and the fix, got:\n%s", errOut)
+	}
+	// Room again: the pull continues.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
 	var res PullResult
 	puller.runJSON(&res, "pull", ref, "-o", out)
 	sameFile(t, model+".data", filepath.Join(out, "model.onnx.data"))

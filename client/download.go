@@ -92,7 +92,7 @@ func checkRoom(partial string, file *os.File, f manifests.File) error {
 		return fmt.Errorf("layer %s declares %s, over the %s this client accepts where it cannot ask for the free space (%v)",
 			f.Path, humanize.Bytes(f.Size), humanize.Bytes(maxBlobUnknownDisk), err)
 	case err == nil && need > free:
-		return fmt.Errorf("%w: layer %s declares %s, %s more than the %s free in the cache at %s (free space or set --cache-dir elsewhere; a registry declaring more than it could serve is broken or hostile)",
+		return fmt.Errorf("%w: no space left on device for layer %s: it declares %s, %s more than the %s free in the cache at %s (free space or set --cache-dir elsewhere)",
 			ErrDiskFull, f.Path, humanize.Bytes(f.Size), humanize.Bytes(need-free), humanize.Bytes(free), filepath.Dir(filepath.Dir(partial)))
 	}
 	return nil
