@@ -279,7 +279,10 @@ func verifySubject(ctx context.Context, repo *remote.Repository, subject ocispec
 			reasons = append(reasons, fmt.Sprintf("%s: %v", r.Digest, err))
 		}
 	}
-	return nil, fmt.Errorf("%w: %d signature(s) listed, %d by a trusted or unnamed key checked: %s", ErrInvalidSignature, listed, len(candidates), strings.Join(reasons, "; "))
+	if len(candidates) == 0 {
+		return nil, fmt.Errorf("%w: %d signature(s) listed, all by other keys: it does not verify with any trusted key", ErrInvalidSignature, listed)
+	}
+	return nil, fmt.Errorf("%w: %d signature(s) listed, %d by a trusted or unnamed key checked; it does not verify with any trusted key: %s", ErrInvalidSignature, listed, len(candidates), strings.Join(reasons, "; "))
 }
 
 func verifyReferrer(ctx context.Context, repo *remote.Repository, r, subject ocispec.Descriptor, manifest []byte, keys []crypto.PublicKey) (string, error) {
