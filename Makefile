@@ -32,7 +32,7 @@ DEMO_DEPS :=
 
 include $(sort $(wildcard mk/*.mk))
 
-.PHONY: build test vet fmt-check unit race bench demo tools clean
+.PHONY: build test vet fmt-check tidy-check unit race bench demo tools clean
 
 build: bin/modelctl
 
@@ -48,6 +48,10 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+# go.mod says what the code imports, and nothing else.
+tidy-check:
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
+
 # Unit and integration tests of every package (e2e included; they build the
 # binary themselves), then the race detector on the packages with concurrency.
 unit: $(TEST_DEPS)
@@ -56,7 +60,7 @@ unit: $(TEST_DEPS)
 race: $(TEST_DEPS)
 	$(GO) test -count=1 -race -timeout 20m ./registry/... ./client/... ./quantize/ ./quantize/onnx/... ./signing/...
 
-test: fmt-check vet unit race $(TEST_TARGETS)
+test: fmt-check tidy-check vet unit race $(TEST_TARGETS)
 
 bench: bin/modelctl $(TEST_DEPS) $(BENCH_TARGETS)
 
