@@ -42,7 +42,7 @@ trap cleanup EXIT
 
 calc() { awk "BEGIN{print ($*)}"; }
 now() { date +%s.%N; }
-median() { sort -g | awk '{a[NR]=$1} END{print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+. scripts/lib.sh
 check() {
 	[ "$CHECK" = 0 ] && { echo "(ONNX checker skipped: CHECK=0)" >&2; return 0; }
 	$PYTHON -c "import onnx,shutil,sys,os; p=sys.argv[1]; c=os.path.join(os.path.dirname(p),'.check.onnx'); shutil.copy(p,c); onnx.checker.check_model(c, full_check=True); os.remove(c)" "$1"

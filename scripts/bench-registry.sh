@@ -30,7 +30,7 @@ dgst=sha256:$(sha256sum "$blob" | cut -d' ' -f1)
 gib=$(awk "BEGIN{print $SIZE_MB/1024}")
 tck=$(getconf CLK_TCK)
 
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
+. scripts/lib.sh
 cpu_seconds() { awk -v t="$tck" '{print ($14+$15)/t}' "/proc/$1/stat"; }
 peak_rss_mib() { awk '/VmHWM/{print $2/1024}' "/proc/$1/status"; }
 wait_up() { for _ in $(seq 100); do curl -sf -o /dev/null "http://$1/v2/" && return 0; sleep 0.1; done; echo "server on $1 did not start" >&2; return 1; }
@@ -75,7 +75,6 @@ one_run() { # kind -> "pushcpu pullcpu pushwall pullwall rss"
 		'BEGIN{printf "%.3f %.3f %.2f %.2f %.1f\n", (c1-c0)/g, (c2-c1)/g, t1-t0, t2-t1, r}'
 }
 
-median() { sort -g | awk '{a[NR]=$1} END{print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }
 
 declare -A res
 for kind in ${SERVERS:-modelctl distribution}; do

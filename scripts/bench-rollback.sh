@@ -12,6 +12,7 @@
 #   SIZE=2GiB RUNS=3 BENCH_DIR=/var/tmp ./scripts/bench-rollback.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 ROOT=$PWD
 SIZE=${SIZE:-2GiB}
 RUNS=${RUNS:-3}
@@ -71,6 +72,5 @@ for i in $(seq "$RUNS"); do
 	"$MC" sync app.yaml --update >/dev/null
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 printf 'median of %d: rollback %.3fs  sync --update %.3fs  verify %.3fs  total %.3fs (goal < 2 s)\n' "$RUNS" \
-	"$(median "${T_RB[@]}")" "$(median "${T_SYNC[@]}")" "$(median "${T_VERIFY[@]}")" "$(median "${T_TOTAL[@]}")"
+	"$(median_of "${T_RB[@]}")" "$(median_of "${T_SYNC[@]}")" "$(median_of "${T_VERIFY[@]}")" "$(median_of "${T_TOTAL[@]}")"

@@ -9,6 +9,7 @@
 #   scripts/bench-sync-check.sh [SIZE] [RUNS]     (default 16MiB 5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 SIZE=${1:-16MiB}
 RUNS=${2:-5}
 HIDDEN=${HIDDEN:-512}
@@ -17,7 +18,7 @@ ORT_LIB=${ONNXRUNTIME_LIB:-$PWD/.cache/onnxruntime-1.30.0/linux-x64/libonnxrunti
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/modelctl-check.XXXXXX")
 SERVE_PID=
 trap '[[ -n $SERVE_PID ]] && kill $SERVE_PID 2>/dev/null; rm -rf "$WORK"' EXIT
-PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 REG=127.0.0.1:$PORT
 "$MC" serve --addr "$REG" --root "$WORK/registry" --log-level warn >"$WORK/serve.log" 2>&1 &
 SERVE_PID=$!
@@ -32,7 +33,6 @@ export MODELCTL_CACHE=$WORK/ws-cache
 "$MC" push int8/model.onnx "$REG/m/model:int8" --bench bench.json >/dev/null
 echo "model: $(du -sh int8 | cut -f1) int8 ($SIZE FP32), check reference $(stat -c %s bench.json) bytes of report"
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
 run_sync() { # $1: extra flags
 	rm -rf srv && mkdir -p srv/config && printf 'm:\n  model_path: "models/model.onnx"\n' >srv/config/app.yaml

@@ -43,7 +43,7 @@ MODEL=$("$WORK/synth" -o "$WORK/model" -size "$SIZE")
 MODELDIR=$(dirname "$MODEL")
 BYTES=$(du -cb "$MODELDIR"/* | tail -1 | cut -f1)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+. "$ROOT/scripts/lib.sh"
 now() { date +%s.%N; }
 wait_http() { for _ in $(seq 300); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "bench-transfer: $1 did not come up" >&2; exit 1; }
 

@@ -55,9 +55,7 @@ as_host() {
 	cd "$WORK/$h"
 }
 
-free_port() {
-	/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+. "$ROOT/scripts/lib.sh"
 
 step "start a registry: modelctl serve on 127.0.0.1, filesystem storage"
 PORT=$(free_port)
