@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -152,6 +153,15 @@ func Start(t testing.TB, addr, healthURL string, env []string, name string, args
 	cmd.Env = append(os.Environ(), env...)
 	log := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
+	// MODELCTL_TEST_LOGDIR keeps every server's whole output in a file of
+	// its own, for a hang looked at from outside (kill -QUIT a Go server
+	// and its goroutines land there).
+	if dir := os.Getenv("MODELCTL_TEST_LOGDIR"); dir != "" {
+		if f, err := os.CreateTemp(dir, filepath.Base(name)+"-*.log"); err == nil {
+			t.Cleanup(func() { f.Close() })
+			cmd.Stdout, cmd.Stderr = io.MultiWriter(log, f), io.MultiWriter(log, f)
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}

@@ -168,7 +168,7 @@ func (s *Store) appendLocked(ctx context.Context, st *uploadState, start, length
 	for {
 		w, err := s.d.Writer(ctx, dataPath(st.Name, st.ID), st.Offset)
 		if err != nil {
-			return fmt.Errorf("upload %s: resume at %d: %w", st.ID, st.Offset, err)
+			return s.lostUpload(ctx, st, fmt.Errorf("upload %s: resume at %d: %w", st.ID, st.Offset, err))
 		}
 		n, copyErr := copyHashed(w, h, io.LimitReader(r, s.checkpointBytes()))
 		total += n
@@ -316,7 +316,7 @@ func (s *Store) CompleteUpload(ctx context.Context, name, id string, want digest
 	}
 	w, err := s.d.Writer(ctx, dataPath(name, id), st.Offset)
 	if err != nil {
-		return BlobInfo{}, fmt.Errorf("upload %s: %w", id, err)
+		return BlobInfo{}, s.lostUpload(ctx, st, fmt.Errorf("upload %s: %w", id, err))
 	}
 	if err := w.Commit(ctx); err != nil {
 		return BlobInfo{}, fmt.Errorf("upload %s: commit: %w", id, err)
@@ -424,6 +424,26 @@ func (s *Store) uploadDigest(ctx context.Context, st *uploadState, alg digest.Al
 }
 
 // CancelUpload ends a session and removes everything it stored.
+// lostUpload handles a session whose recorded offset the driver can no
+// longer resume (its bytes are not all durable: a crash at the wrong moment,
+// state removed behind its back). Answering that with a server error would
+// have the client resume the same session again and again; the session is
+// dropped instead and reported unknown, so the client starts a new one.
+func (s *Store) lostUpload(ctx context.Context, st *uploadState, err error) error {
+	var oe *InvalidOffsetError
+	if !errors.As(err, &oe) {
+		return err
+	}
+	ctx = context.WithoutCancel(ctx)
+	if w, werr := s.d.Writer(ctx, dataPath(st.Name, st.ID), 0); werr == nil {
+		_ = w.Cancel(ctx)
+	}
+	if derr := ignoreNotFound(s.d.Delete(ctx, uploadPath(st.Name, st.ID))); derr != nil {
+		return errors.Join(err, derr)
+	}
+	return fmt.Errorf("%w: %w; the session is dropped: start the upload again", ErrUploadUnknown, err)
+}
+
 func (s *Store) CancelUpload(ctx context.Context, name, id string) error {
 	unlock, err := lockUpload(ctx, id)
 	if err != nil {
