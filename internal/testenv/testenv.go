@@ -58,11 +58,40 @@ func Tool(t testing.TB, name string) string {
 	return p
 }
 
-var (
-	buildOnce sync.Once
-	buildPath string
-	buildErr  error
-)
+// build is a binary of this checkout, built once per test process.
+type build struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// get builds ./cmd/modelctl into a temporary file named name, with env
+// added to the go command's environment, the first time it is called.
+func (b *build) get(t testing.TB, name string, env []string, flags ...string) string {
+	t.Helper()
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "modelctl-bin-")
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.path = filepath.Join(dir, name)
+		cmd := exec.Command("go", append(append([]string{"build"}, flags...), "-o", b.path, "./cmd/modelctl")...)
+		cmd.Dir = Root(t)
+		cmd.Env = append(os.Environ(), env...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			b.err = fmt.Errorf("go build ./cmd/modelctl (%s): %v\n%s", strings.Join(env, " "), err, out.String())
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
+
+var linuxBuild build
 
 // Modelctl returns the path of a modelctl binary built from this checkout
 // (once per test process), or $MODELCTL_BIN when set.
@@ -71,25 +100,7 @@ func Modelctl(t testing.TB) string {
 	if p := os.Getenv("MODELCTL_BIN"); p != "" {
 		return p
 	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "modelctl-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildPath = filepath.Join(dir, "modelctl")
-		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/modelctl")
-		cmd.Dir = Root(t)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/modelctl: %v\n%s", err, out.String())
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildPath
+	return linuxBuild.get(t, "modelctl", nil)
 }
 
 // FreeAddr returns a 127.0.0.1:port that was free a moment ago.

@@ -1,13 +1,10 @@
 package testenv
 
 import (
-	"bytes"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -124,11 +121,7 @@ func (w *Wine) Output(cmd *exec.Cmd) (stdout, stderr []byte, err error) {
 	return stdout, stderr, err
 }
 
-var (
-	winBuildOnce sync.Once
-	winBuildPath string
-	winBuildErr  error
-)
+var windowsBuild build
 
 // WindowsModelctl returns the path of modelctl.exe for windows/amd64, built
 // from this checkout with cgo and mingw-w64 as `make windows` builds it
@@ -142,24 +135,5 @@ func WindowsModelctl(t testing.TB) string {
 	if _, err := os.Stat(cc); err != nil {
 		t.Fatalf("testenv: the mingw-w64 compiler is not installed at %s: run `make tools` first", cc)
 	}
-	winBuildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "modelctl-winbin-")
-		if err != nil {
-			winBuildErr = err
-			return
-		}
-		winBuildPath = filepath.Join(dir, "modelctl.exe")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", winBuildPath, "./cmd/modelctl")
-		cmd.Dir = Root(t)
-		cmd.Env = append(os.Environ(), "GOOS=windows", "GOARCH=amd64", "CGO_ENABLED=1", "CC="+cc, "CGO_CFLAGS=-O2 -w")
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err != nil {
-			winBuildErr = fmt.Errorf("go build ./cmd/modelctl for windows/amd64: %v\n%s", err, out.String())
-		}
-	})
-	if winBuildErr != nil {
-		t.Fatal(winBuildErr)
-	}
-	return winBuildPath
+	return windowsBuild.get(t, "modelctl.exe", []string{"GOOS=windows", "GOARCH=amd64", "CGO_ENABLED=1", "CC=" + cc, "CGO_CFLAGS=-O2 -w"}, "-trimpath")
 }
