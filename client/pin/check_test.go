@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/modelctl/modelctl/client"
-	"github.com/modelctl/modelctl/internal/testenv"
 	"github.com/modelctl/modelctl/manifests"
 )
 
@@ -18,13 +17,8 @@ import (
 // lacks, before anything is fetched, and runs the check hook on a staged
 // copy before switching: a failed check leaves pin and files as they were.
 func TestSyncCPUAndCheck(t *testing.T) {
-	t.Setenv("DOCKER_CONFIG", t.TempDir())
 	ctx := context.Background()
-	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
-	c, err := client.New(client.Options{CacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, c := startRegistry(t)
 	p := &countingPuller{Client: c}
 	repo := srv.Addr + "/app/m"
 	push := func(tag string, requires string) []byte {

@@ -63,6 +63,19 @@ func pushModel(t *testing.T, c *client.Client, ref string, files map[string]int6
 	return res.Digest, content
 }
 
+// startRegistry starts modelctl serve on a fresh root and returns it with
+// a client that has a cache and credentials of its own.
+func startRegistry(t *testing.T) (*testenv.Process, *client.Client) {
+	t.Helper()
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
+	c, err := client.New(client.Options{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, c
+}
+
 func writeConfig(t *testing.T, path, text string) *Config {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -79,13 +92,8 @@ func writeConfig(t *testing.T, path, text string) *Config {
 }
 
 func TestSyncVerify(t *testing.T) {
-	t.Setenv("DOCKER_CONFIG", t.TempDir())
 	ctx := context.Background()
-	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
-	c, err := client.New(client.Options{CacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, c := startRegistry(t)
 	p := &countingPuller{Client: c}
 	repo := srv.Addr + "/app"
 	// Two models installed into the same directory, one in a subdirectory
@@ -210,13 +218,8 @@ b:
 }
 
 func TestSyncErrors(t *testing.T) {
-	t.Setenv("DOCKER_CONFIG", t.TempDir())
 	ctx := context.Background()
-	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
-	c, err := client.New(client.Options{CacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, c := startRegistry(t)
 	d, _ := pushModel(t, c, srv.Addr+"/m:v", map[string]int64{"m.onnx": 100})
 	work := t.TempDir()
 	t.Chdir(work)
@@ -258,13 +261,8 @@ func TestSyncErrors(t *testing.T) {
 }
 
 func TestPin(t *testing.T) {
-	t.Setenv("DOCKER_CONFIG", t.TempDir())
 	ctx := context.Background()
-	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
-	c, err := client.New(client.Options{CacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, c := startRegistry(t)
 	d, _ := pushModel(t, c, srv.Addr+"/m:v", map[string]int64{"m.onnx": 100})
 	ref := srv.Addr + "/m:v"
 	tests := []struct {
@@ -304,13 +302,8 @@ func TestPin(t *testing.T) {
 // removes that file when it is as installed and no other section uses
 // it; a file the user changed, and files of other sections, stay.
 func TestSyncRemovesStaleFiles(t *testing.T) {
-	t.Setenv("DOCKER_CONFIG", t.TempDir())
 	ctx := context.Background()
-	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
-	c, err := client.New(client.Options{CacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, c := startRegistry(t)
 	repo := srv.Addr + "/m"
 	pushModel(t, c, repo+":v", map[string]int64{"m.onnx": 100, "m.onnx.data": 5 << 20, "extra.bin": 300, "notes.txt": 50})
 	pushModel(t, c, srv.Addr+"/other:v", map[string]int64{"o.onnx": 100})
