@@ -189,6 +189,11 @@ func VNNIWeights(ctx context.Context, path string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ModelVNNIWeights(ctx, m)
+}
+
+// ModelVNNIWeights is VNNIWeights of a model already open.
+func ModelVNNIWeights(ctx context.Context, m *onnx.Model) ([]string, error) {
 	inits := map[string]*onnxpb.TensorProto{}
 	for _, t := range m.Graph().GetInitializer() {
 		inits[t.GetName()] = t

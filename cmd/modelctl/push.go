@@ -72,7 +72,11 @@ func runPush(cmd *cobra.Command, pf *pushFlags, modelPath, refArg string) error 
 		return err
 	}
 	// Everything local is checked before the network is touched.
-	data, err := onnx.ExternalDataFiles(modelPath)
+	model, err := onnx.Open(modelPath)
+	if err != nil {
+		return fmt.Errorf("push %s: %w", modelPath, err)
+	}
+	data, err := model.DataFiles()
 	if err != nil {
 		return fmt.Errorf("push %s: %w", modelPath, err)
 	}
@@ -88,7 +92,7 @@ func runPush(cmd *cobra.Command, pf *pushFlags, modelPath, refArg string) error 
 
 	annotations := map[string]string{}
 	// What the quantizer recorded in the model: settings and CPU needs.
-	md, err := modelMetadata(cmd, modelPath)
+	md, err := modelMetadata(cmd, model)
 	if err != nil {
 		return fmt.Errorf("push %s: %w", modelPath, err)
 	}
@@ -256,17 +260,13 @@ func benchAnnotations(pf *pushFlags, modelPath string, files []client.PushFile, 
 // modelMetadata returns what the quantizer wrote into the model (settings,
 // CPU requirement). A model quantized elsewhere has none: its int8 weights
 // are checked here, and full-range ones make it require VNNI.
-func modelMetadata(cmd *cobra.Command, modelPath string) (map[string]string, error) {
-	m, err := onnx.Open(modelPath)
-	if err != nil {
-		return nil, err
-	}
+func modelMetadata(cmd *cobra.Command, m *onnx.Model) (map[string]string, error) {
 	md := quantize.ReadMetadata(m.Proto)
 	if md == nil {
 		md = map[string]string{}
 	}
 	if _, ok := md[manifests.AnnotationQuantizationMethod]; !ok {
-		w, err := quantize.VNNIWeights(cmd.Context(), modelPath)
+		w, err := quantize.ModelVNNIWeights(cmd.Context(), m)
 		if err != nil {
 			return nil, err
 		}
