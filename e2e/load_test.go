@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -19,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -245,7 +247,22 @@ func runLoad(t *testing.T, backend string, cfg loadConfig) loadReport {
 				if i%2 == 1 {
 					// Every other model is deleted: gc must free exactly
 					// those blobs.
-					retry("delete "+refStr, func(context.Context) error { return deleteManifest(addr, fmt.Sprintf("load/c%d", k), pushed) })
+					// A DELETE whose answer was lost (a transport error: the
+					// server may have applied it, then died) and then 404s
+					// was done; a 404 with no such attempt before is an error.
+					maybeApplied := false
+					retry("delete "+refStr, func(context.Context) error {
+						err := deleteManifest(addr, fmt.Sprintf("load/c%d", k), pushed)
+						var st *httpStatusError
+						switch {
+						case err == nil:
+						case errors.As(err, &st) && st.code == http.StatusNotFound && maybeApplied:
+							return nil
+						case !errors.As(err, &st) && !errors.Is(err, syscall.ECONNREFUSED):
+							maybeApplied = true // sent, answer lost
+						}
+						return err
+					})
 					keptMu.Lock()
 					deleted++
 					keptMu.Unlock()
@@ -426,10 +443,19 @@ func deleteManifest(addr, repo string, d digest.Digest) error {
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("DELETE manifest: %d", resp.StatusCode)
+		return &httpStatusError{what: "DELETE manifest", code: resp.StatusCode}
 	}
 	return nil
 }
+
+// httpStatusError is an answer with an unexpected status (the request
+// arrived and was not applied), as opposed to a transport error.
+type httpStatusError struct {
+	what string
+	code int
+}
+
+func (e *httpStatusError) Error() string { return fmt.Sprintf("%s: %d", e.what, e.code) }
 
 // slowBody opens an upload and sends its PATCH body at a byte a second
 // after declaring 10 GiB, until the server cuts it off (true) or until.
