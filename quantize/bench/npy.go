@@ -338,3 +338,12 @@ func encodeNPY(w io.Writer, descr string, t Tensor) error {
 	}
 	return err
 }
+
+// unexpected turns a clean EOF in the middle of a file into
+// io.ErrUnexpectedEOF.
+func unexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

@@ -21,9 +21,11 @@ import (
 
 // Field numbers of onnx.proto that the lazy parser handles itself.
 const (
-	modelGraphField       = 7 // ModelProto.graph
-	graphInitializerField = 5 // GraphProto.initializer
-	tensorRawDataField    = 9 // TensorProto.raw_data
+	modelGraphField       = 7  // ModelProto.graph
+	graphInitializerField = 5  // GraphProto.initializer
+	graphInputField       = 11 // GraphProto.input
+	graphOutputField      = 12 // GraphProto.output
+	tensorRawDataField    = 9  // TensorProto.raw_data
 )
 
 // Options bound what parsing may hold in memory.
@@ -34,6 +36,10 @@ type Options struct {
 	// MaxInMemory bounds the bytes of the graph (everything but lazy
 	// raw_data) held in memory; a file over it is refused.
 	MaxInMemory int64
+	// MaxValueInfo, when positive, bounds each declared input or output of
+	// the main graph: a reader that wants only the signature of a model
+	// refuses one that claims more.
+	MaxValueInfo int64
 }
 
 // DefaultOptions suit graphs of any size whose weights are external or
@@ -178,7 +184,7 @@ func (p *parser) varint() (uint64, error) {
 	for i := 0; i < 10; i++ {
 		b, err := p.r.readByte()
 		if err != nil {
-			return 0, p.errf(start, "truncated varint")
+			return 0, p.errf(start, "truncated varint: %v", err)
 		}
 		v |= uint64(b&0x7f) << (7 * i)
 		if b < 0x80 {
@@ -278,6 +284,21 @@ func (p *parser) graph(end int64, m *Model) (*onnxpb.GraphProto, error) {
 			}
 			inits = append(inits, t)
 			continue
+		}
+		if (num == graphInputField || num == graphOutputField) && typ == protowire.BytesType && p.opts.MaxValueInfo > 0 {
+			n, err := p.length()
+			if err != nil {
+				return nil, err
+			}
+			if n > p.opts.MaxValueInfo {
+				return nil, p.errf(start, "graph input/output is %d bytes, more than the %d allowed", n, p.opts.MaxValueInfo)
+			}
+			if err := p.r.seek(start); err != nil {
+				return nil, p.errf(start, "%v", err)
+			}
+			if _, _, err := p.tag(); err != nil {
+				return nil, err
+			}
 		}
 		if shell, err = p.copyField(shell, start, typ); err != nil {
 			return nil, err
