@@ -48,6 +48,9 @@ type Config struct {
 	BodyIdleTimeout time.Duration
 	BodyGrace       time.Duration
 	BodyMinRate     int64
+	// UI, when set, is mounted at /ui/ (the read-only web UI, registry/ui),
+	// and / redirects there.
+	UI http.Handler
 }
 
 // Server is the registry's HTTP handler.
@@ -86,6 +89,10 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/healthz", s.serveHealth)
 	for p, h := range cfg.ExtraRoutes {
 		s.mux.Handle(p, h)
+	}
+	if cfg.UI != nil {
+		s.mux.Handle("/ui/", cfg.UI)
+		s.mux.Handle("/{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	}
 	return s, nil
 }
@@ -178,6 +185,8 @@ func (s *Server) routes() []route {
 			http.MethodGet: s.getTagHistory}},
 		{reTagMove, map[string]func(http.ResponseWriter, *http.Request, []string){
 			http.MethodPut: s.moveTag}},
+		{reDeployments, map[string]func(http.ResponseWriter, *http.Request, []string){
+			http.MethodGet: s.getDeployments, http.MethodPost: s.postDeployment}},
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/modelctl/modelctl/registry/auth"
 	"github.com/modelctl/modelctl/registry/storage"
 	"github.com/modelctl/modelctl/registry/storage/filesystem"
+	"github.com/modelctl/modelctl/registry/ui"
 )
 
 func init() { register(newServeCmd) }
@@ -36,6 +37,7 @@ type serveOptions struct {
 	bodyMinRate  int64
 	s3Creds      s3CredentialFlags
 	auth         auth.Options
+	ui           bool
 }
 
 func newServeCmd() *cobra.Command {
@@ -72,6 +74,7 @@ or S3-compatible object storage (--storage s3://BUCKET/PREFIX --s3-endpoint URL)
 	f.StringVar(&o.auth.Issuer, "token-issuer", "modelctl", "issuer and service name of the tokens")
 	f.StringVar(&o.auth.Realm, "token-realm", "", "token endpoint URL announced to clients (default: this server's /token as the client reached it)")
 	f.DurationVar(&o.auth.TokenTTL, "token-ttl", 5*time.Minute, "lifetime of an issued token")
+	f.BoolVar(&o.ui, "ui", true, "serve the read-only web UI at /ui/")
 	return cmd
 }
 
@@ -131,6 +134,15 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 	if authn != nil {
 		cfg.Auth = authn
 		cfg.ExtraRoutes = map[string]http.Handler{auth.TokenPath: authn.TokenHandler()}
+	}
+	if o.ui {
+		var uiAuth ui.Authorizer
+		if authn != nil {
+			uiAuth = authn
+		}
+		if cfg.UI, err = ui.New(ui.Config{Store: cfg.Store, Logger: log, Auth: uiAuth}); err != nil {
+			return err
+		}
 	}
 	srv, err := registry.New(cfg)
 	if err != nil {
