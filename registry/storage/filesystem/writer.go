@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/modelctl/modelctl/internal/atomicfile"
 	"github.com/modelctl/modelctl/internal/directio"
@@ -17,18 +16,17 @@ import (
 
 // Large writes bypass the page cache (O_DIRECT) where the filesystem allows:
 // a registry receives multi-GB blobs that nobody reads back at once (see
-// internal/directio for what it saves). The writer gathers bytes in an
-// aligned buffer, writes whole buffers directly, and writes the unaligned
-// tail through the page cache when it closes.
+// internal/directio for what it saves). The store hands the writer chunks
+// that start on block boundaries in aligned memory (storage.copyHashed): a
+// chunk of at least directMinWrite bytes at an aligned offset is written
+// directly, its unaligned end and every smaller chunk through the page cache.
+// The writer keeps no buffer of its own, so an upload that waits for bytes
+// holds no memory here (a gathering buffer per open writer was 1 MiB per
+// slow connection).
 const (
-	directAlign   = directio.Align
-	directBufSize = 1 << 20
+	directAlign    = directio.Align
+	directMinWrite = 1 << 20
 )
-
-var directBuffers = sync.Pool{New: func() any {
-	b := directio.Buffer(directBufSize)
-	return &b
-}}
 
 // DirectIO can be turned off (tests of the buffered path, or filesystems
 // that misbehave with O_DIRECT).
@@ -60,7 +58,7 @@ func (d *Driver) Writer(ctx context.Context, p string, offset int64) (storage.Fi
 	if err != nil {
 		return nil, d.mapErr(p, err)
 	}
-	w := &fileWriter{d: d, path: p, full: full, partial: partial, f: f, size: offset}
+	w := &fileWriter{d: d, path: p, full: full, partial: partial, f: f, size: offset, canDirect: DirectIO}
 	if offset > 0 {
 		fi, err := f.Stat()
 		if err != nil {
@@ -78,32 +76,6 @@ func (d *Driver) Writer(ctx context.Context, p string, offset int64) (storage.Fi
 			return nil, d.mapErr(p, err)
 		}
 	}
-	if DirectIO {
-		// Start the buffer at the block boundary below offset, holding the
-		// bytes of the partial block, so every direct write is aligned.
-		// They are read before O_DIRECT is on, which would refuse the read.
-		w.buf = directBuffers.Get().(*[]byte)
-		w.base = offset &^ (directAlign - 1)
-		w.n = int(offset - w.base)
-		if w.n > 0 {
-			if _, err := f.ReadAt((*w.buf)[:w.n], w.base); err != nil {
-				w.release()
-				f.Close()
-				return nil, d.mapErr(p, err)
-			}
-		}
-		w.direct = directio.Set(f, true) == nil
-		if !w.direct {
-			w.release()
-			w.base, w.n = 0, 0
-		}
-	}
-	if !w.direct {
-		if _, err := f.Seek(offset, io.SeekStart); err != nil {
-			f.Close()
-			return nil, d.mapErr(p, err)
-		}
-	}
 	return w, nil
 }
 
@@ -116,74 +88,68 @@ type fileWriter struct {
 	size    int64
 	closed  bool
 
-	// Direct I/O state: buf holds the bytes of the file from base on.
-	direct bool
-	buf    *[]byte
-	base   int64
-	n      int
+	// canDirect: direct I/O is wanted and the filesystem has not refused
+	// it; direct: the descriptor is in direct mode now.
+	canDirect, direct bool
 }
 
 var errWriterClosed = errors.New("filesystem: writer already closed")
 
+// Every write goes at w.size with WriteAt, so switching the descriptor
+// between direct and buffered mode never depends on its file offset.
 func (w *fileWriter) Write(b []byte) (int, error) {
 	if w.closed {
 		return 0, errWriterClosed
 	}
-	if !w.direct {
-		n, err := w.f.Write(b)
-		w.size += int64(n)
-		if err != nil {
-			return n, fmt.Errorf("%s: write %s: %w", driverName, w.path, err)
-		}
-		return n, nil
-	}
 	written := 0
 	for len(b) > 0 {
-		// An aligned caller buffer with nothing pending goes to the disk
-		// as it is, without the copy (the store's 1 MiB copy buffers are).
-		if w.n == 0 && len(b) >= directAlign && directio.Aligned(b) {
-			k := len(b) &^ (directAlign - 1)
-			if _, err := w.f.WriteAt(b[:k], w.base); err != nil {
-				return written, fmt.Errorf("%s: write %s: %w", driverName, w.path, err)
-			}
-			w.base += int64(k)
-			w.size += int64(k)
-			written += k
-			b = b[k:]
-			continue
+		k := len(b) &^ (directAlign - 1)
+		direct := w.canDirect && k >= directMinWrite && w.size%directAlign == 0 && directio.Aligned(b)
+		if err := w.setDirect(direct); err != nil {
+			return written, err
 		}
-		c := copy((*w.buf)[w.n:], b)
-		w.n += c
-		b = b[c:]
-		if w.n == directBufSize {
-			if err := w.flushDirect(directBufSize); err != nil {
-				return written, err
-			}
+		if !w.direct {
+			k = len(b)
 		}
-		written += c
-		w.size += int64(c)
+		n, err := w.f.WriteAt(b[:k], w.size)
+		w.size += int64(n)
+		written += n
+		if err != nil {
+			return written, fmt.Errorf("%s: write %s: %w", driverName, w.path, err)
+		}
+		b = b[k:]
 	}
 	return written, nil
 }
 
-// flushDirect writes the first n (aligned) bytes of the buffer.
-func (w *fileWriter) flushDirect(n int) error {
-	if _, err := w.f.WriteAt((*w.buf)[:n], w.base); err != nil {
-		return fmt.Errorf("%s: write %s: %w", driverName, w.path, err)
+// setDirect switches the descriptor's mode. A filesystem that refuses
+// direct I/O (tmpfs) is written buffered from then on.
+func (w *fileWriter) setDirect(on bool) error {
+	if on == w.direct {
+		return nil
 	}
-	w.base += int64(n)
-	w.n = copy(*w.buf, (*w.buf)[n:w.n])
+	if err := directio.Set(w.f, on); err != nil {
+		if on {
+			w.canDirect = false
+			return nil
+		}
+		return fmt.Errorf("%s: %s: leave direct I/O: %w", driverName, w.path, err)
+	}
+	w.direct = on
 	return nil
 }
 
 // ReadFrom lets io.Copy hand the file to the kernel's copy paths
-// (copy_file_range, splice) when the writer is buffered.
+// (copy_file_range, splice), buffered.
 func (w *fileWriter) ReadFrom(r io.Reader) (int64, error) {
 	if w.closed {
 		return 0, errWriterClosed
 	}
-	if w.direct {
-		return io.Copy(struct{ io.Writer }{w}, r)
+	if err := w.setDirect(false); err != nil {
+		return 0, err
+	}
+	if _, err := w.f.Seek(w.size, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("%s: write %s: %w", driverName, w.path, err)
 	}
 	n, err := w.f.ReadFrom(r)
 	w.size += n
@@ -192,37 +158,11 @@ func (w *fileWriter) ReadFrom(r io.Reader) (int64, error) {
 
 func (w *fileWriter) Size() int64 { return w.size }
 
-func (w *fileWriter) release() {
-	if w.buf != nil {
-		directBuffers.Put(w.buf)
-		w.buf = nil
-	}
-}
-
 func (w *fileWriter) Close() error {
 	if w.closed {
 		return errWriterClosed
 	}
 	w.closed = true
-	defer w.release()
-	if w.direct {
-		if aligned := w.n &^ (directAlign - 1); aligned > 0 {
-			if err := w.flushDirect(aligned); err != nil {
-				w.f.Close()
-				return err
-			}
-		}
-		if w.n > 0 {
-			if err := directio.Set(w.f, false); err != nil {
-				w.f.Close()
-				return fmt.Errorf("%s: %s: leave direct I/O: %w", driverName, w.path, err)
-			}
-			if _, err := w.f.WriteAt((*w.buf)[:w.n], w.base); err != nil {
-				w.f.Close()
-				return fmt.Errorf("%s: write %s: %w", driverName, w.path, err)
-			}
-		}
-	}
 	if err := w.f.Sync(); err != nil {
 		w.f.Close()
 		return fmt.Errorf("%s: sync %s: %w", driverName, w.path, err)
@@ -234,7 +174,6 @@ func (w *fileWriter) Cancel(ctx context.Context) error {
 	if !w.closed {
 		w.closed = true
 		w.f.Close()
-		w.release()
 	}
 	if err := os.Remove(w.partial); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%s: cancel %s: %w", driverName, w.path, err)

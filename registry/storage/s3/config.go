@@ -43,8 +43,9 @@ type Config struct {
 	// Prefix is prepended to every path ("registry" stores "a/b" at
 	// "registry/a/b"); empty uses the bucket's root.
 	Prefix string
-	// Endpoint is the server's URL, "https://s3.amazonaws.com" when empty.
-	// An http:// URL speaks plain HTTP.
+	// Endpoint is the server's URL; empty takes AWS_ENDPOINT_URL (as the
+	// AWS tools do), then "https://s3.amazonaws.com". An http:// URL speaks
+	// plain HTTP.
 	Endpoint string
 	// Region; empty takes AWS_REGION, then AWS_DEFAULT_REGION, then asks
 	// the server.
@@ -61,9 +62,13 @@ type Config struct {
 	CredentialsFile string
 	Profile         string
 	// PartSize is the size of the first 1000 parts of a resumable write
-	// (at least MinPartSize; DefaultPartSize when 0). It bounds the memory
-	// of one write to (Concurrency+1) parts.
+	// (at least MinPartSize; DefaultPartSize when 0). Parts are assembled
+	// in spool files in SpoolDir, not in memory: one write uses at most
+	// (Concurrency+1) parts of local disk.
 	PartSize int64
+	// SpoolDir is the local directory of the spool files parts are
+	// assembled in (os.TempDir() when empty).
+	SpoolDir string
 	// Concurrency is how many parts of one write upload at once
 	// (DefaultConcurrency when 0).
 	Concurrency int
@@ -94,10 +99,13 @@ func (c Config) String() string {
 func (c Config) GoString() string { return "s3.Config{" + c.String() + "}" }
 
 func (c Config) endpointOrDefault() string {
-	if c.Endpoint == "" {
-		return "https://s3.amazonaws.com"
+	switch {
+	case c.Endpoint != "":
+		return c.Endpoint
+	case os.Getenv("AWS_ENDPOINT_URL") != "":
+		return os.Getenv("AWS_ENDPOINT_URL")
 	}
-	return c.Endpoint
+	return "https://s3.amazonaws.com"
 }
 
 // Credentials are static credentials given on the command line. The zero
@@ -160,6 +168,9 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 		return nil, fmt.Errorf("s3 storage: part size %d is below S3's minimum of %d bytes", cfg.PartSize, MinPartSize)
 	case cfg.PartSize > 512<<20:
 		return nil, fmt.Errorf("s3 storage: part size %d is over the 512 MiB this driver buffers", cfg.PartSize)
+	}
+	if cfg.SpoolDir == "" {
+		cfg.SpoolDir = os.TempDir()
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = DefaultConcurrency

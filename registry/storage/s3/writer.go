@@ -26,8 +26,9 @@ import (
 //	seg-<rand> the bytes after the last part (below one part's size)
 //
 // Parts have the target size of their number (partTarget); the bytes after
-// the last full part stay in memory and, on Close, go to small segment
-// objects, so a write's parts never depend on how the caller chunked it.
+// the last full part stay in a local spool file (spool.go) and, on Close, go
+// to small segment objects, so a write's parts never depend on how the
+// caller chunked it.
 //
 // A checkpoint is what one Close made durable: a number of parts and the
 // segments after them. The state keeps the last checkpoint and the one the
@@ -99,9 +100,9 @@ type writer struct {
 	started  time.Time
 	parts    []partInfo // uploaded, in any order until wait() returns
 	nextPart int
-	// buf holds the bytes after the last part; its first segBytes bytes are
-	// durable in segs.
-	buf      []byte
+	// sp holds the bytes after the last part (nil: none, or, after Close,
+	// all of them in segs); its first segBytes bytes are durable in segs.
+	sp       *spool
 	segs     []segmentInfo
 	segBytes int
 	// resumed is the checkpoint this writer started from (nil at offset 0).
@@ -200,32 +201,67 @@ func (w *writer) resume(ctx context.Context, st *writeState, offset int64) error
 	w.parts = slices.Clone(st.Parts[:cp.Parts])
 	w.nextPart = cp.Parts + 1
 	need := offset - partsEnd(cp.Parts)
-	w.buf = w.d.getBuf(int(partTarget(w.nextPart, w.d.cfg.PartSize)))
-	for _, s := range cp.Segments {
-		if need == 0 {
-			break
-		}
-		data, err := w.d.getObject(ctx, w.dir+s.Name, s.Size)
-		if err != nil {
-			return w.d.mapErr(ctx, "resume write: segment of", w.path, err)
-		}
-		if int64(len(data)) != s.Size {
-			return fmt.Errorf("%s: resume write %s: segment %s has %d bytes, the state says %d", driverName, w.path, s.Name, len(data), s.Size)
-		}
-		if s.Size <= need {
-			w.segs = append(w.segs, s)
-			w.segBytes += len(data)
-		} else {
-			data = data[:need]
-		}
-		w.buf = append(w.buf, data...)
-		need -= int64(len(data))
-	}
-	if need != 0 {
-		return fmt.Errorf("%s: resume write %s: the state's segments hold %d bytes too few", driverName, w.path, need)
+	if err := w.loadSegments(ctx, cp.Segments, need); err != nil {
+		return err
 	}
 	w.size = offset
 	w.resumed = &checkpoint{Parts: cp.Parts, Segments: slices.Clone(w.segs), Size: partsEnd(cp.Parts) + int64(w.segBytes)}
+	return nil
+}
+
+// loadSegments reads the first need bytes of segs into a new spool; the
+// segments wholly inside them become the writer's durable segments.
+func (w *writer) loadSegments(ctx context.Context, segs []segmentInfo, need int64) error {
+	w.segs, w.segBytes = nil, 0
+	if need == 0 {
+		return nil
+	}
+	sp, err := w.d.newSpool()
+	if err != nil {
+		return err
+	}
+	for _, s := range segs {
+		if need == 0 {
+			break
+		}
+		take := min(s.Size, need)
+		if err := w.d.getSegment(ctx, w.dir+s.Name, s.Size, take, sp); err != nil {
+			sp.close()
+			return w.d.mapErr(ctx, "resume write: segment "+s.Name+" of", w.path, err)
+		}
+		if take == s.Size {
+			w.segs = append(w.segs, s)
+			w.segBytes += int(s.Size)
+		}
+		need -= take
+	}
+	if need != 0 {
+		sp.close()
+		return fmt.Errorf("%s: resume write %s: the state's segments hold %d bytes too few", driverName, w.path, need)
+	}
+	w.sp = sp
+	return nil
+}
+
+// getSegment appends the first take bytes of the segment at key, which the
+// state says has size bytes, to sp.
+func (d *Driver) getSegment(ctx context.Context, key string, size, take int64, sp *spool) error {
+	body, info, _, err := d.core.GetObject(ctx, d.cfg.Bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	if info.Size != size {
+		return fmt.Errorf("segment has %d bytes, the state says %d", info.Size, size)
+	}
+	n, err := io.Copy(io.NewOffsetWriter(sp.f, sp.n), io.LimitReader(body, take))
+	sp.n += n
+	if err != nil {
+		return err
+	}
+	if n != take {
+		return fmt.Errorf("segment ended after %d of %d bytes", n, size)
+	}
 	return nil
 }
 
@@ -247,16 +283,22 @@ func (w *writer) Write(b []byte) (int, error) {
 	}
 	n := 0
 	for len(b) > 0 {
-		target := int(partTarget(w.nextPart, w.d.cfg.PartSize))
-		if w.buf == nil {
-			w.buf = w.d.getBuf(target)
+		target := partTarget(w.nextPart, w.d.cfg.PartSize)
+		if w.sp == nil {
+			sp, err := w.d.newSpool()
+			if err != nil {
+				return n, err
+			}
+			w.sp = sp
 		}
-		c := min(target-len(w.buf), len(b))
-		w.buf = append(w.buf, b[:c]...)
+		c := int(min(target-w.sp.n, int64(len(b))))
+		if err := w.sp.write(b[:c]); err != nil {
+			return n, err
+		}
 		b = b[c:]
 		n += c
 		w.size += int64(c)
-		if len(w.buf) >= target {
+		if w.sp.n >= target {
 			if err := w.uploadPart(); err != nil {
 				return n, err
 			}
@@ -267,8 +309,8 @@ func (w *writer) Write(b []byte) (int, error) {
 
 var errWriterDone = errors.New("writer already closed, committed or cancelled")
 
-// uploadPart starts the upload of buf as the next part, at most
-// Concurrency at a time, and hands buf over to it.
+// uploadPart starts the upload of the spool as the next part, at most
+// Concurrency at a time, and hands the spool over to it.
 func (w *writer) uploadPart() error {
 	if w.nextPart > maxParts {
 		return fmt.Errorf("%s: write %s: over %d parts (%d bytes)", driverName, w.path, maxParts, w.size)
@@ -280,8 +322,8 @@ func (w *writer) uploadPart() error {
 		}
 		w.uploadID = id
 	}
-	data, num := w.buf, w.nextPart
-	w.buf, w.nextPart = nil, w.nextPart+1
+	sp, num := w.sp, w.nextPart
+	w.sp, w.nextPart = nil, w.nextPart+1
 	// The segments hold bytes of this part now; the next state write
 	// drops them (the checkpoint before it keeps its own).
 	w.segs, w.segBytes = nil, 0
@@ -290,8 +332,9 @@ func (w *writer) uploadPart() error {
 	go func() {
 		defer w.wg.Done()
 		defer func() { <-w.sem }()
+		defer sp.close()
 		part, err := w.d.core.PutObjectPart(w.ctx, w.d.cfg.Bucket, w.key, w.uploadID, num,
-			bytes.NewReader(data), int64(len(data)), minio.PutObjectPartOptions{})
+			sp.section(0), sp.n, minio.PutObjectPartOptions{})
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		if err != nil {
@@ -299,9 +342,8 @@ func (w *writer) uploadPart() error {
 				w.err = fmt.Errorf("%s: write %s: part %d: %w", driverName, w.path, num, err)
 			}
 		} else {
-			w.parts = append(w.parts, partInfo{Number: num, ETag: part.ETag, Size: int64(len(data))})
+			w.parts = append(w.parts, partInfo{Number: num, ETag: part.ETag, Size: sp.n})
 		}
-		w.d.putBuf(data)
 	}()
 	return nil
 }
@@ -336,14 +378,18 @@ func (w *writer) Close() error {
 		// Many tiny chunks: rewrite the tail as one segment.
 		w.segs, w.segBytes = nil, 0
 	}
-	if len(w.buf) > w.segBytes {
+	// The spool is done with once its bytes are in segments: a Commit
+	// after Close reads them back.
+	defer func() { w.sp.close(); w.sp = nil }()
+	if w.sp != nil && w.sp.n > int64(w.segBytes) {
 		name := segmentPrefix + randomName()
-		if err := w.d.putObject(w.ctx, w.dir+name, w.buf[w.segBytes:]); err != nil {
+		tail := w.sp.section(int64(w.segBytes))
+		if err := w.d.putReader(w.ctx, w.dir+name, tail, tail.Size()); err != nil {
 			return w.d.mapErr(w.ctx, "close: store tail of", w.path, err)
 		}
 		w.owned = append(w.owned, name)
-		w.segs = append(w.segs, segmentInfo{Name: name, Size: int64(len(w.buf) - w.segBytes)})
-		w.segBytes = len(w.buf)
+		w.segs = append(w.segs, segmentInfo{Name: name, Size: tail.Size()})
+		w.segBytes = int(w.sp.n)
 	}
 	st := writeState{
 		Version:  stateVersion,
@@ -391,8 +437,8 @@ func (w *writer) Close() error {
 func (w *writer) Cancel(ctx context.Context) error {
 	_ = w.wait()
 	w.closed, w.finished = true, true
-	w.d.putBuf(w.buf)
-	w.buf = nil
+	w.sp.close()
+	w.sp = nil
 	if w.uploadID != "" {
 		if err := w.d.core.AbortMultipartUpload(ctx, w.d.cfg.Bucket, w.key, w.uploadID); err != nil && !isNotFound(err) {
 			return w.d.mapErr(ctx, "cancel write", w.path, err)
@@ -417,21 +463,33 @@ func (w *writer) Commit(ctx context.Context) error {
 	if err := w.wait(); err != nil {
 		return err
 	}
+	if w.sp == nil && w.segBytes > 0 {
+		// Closed before: the tail is in the segments.
+		if err := w.loadSegments(ctx, w.segs, int64(w.segBytes)); err != nil {
+			return err
+		}
+	}
+	var tail *io.SectionReader
+	if w.sp != nil {
+		tail = w.sp.section(0)
+	} else {
+		tail = io.NewSectionReader(emptyReaderAt{}, 0, 0)
+	}
 	if len(w.parts) == 0 {
-		if err := w.d.putObject(ctx, w.key, w.buf); err != nil {
+		if err := w.d.putReader(ctx, w.key, tail, tail.Size()); err != nil {
 			return w.d.mapErr(ctx, "commit", w.path, err)
 		}
 		if w.uploadID != "" {
 			_ = w.d.core.AbortMultipartUpload(ctx, w.d.cfg.Bucket, w.key, w.uploadID)
 		}
 	} else {
-		if len(w.buf) > 0 {
+		if tail.Size() > 0 {
 			part, err := w.d.core.PutObjectPart(ctx, w.d.cfg.Bucket, w.key, w.uploadID, w.nextPart,
-				bytes.NewReader(w.buf), int64(len(w.buf)), minio.PutObjectPartOptions{})
+				tail, tail.Size(), minio.PutObjectPartOptions{})
 			if err != nil {
 				return w.d.mapErr(ctx, "commit: last part of", w.path, err)
 			}
-			w.parts = append(w.parts, partInfo{Number: w.nextPart, ETag: part.ETag, Size: int64(len(w.buf))})
+			w.parts = append(w.parts, partInfo{Number: w.nextPart, ETag: part.ETag, Size: tail.Size()})
 		}
 		complete := make([]minio.CompletePart, len(w.parts))
 		for i, p := range w.parts {
@@ -442,8 +500,8 @@ func (w *writer) Commit(ctx context.Context) error {
 		}
 	}
 	w.closed, w.finished = true, true
-	w.d.putBuf(w.buf)
-	w.buf = nil
+	w.sp.close()
+	w.sp = nil
 	if w.ephemeral {
 		return nil
 	}
@@ -485,9 +543,7 @@ func (d *Driver) PutStream(ctx context.Context, p string, r io.Reader) (int64, e
 		sem:       make(chan struct{}, d.cfg.Concurrency),
 		ephemeral: true,
 	}
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
-	n, err := io.CopyBuffer(writerOnly{w}, r, *bp)
+	n, err := storage.Copy(w, r)
 	if err == nil {
 		err = ctx.Err()
 	}
@@ -503,10 +559,9 @@ func (d *Driver) PutStream(ctx context.Context, p string, r io.Reader) (int64, e
 	return n, fmt.Errorf("%s: put %s: %w", driverName, p, err)
 }
 
-// writerOnly hides writer's other methods from io.CopyBuffer.
-type writerOnly struct{ io.Writer }
+type emptyReaderAt struct{}
 
-var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+func (emptyReaderAt) ReadAt([]byte, int64) (int, error) { return 0, io.EOF }
 
 // readState reads the state in dir; found is false when there is none.
 func (d *Driver) readState(ctx context.Context, dir string) (*writeState, bool, error) {
@@ -616,26 +671,13 @@ func (d *Driver) getObject(ctx context.Context, key string, limit int64) ([]byte
 
 // putObject stores data at key with one PUT.
 func (d *Driver) putObject(ctx context.Context, key string, data []byte) error {
-	_, err := d.core.PutObject(ctx, d.cfg.Bucket, key, bytes.NewReader(data), int64(len(data)), "", "", minio.PutObjectOptions{})
+	return d.putReader(ctx, key, bytes.NewReader(data), int64(len(data)))
+}
+
+// putReader stores size bytes of r at key with one PUT.
+func (d *Driver) putReader(ctx context.Context, key string, r io.Reader, size int64) error {
+	_, err := d.core.PutObject(ctx, d.cfg.Bucket, key, r, size, "", "", minio.PutObjectOptions{})
 	return err
-}
-
-// Part buffers are reused across writes: they are the driver's one large
-// allocation.
-var bufPool sync.Pool
-
-func (d *Driver) getBuf(size int) []byte {
-	if b, ok := bufPool.Get().(*[]byte); ok && cap(*b) >= size {
-		return (*b)[:0]
-	}
-	return make([]byte, 0, size)
-}
-
-func (d *Driver) putBuf(b []byte) {
-	if cap(b) >= MinPartSize {
-		b = b[:0]
-		bufPool.Put(&b)
-	}
 }
 
 func randomName() string {
