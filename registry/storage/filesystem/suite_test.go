@@ -28,3 +28,15 @@ func suiteConfig() storagetest.Config {
 
 // The shared driver suite, with direct I/O where the filesystem allows it.
 func TestDriverSuite(t *testing.T) { storagetest.Run(t, suiteConfig()) }
+
+// Uploads waiting for bytes hold no large buffer; fast ones share the
+// budget (storagetest.UploadMemory).
+func TestUploadMemory(t *testing.T) {
+	storagetest.UploadMemory(t, func(t *testing.T) storage.Driver {
+		d, err := filesystem.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	})
+}

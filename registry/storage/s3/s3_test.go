@@ -72,3 +72,10 @@ func TestDriverSuiteBucketRoot(t *testing.T) {
 		},
 	})
 }
+
+// Uploads waiting for bytes hold no large buffer (and no part buffer: parts
+// are spooled to disk); fast ones share the budget.
+func TestUploadMemory(t *testing.T) {
+	srv := s3test.Start(t)
+	storagetest.UploadMemory(t, func(t *testing.T) storage.Driver { return open(t, testConfig(srv)) })
+}
