@@ -162,7 +162,7 @@ func TestParseHostile(t *testing.T) {
 		{"unknown tensor type", head(1, 0).tensor("x", []uint64{32}, 4, 0).zeros(32).Bytes(), "unknown ggml type 4"},
 		{"row not whole blocks", head(1, 0).tensor("x", []uint64{100, 2}, gguf.TensorQ4_K, 0).zeros(32).Bytes(), "not a whole number of Q4_K blocks (256)"},
 		{"duplicate tensor", head(2, 0).tensor("x", []uint64{8}, gguf.TensorF32, 0).tensor("x", []uint64{8}, gguf.TensorF32, 32).pad(32).zeros(64).Bytes(), `tensor "x" appears twice`},
-		{"offset outside the file", head(1, 0).tensor("x", []uint64{8}, gguf.TensorF32, 1 << 20).pad(32).zeros(32).Bytes(), "runs past the end of the file"},
+		{"offset outside the file", head(1, 0).tensor("x", []uint64{8}, gguf.TensorF32, 1<<20).pad(32).zeros(32).Bytes(), "runs past the end of the file"},
 		{"data past the end", head(1, 0).tensor("x", []uint64{64}, gguf.TensorF32, 0).pad(32).zeros(32).Bytes(), "runs past the end of the file"},
 		{"offset near 2^63", head(1, 0).tensor("x", []uint64{8}, gguf.TensorF32, 1<<63-32).pad(32).zeros(32).Bytes(), "runs past the end of the file"},
 		{"offset past 2^63", head(1, 0).tensor("x", []uint64{8}, gguf.TensorF32, 1<<63).pad(32).zeros(32).Bytes(), "past any file"},
