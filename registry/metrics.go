@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/modelctl/modelctl/registry/storage"
 )
 
 // metrics is a small Prometheus text-format exposition: request counts by
@@ -88,6 +90,15 @@ func (m *metrics) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(&b, "# HELP modelctl_http_sent_bytes_total Response body bytes sent.\n# TYPE modelctl_http_sent_bytes_total counter\nmodelctl_http_sent_bytes_total %d\n", m.bytesOut.Load())
 	fmt.Fprintf(&b, "# HELP modelctl_uploads_in_progress Blob upload requests being received.\n# TYPE modelctl_uploads_in_progress gauge\nmodelctl_uploads_in_progress %d\n", m.uploadsInProgress.Load())
 	fmt.Fprintf(&b, "# HELP modelctl_blobs_uploaded_total Blob uploads completed.\n# TYPE modelctl_blobs_uploaded_total counter\nmodelctl_blobs_uploaded_total %d\n", m.blobsUploaded.Load())
+	// The upload buffer budget (storage.LargeBuffers): bodies that flow
+	// take large buffers from it while they last, the others read in
+	// small chunks. Buffers in use near the budget all the time means the
+	// budget, not the disk or the network, paces uploads.
+	lb := storage.LargeBuffers
+	fmt.Fprintf(&b, "# HELP modelctl_upload_buffers_budget Large upload copy buffers the server may hold.\n# TYPE modelctl_upload_buffers_budget gauge\nmodelctl_upload_buffers_budget %d\n", lb.Cap())
+	fmt.Fprintf(&b, "# HELP modelctl_upload_buffer_size_bytes The size of one large upload copy buffer.\n# TYPE modelctl_upload_buffer_size_bytes gauge\nmodelctl_upload_buffer_size_bytes %d\n", lb.Size())
+	fmt.Fprintf(&b, "# HELP modelctl_upload_buffers_in_use Large upload copy buffers in use.\n# TYPE modelctl_upload_buffers_in_use gauge\nmodelctl_upload_buffers_in_use %d\n", lb.InUse())
+	fmt.Fprintf(&b, "# HELP modelctl_upload_buffers_max_in_use The most large upload copy buffers in use at once since the server started.\n# TYPE modelctl_upload_buffers_max_in_use gauge\nmodelctl_upload_buffers_max_in_use %d\n", lb.HighWater())
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	_, _ = io.WriteString(w, b.String())
 }

@@ -178,6 +178,8 @@ func TestMetricsAndHealth(t *testing.T) {
 		`modelctl_http_received_bytes_total 5`,
 		`modelctl_blobs_uploaded_total 1`,
 		`modelctl_uploads_in_progress 0`,
+		`modelctl_upload_buffers_in_use 0`,
+		`modelctl_upload_buffers_budget 8`,
 		`modelctl_http_request_duration_seconds_count{method="POST"} 1`,
 	} {
 		if !strings.Contains(b.String(), want) {

@@ -8,6 +8,12 @@
 #
 #   scripts/bench-registry.sh            # SIZE_MB=2048 RUNS=3
 #   SIZE_MB=512 RUNS=5 scripts/bench-registry.sh
+#   BASELINE=/tmp/old/modelctl SERVERS="modelctl baseline" scripts/bench-registry.sh
+#                                        # this build against another one, runs
+#                                        # interleaved, with the ratios
+#
+# Runs of the servers alternate (run 1 of each, then run 2 of each, ...), so
+# that a slow moment of a shared machine lands on all of them.
 set -euo pipefail
 shopt -s inherit_errexit 2>/dev/null || true
 cd "$(dirname "$0")/.."
@@ -38,6 +44,7 @@ wait_up() { for _ in $(seq 100); do curl -sf -o /dev/null "http://$1/v2/" && ret
 start_server() { # kind root port
 	case $1 in
 	modelctl) "$MODELCTL" serve --addr "127.0.0.1:$3" --root "$2" --log-level error >"$work/server.log" 2>&1 & ;;
+	baseline) "$BASELINE" serve --addr "127.0.0.1:$3" --root "$2" --log-level error >"$work/server.log" 2>&1 & ;;
 	modelctl-buffered) "$MODELCTL" serve --addr "127.0.0.1:$3" --root "$2" --log-level error --direct-io=false >"$work/server.log" 2>&1 & ;;
 	distribution)
 		cat >"$work/config.yml" <<YML
@@ -76,14 +83,18 @@ one_run() { # kind -> "pushcpu pullcpu pushwall pullwall rss"
 }
 
 
+SERVERS=${SERVERS:-modelctl distribution}
+case " $SERVERS " in *" baseline "*) [ -x "${BASELINE:-}" ] || { echo "SERVERS has baseline: set BASELINE to a modelctl binary" >&2; exit 1; } ;; esac
 declare -A res
-for kind in ${SERVERS:-modelctl distribution}; do
-	: >"$work/$kind.txt"
-	for i in $(seq "$RUNS"); do
+for kind in $SERVERS; do : >"$work/$kind.txt"; done
+for i in $(seq "$RUNS"); do
+	for kind in $SERVERS; do
 		line=$(one_run "$kind")
 		echo "$kind run $i: push_cpu_s/GiB pull_cpu_s/GiB push_s pull_s peak_rss_MiB = $line" >&2
 		echo "$line" >>"$work/$kind.txt"
 	done
+done
+for kind in $SERVERS; do
 	for col in 1 2 3 4 5; do
 		res[$kind,$col]=$(awk -v c=$col '{print $c}' "$work/$kind.txt" | median)
 	done
@@ -107,10 +118,18 @@ fi
 
 printf '\nRegistry server cost, %s MiB blob on loopback, median of %s runs (%s)\n' "$SIZE_MB" "$RUNS" "$(nproc) cores"
 printf '%-14s %16s %16s %10s %10s %14s\n' server push_cpu_s/GiB pull_cpu_s/GiB push_s pull_s peak_rss_MiB
-for kind in ${SERVERS:-modelctl distribution}; do
+for kind in $SERVERS; do
 	printf '%-14s %16s %16s %10s %10s %14s\n' "$kind" "${res[$kind,1]}" "${res[$kind,2]}" "${res[$kind,3]}" "${res[$kind,4]}" "${res[$kind,5]}"
 done
-awk -v a="${res[modelctl,1]}" -v b="${res[distribution,1]}" -v c="${res[modelctl,2]}" -v d="${res[distribution,2]}" \
-	'BEGIN{printf "push CPU modelctl/distribution = %.2f (goal <= 0.50)\npull CPU modelctl/distribution = %.2f\n", a/b, (d>0)?c/d:0}'
+ratio() { # kind col
+	awk -v a="${res[modelctl,$2]:-0}" -v b="${res[$1,$2]:-0}" 'BEGIN{printf "%.2f", (b>0)?a/b:0}'
+}
+case " $SERVERS " in *" distribution "*)
+	echo "push CPU modelctl/distribution = $(ratio distribution 1) (goal <= 0.50)"
+	echo "pull CPU modelctl/distribution = $(ratio distribution 2)" ;;
+esac
+case " $SERVERS " in *" baseline "*)
+	echo "modelctl/baseline: push CPU $(ratio baseline 1), pull CPU $(ratio baseline 2), push time $(ratio baseline 3), pull time $(ratio baseline 4), peak RSS $(ratio baseline 5)" ;;
+esac
 echo "peak RSS modelctl = ${res[modelctl,5]} MiB (goal < 64)"
 echo "zero-copy pull: $sendfile_line"
