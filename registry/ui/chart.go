@@ -34,19 +34,21 @@ type chart struct {
 }
 
 type panel struct {
-	Title    string
-	Top      float64
-	Bottom   float64
-	Left     float64
-	Right    float64
-	Line     string
-	Points   []chartPoint
-	YTicks   []tick
-	XTicks   []tick
-	ID       string
-	Empty    bool
-	TitleY   float64
-	XLabelsY float64
+	Title  string
+	Top    float64
+	Bottom float64
+	Left   float64
+	Right  float64
+	Line   string
+	Points []chartPoint
+	// PointsHTML is Points drawn (see rows.go).
+	PointsHTML template.HTML
+	YTicks     []tick
+	XTicks     []tick
+	ID         string
+	Empty      bool
+	TitleY     float64
+	XLabelsY   float64
 }
 
 type chartPoint struct {
@@ -149,6 +151,7 @@ func (c *chart) panel(id, title string, i int, vs []*version, val func(*version)
 		line.WriteString(strconv.FormatFloat(px, 'f', 1, 64) + "," + strconv.FormatFloat(py, 'f', 1, 64))
 	}
 	p.Line = line.String()
+	p.PointsHTML = pointsHTML(p.Points)
 	for k := 0; k <= 4; k++ {
 		v := maxY * float64(k) / 4
 		p.YTicks = append(p.YTicks, tick{Pos: round1(y(v)), Label: label(v)})

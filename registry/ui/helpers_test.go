@@ -94,13 +94,18 @@ func storeModel(t testing.TB, s *storage.Store, m testModel) digest.Digest {
 	ctx := context.Background()
 	body, blobs := modelManifest(t, m)
 	for d, b := range blobs {
+		if _, err := s.StatBlob(ctx, m.Repo, d); err == nil {
+			continue
+		}
 		if _, err := s.PutBlob(ctx, m.Repo, d, bytes.NewReader(b)); err != nil {
-			t.Fatal(err)
+			t.Error(err)
+			return ""
 		}
 	}
 	info, err := s.PutManifest(ctx, storage.PutManifestRequest{Name: m.Repo, Reference: m.Tag, ContentType: v1.MediaTypeImageManifest, Body: body, User: "tester"})
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err) // from several goroutines: Fatal would not stop them
+		return ""
 	}
 	return info.Digest
 }

@@ -3,6 +3,7 @@ package ui
 import (
 	"encoding/json"
 	"errors"
+	"html/template"
 	"net/http"
 	"sort"
 	"strconv"
@@ -71,6 +72,8 @@ type repoPage struct {
 	Name           string
 	URL            string
 	Rows           []tagRow
+	RowsHTML       template.HTML
+	OptionsHTML    template.HTML
 	Chart          *chart
 	Tags           []string
 	CompareURL     string
@@ -97,6 +100,8 @@ func (h *Handler) serveRepository(w http.ResponseWriter, r *http.Request, name s
 			p.Deployed[d.Digest]++
 		}
 	}
+	p.RowsHTML = h.tagRowsHTML(name, rows, p.Deployed)
+	p.OptionsHTML = optionsHTML(p.Tags)
 	h.render(w, r, http.StatusOK, "repository", name, p)
 }
 
