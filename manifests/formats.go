@@ -26,6 +26,10 @@ const (
 	AnnotationContextLength = AnnotationModelPrefix + "context_length"
 	// AnnotationFiles is the number of files of the artifact's model.
 	AnnotationFiles = AnnotationModelPrefix + "files"
+	// AnnotationEntry is the relative path of the file an application
+	// points at (the .gguf, the safetensors index, the .onnx); absent for a
+	// directory, where the application points at the directory itself.
+	AnnotationEntry = AnnotationModelPrefix + "entry"
 
 	// AnnotationGGUFVersion is the GGUF format version (2 or 3).
 	AnnotationGGUFVersion = AnnotationModelPrefix + "gguf.version"

@@ -118,8 +118,10 @@ type Model struct {
 	// Root is the directory Files are relative to: the directory itself,
 	// or the directory of the file.
 	Root string
-	// Entry is the relative path of the file Path names ("" for a
-	// directory): what an application's model_path points at.
+	// Entry is the relative path of the file an application's model_path
+	// points at: the file Path names, except that a sharded safetensors
+	// set's entry is its index also when a shard was named; "" for a
+	// directory.
 	Entry string
 	// Files are every file of the model, sorted by Path.
 	Files []File
@@ -201,6 +203,9 @@ func Open(ctx context.Context, path string, opts Options) (*Model, error) {
 	}
 	m.Facts = append([]Fact{{manifests.AnnotationFormat, string(m.Format)}}, m.Facts...)
 	m.Facts = append(m.Facts, Fact{manifests.AnnotationFiles, fmt.Sprint(len(m.Files))})
+	if m.Entry != "" {
+		m.Facts = append(m.Facts, Fact{manifests.AnnotationEntry, m.Entry})
+	}
 	if m.Format == FormatDirectory && m.WeightsFormat != "" {
 		m.Facts = append(m.Facts, Fact{manifests.AnnotationWeightsFormat, string(m.WeightsFormat)})
 	}
@@ -271,4 +276,17 @@ func openRaw(path string) (*Model, error) {
 		Format: FormatRaw, Path: path, Root: filepath.Dir(path), Entry: base,
 		Files: []File{{Path: base, Source: path, Kind: KindOf(base), Size: st.Size()}},
 	}, nil
+}
+
+// InstallDir is the directory an artifact's files are installed into when
+// an application's model_path names modelPath: the directory itself for a
+// directory artifact, the file's directory for any other (so the files
+// around the named one, external data or shards, land beside it).
+// annotations are the artifact's manifest annotations; an artifact pushed
+// before formats were recorded is a file (ONNX).
+func InstallDir(modelPath string, annotations map[string]string) string {
+	if annotations[manifests.AnnotationFormat] == string(FormatDirectory) {
+		return filepath.Clean(modelPath)
+	}
+	return filepath.Dir(modelPath)
 }

@@ -146,6 +146,7 @@ func TestOpenGGUF(t *testing.T) {
 		manifests.AnnotationGGUFFileType:    modelfiletest.WantGGUFFileType,
 		manifests.AnnotationGGUFTensors:     strconv.Itoa(modelfiletest.WantGGUFTensors),
 		manifests.AnnotationGGUFTensorTypes: modelfiletest.WantGGUFTensorType,
+		manifests.AnnotationEntry:           "solar.gguf",
 	})
 	if c := m.Config(); c.Format != "gguf" || c.Architecture != "llama" || c.ParamSize != "410K" {
 		t.Errorf("config %+v", c)
@@ -204,6 +205,7 @@ func shardedFacts() map[string]string {
 		manifests.AnnotationSafetensorsTensors: strconv.Itoa(modelfiletest.WantShardedTensors),
 		manifests.AnnotationSafetensorsDTypes:  modelfiletest.WantShardedDTypes,
 		manifests.AnnotationSafetensorsShards:  strconv.Itoa(modelfiletest.WantShards),
+		manifests.AnnotationEntry:              "model.safetensors.index.json",
 	}
 }
 
@@ -213,8 +215,8 @@ func TestOpenShardedSafetensors(t *testing.T) {
 	wantFiles := "model-00001-of-00003.safetensors:weight model-00002-of-00003.safetensors:weight model-00003-of-00003.safetensors:weight model.safetensors.index.json:weight.config"
 	for _, named := range []string{idx, filepath.Join(dir, modelfiletest.ShardName("model", 2, 3))} {
 		m := open(t, named, modelfile.FormatAuto)
-		if m.Format != modelfile.FormatSafetensors || files(m) != wantFiles || m.Root != dir || m.Entry != filepath.Base(named) {
-			t.Errorf("%s: format %s files %s root %s entry %s", filepath.Base(named), m.Format, files(m), m.Root, m.Entry)
+		if m.Format != modelfile.FormatSafetensors || files(m) != wantFiles || m.Root != dir || m.Entry != "model.safetensors.index.json" || m.Path != named {
+			t.Errorf("%s: format %s files %s root %s entry %s path %s", filepath.Base(named), m.Format, files(m), m.Root, m.Entry, m.Path)
 		}
 		checkFacts(t, m, shardedFacts())
 		if len(m.Safetensors) != 3 {
@@ -302,6 +304,7 @@ func TestOpenSingleSafetensors(t *testing.T) {
 		manifests.AnnotationSafetensorsTensors: "3",
 		manifests.AnnotationSafetensorsDTypes:  "BF16=2,F32=1",
 		manifests.AnnotationSafetensorsShards:  "1",
+		manifests.AnnotationEntry:              "model.safetensors",
 	})
 }
 
@@ -339,6 +342,7 @@ func TestOpenHFDirectory(t *testing.T) {
 	want[manifests.AnnotationWeightsFormat] = "safetensors"
 	want[manifests.AnnotationArchitecture] = modelfiletest.WantHFArchitecture
 	want[manifests.AnnotationContextLength] = strconv.Itoa(modelfiletest.WantHFContextLength)
+	delete(want, manifests.AnnotationEntry)
 	checkFacts(t, m, want)
 	if c := m.Config(); c.Format != "safetensors" || c.Architecture != modelfiletest.WantHFArchitecture {
 		t.Errorf("config %+v", c)
@@ -496,7 +500,7 @@ func TestOpenRaw(t *testing.T) {
 	if m.Format != modelfile.FormatRaw || files(m) != "README.md:doc" || m.Files[0].Size != 5 {
 		t.Errorf("format %s files %s", m.Format, files(m))
 	}
-	checkFacts(t, m, map[string]string{manifests.AnnotationFormat: "raw", manifests.AnnotationFiles: "1"})
+	checkFacts(t, m, map[string]string{manifests.AnnotationFormat: "raw", manifests.AnnotationFiles: "1", manifests.AnnotationEntry: "README.md"})
 	if _, err := modelfile.Open(context.Background(), dir, modelfile.Options{Format: modelfile.FormatRaw}); err == nil {
 		t.Error("raw directory accepted")
 	}
@@ -571,5 +575,63 @@ func TestHelpersIndex(t *testing.T) {
 	}
 	if len(ix.WeightMap) != modelfiletest.WantShardedTensors || ix.Metadata.TotalSize != 3*(2*64*128*2+128*4) {
 		t.Errorf("index %+v", ix)
+	}
+}
+
+// Open reads headers only: a multi-GiB model costs what its header costs.
+// The files are sparse, so the test writes no data either.
+func TestOpenReadsOnlyHeaders(t *testing.T) {
+	dir := t.TempDir()
+	g := filepath.Join(dir, "big.gguf")
+	if err := modelfiletest.WriteSparseGGUF(g, modelfiletest.LargeGGUF(8<<30)); err != nil {
+		t.Fatal(err)
+	}
+	s := filepath.Join(dir, "big.safetensors")
+	if err := modelfiletest.WriteSparseSafetensors(s, []modelfiletest.STensor{
+		{Name: "embed", DType: "BF16", Shape: []int64{1 << 20, 1 << 10}},
+		{Name: "lm_head", DType: "F32", Shape: []int64{1 << 20, 1 << 9}},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		path   string
+		size   int64
+		params string
+	}{
+		{g, 8 << 30, strconv.Itoa(1024 * (8 << 30) / 4096)},
+		{s, 4 << 30, strconv.Itoa(3 << 29)},
+	} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		m := open(t, c.path, modelfile.FormatAuto)
+		runtime.ReadMemStats(&after)
+		if got := m.Annotations()[manifests.AnnotationParameters]; got != c.params {
+			t.Errorf("%s: parameters %s, want %s", filepath.Base(c.path), got, c.params)
+		}
+		if m.Files[0].Size < c.size {
+			t.Errorf("%s: size %d", filepath.Base(c.path), m.Files[0].Size)
+		}
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 2<<20 {
+			t.Errorf("%s: Open allocated %d bytes", filepath.Base(c.path), grew)
+		}
+	}
+}
+
+func TestInstallDir(t *testing.T) {
+	dirArtifact := map[string]string{manifests.AnnotationFormat: "directory"}
+	for _, c := range []struct {
+		modelPath   string
+		annotations map[string]string
+		want        string
+	}{
+		{filepath.Join("models", "llm", "solar.gguf"), map[string]string{manifests.AnnotationFormat: "gguf"}, filepath.Join("models", "llm")},
+		{filepath.Join("models", "hf", "model.safetensors.index.json"), map[string]string{manifests.AnnotationFormat: "safetensors"}, filepath.Join("models", "hf")},
+		{filepath.Join("models", "onnx", "a.onnx"), nil, filepath.Join("models", "onnx")},
+		{filepath.Join("models", "hf") + string(filepath.Separator), dirArtifact, filepath.Join("models", "hf")},
+	} {
+		if got := modelfile.InstallDir(c.modelPath, c.annotations); got != c.want {
+			t.Errorf("InstallDir(%s) = %s, want %s", c.modelPath, got, c.want)
+		}
 	}
 }

@@ -170,14 +170,14 @@ func openSafetensors(path string) (*Model, error) {
 		return nil, fmt.Errorf("open safetensors model %s: %w", path, err)
 	}
 	if format == FormatSafetensorsIndex {
-		return openIndexed(path, base)
+		return openIndexed(path)
 	}
 	index, err := findIndex(dir, base)
 	if err != nil {
 		return nil, err
 	}
 	if index != "" {
-		m, err := openIndexed(filepath.Join(dir, index), base)
+		m, err := openIndexed(filepath.Join(dir, index))
 		if err != nil {
 			return nil, err
 		}
@@ -273,9 +273,8 @@ func checkIndexed(indexPath string, ix *safetensors.Index, rel func(shard string
 	return set, nil
 }
 
-// openIndexed opens the set of the index at indexPath; entry is the file
-// the caller named (the index or a shard).
-func openIndexed(indexPath, entry string) (*Model, error) {
+// openIndexed opens the set of the index at indexPath.
+func openIndexed(indexPath string) (*Model, error) {
 	dir := filepath.Dir(indexPath)
 	ix, size, err := parseIndex(indexPath)
 	if err != nil {
@@ -310,7 +309,7 @@ func openIndexed(indexPath, entry string) (*Model, error) {
 	}
 	indexRel := filepath.Base(indexPath)
 	m := &Model{
-		Format: FormatSafetensors, WeightsFormat: FormatSafetensors, Path: indexPath, Root: dir, Entry: entry,
+		Format: FormatSafetensors, WeightsFormat: FormatSafetensors, Path: indexPath, Root: dir, Entry: indexRel,
 		Files:       []File{{Path: indexRel, Source: indexPath, Kind: KindWeightConfig, Size: size}},
 		Safetensors: set.headers,
 	}

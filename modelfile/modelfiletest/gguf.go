@@ -63,6 +63,36 @@ func TensorBytes(typ gguf.TensorType, dims []uint64) (int64, error) {
 
 // EncodeGGUF writes the GGUF file spec describes to w.
 func EncodeGGUF(w io.Writer, spec GGUFSpec) error {
+	_, err := encodeGGUF(w, spec, true)
+	return err
+}
+
+// WriteSparseGGUF writes spec's header to path and extends the file to its
+// full size without writing the tensor data, which reads as zeros: a valid
+// file of any size in no time, for tests that must not depend on it.
+func WriteSparseGGUF(path string, spec GGUFSpec) error {
+	return writeSparse(path, func(w io.Writer) (int64, error) { return encodeGGUF(w, spec, false) })
+}
+
+func writeSparse(path string, encode func(io.Writer) (int64, error)) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	size, err := encode(f)
+	if err == nil {
+		err = f.Truncate(size)
+	}
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// encodeGGUF writes the file (or only its header) and returns the size of
+// the whole file.
+func encodeGGUF(w io.Writer, spec GGUFSpec, withData bool) (int64, error) {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	e := &encoder{w: bw}
 	version := spec.Version
@@ -94,10 +124,10 @@ func EncodeGGUF(w io.Writer, spec GGUFSpec) error {
 	for i, t := range spec.Tensors {
 		n, err := TensorBytes(t.Type, t.Dims)
 		if err != nil {
-			return fmt.Errorf("tensor %s: %w", t.Name, err)
+			return 0, fmt.Errorf("tensor %s: %w", t.Name, err)
 		}
 		if t.Data != nil && int64(len(t.Data)) != n {
-			return fmt.Errorf("tensor %s: %d bytes of data, want %d", t.Name, len(t.Data), n)
+			return 0, fmt.Errorf("tensor %s: %d bytes of data, want %d", t.Name, len(t.Data), n)
 		}
 		sizes[i] = n
 		e.str(t.Name)
@@ -110,7 +140,11 @@ func EncodeGGUF(w io.Writer, spec GGUFSpec) error {
 		off += (n + align - 1) / align * align
 	}
 	e.pad(align)
+	total := e.n + off
 	for i, t := range spec.Tensors {
+		if !withData {
+			break
+		}
 		if t.Data != nil {
 			e.raw(t.Data)
 		} else {
@@ -119,9 +153,9 @@ func EncodeGGUF(w io.Writer, spec GGUFSpec) error {
 		e.pad(align)
 	}
 	if e.err != nil {
-		return e.err
+		return 0, e.err
 	}
-	return bw.Flush()
+	return total, bw.Flush()
 }
 
 // WriteGGUF writes spec to path.

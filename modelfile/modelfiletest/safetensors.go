@@ -38,6 +38,17 @@ func (t STensor) bytes() (int64, error) {
 // order given) and metadata to w, the way the safetensors library does: the
 // header JSON padded with spaces to a multiple of 8 bytes.
 func EncodeSafetensors(w io.Writer, tensors []STensor, metadata map[string]string) error {
+	_, err := encodeSafetensors(w, tensors, metadata, true)
+	return err
+}
+
+// WriteSparseSafetensors writes the header to path and extends the file to
+// its full size without writing the data (see WriteSparseGGUF).
+func WriteSparseSafetensors(path string, tensors []STensor, metadata map[string]string) error {
+	return writeSparse(path, func(w io.Writer) (int64, error) { return encodeSafetensors(w, tensors, metadata, false) })
+}
+
+func encodeSafetensors(w io.Writer, tensors []STensor, metadata map[string]string, withData bool) (int64, error) {
 	header := map[string]any{}
 	if metadata != nil {
 		header[safetensors.MetadataKey] = metadata
@@ -46,10 +57,10 @@ func EncodeSafetensors(w io.Writer, tensors []STensor, metadata map[string]strin
 	for _, t := range tensors {
 		n, err := t.bytes()
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if t.Data != nil && int64(len(t.Data)) != n {
-			return fmt.Errorf("tensor %s: %d bytes of data, want %d", t.Name, len(t.Data), n)
+			return 0, fmt.Errorf("tensor %s: %d bytes of data, want %d", t.Name, len(t.Data), n)
 		}
 		shape := t.Shape
 		if shape == nil {
@@ -60,7 +71,7 @@ func EncodeSafetensors(w io.Writer, tensors []STensor, metadata map[string]strin
 	}
 	js, err := json.Marshal(header)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for len(js)%8 != 0 {
 		js = append(js, ' ')
@@ -69,7 +80,11 @@ func EncodeSafetensors(w io.Writer, tensors []STensor, metadata map[string]strin
 	e := &encoder{w: bw}
 	e.u64(uint64(len(js)))
 	e.raw(js)
+	total := e.n + off
 	for i, t := range tensors {
+		if !withData {
+			break
+		}
 		if t.Data != nil {
 			e.raw(t.Data)
 			continue
@@ -78,9 +93,9 @@ func EncodeSafetensors(w io.Writer, tensors []STensor, metadata map[string]strin
 		e.fill(n, uint64(i)+1000)
 	}
 	if e.err != nil {
-		return e.err
+		return 0, e.err
 	}
-	return bw.Flush()
+	return total, bw.Flush()
 }
 
 // WriteSafetensors writes a safetensors file to path.
