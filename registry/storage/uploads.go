@@ -213,6 +213,23 @@ func (s *Store) CompleteUpload(ctx context.Context, name, id string, want digest
 			return BlobInfo{}, err
 		}
 	}
+	if want.Algorithm() == digest.SHA256 {
+		// The session's bytes are the blob, and the blob is stored: by
+		// another upload, or by this one, whose completion a crash cut off
+		// after the blob was in place but before the session was removed
+		// (its data then is gone: resuming it would fail). Link it.
+		if got, err := s.uploadDigest(ctx, st, digest.SHA256); err == nil && got == want {
+			if _, err := s.statBlobData(ctx, want); err == nil {
+				if err := s.d.PutContent(ctx, layerLinkPath(name, want), []byte(want)); err != nil {
+					return BlobInfo{}, err
+				}
+				if err := s.removeUpload(ctx, st); err != nil {
+					return BlobInfo{}, err
+				}
+				return BlobInfo{Digest: want, Size: st.Offset}, nil
+			}
+		}
+	}
 	w, err := s.d.Writer(ctx, dataPath(name, id), st.Offset)
 	if err != nil {
 		return BlobInfo{}, s.lostUpload(ctx, st, fmt.Errorf("upload %s: %w", id, err))
@@ -225,7 +242,7 @@ func (s *Store) CompleteUpload(ctx context.Context, name, id string, want digest
 		return BlobInfo{}, err
 	}
 	if want != "" && got != want {
-		_ = s.d.Delete(context.WithoutCancel(ctx), uploadPath(name, id))
+		_ = s.removeUpload(context.WithoutCancel(ctx), st)
 		return BlobInfo{}, fmt.Errorf("%w: got %s, want %s", ErrDigestMismatch, got, want)
 	}
 	if _, err := s.statBlobData(ctx, got); err == nil {
@@ -239,10 +256,20 @@ func (s *Store) CompleteUpload(ctx context.Context, name, id string, want digest
 	if err := s.d.PutContent(ctx, layerLinkPath(name, got), []byte(got)); err != nil {
 		return BlobInfo{}, err
 	}
-	if err := ignoreNotFound(s.d.Delete(ctx, uploadPath(name, id))); err != nil {
+	if err := s.removeUpload(ctx, st); err != nil {
 		return BlobInfo{}, err
 	}
 	return BlobInfo{Digest: got, Size: st.Offset}, nil
+}
+
+// removeUpload removes a session: its state first, so that a crash part-way
+// leaves no session counting bytes that are gone (only data for the purge
+// of abandoned sessions), then everything else it stored.
+func (s *Store) removeUpload(ctx context.Context, st *uploadState) error {
+	if err := ignoreNotFound(s.d.Delete(ctx, statePath(st.Name, st.ID))); err != nil {
+		return err
+	}
+	return ignoreNotFound(s.d.Delete(ctx, uploadPath(st.Name, st.ID)))
 }
 
 // streamUpload stores a whole blob that arrives in one request, its digest
@@ -256,7 +283,7 @@ func (s *Store) streamUpload(ctx context.Context, sp StreamPutter, st *uploadSta
 	n, err := sp.PutStream(ctx, blobDataPath(want), vr)
 	if err != nil {
 		if vr.mismatch != nil {
-			_ = s.d.Delete(context.WithoutCancel(ctx), uploadPath(st.Name, st.ID))
+			_ = s.removeUpload(context.WithoutCancel(ctx), st)
 			return BlobInfo{}, vr.mismatch
 		}
 		return BlobInfo{}, fmt.Errorf("upload %s: %w", st.ID, err)
@@ -264,7 +291,7 @@ func (s *Store) streamUpload(ctx context.Context, sp StreamPutter, st *uploadSta
 	if err := s.d.PutContent(ctx, layerLinkPath(st.Name, want), []byte(want)); err != nil {
 		return BlobInfo{}, err
 	}
-	if err := ignoreNotFound(s.d.Delete(ctx, uploadPath(st.Name, st.ID))); err != nil {
+	if err := s.removeUpload(ctx, st); err != nil {
 		return BlobInfo{}, err
 	}
 	return BlobInfo{Digest: want, Size: n}, nil
@@ -337,7 +364,7 @@ func (s *Store) lostUpload(ctx context.Context, st *uploadState, err error) erro
 	if w, werr := s.d.Writer(ctx, dataPath(st.Name, st.ID), 0); werr == nil {
 		_ = w.Cancel(ctx)
 	}
-	if derr := ignoreNotFound(s.d.Delete(ctx, uploadPath(st.Name, st.ID))); derr != nil {
+	if derr := s.removeUpload(ctx, st); derr != nil {
 		return errors.Join(err, derr)
 	}
 	return fmt.Errorf("%w: %w; the session is dropped: start the upload again", ErrUploadUnknown, err)
@@ -349,13 +376,14 @@ func (s *Store) CancelUpload(ctx context.Context, name, id string) error {
 		return err
 	}
 	defer unlock()
-	if _, err := s.loadUpload(ctx, name, id); err != nil {
+	st, err := s.loadUpload(ctx, name, id)
+	if err != nil {
 		return err
 	}
 	if w, err := s.d.Writer(ctx, dataPath(name, id), 0); err == nil {
 		_ = w.Cancel(ctx)
 	}
-	return ignoreNotFound(s.d.Delete(ctx, uploadPath(name, id)))
+	return s.removeUpload(ctx, st)
 }
 
 // PurgeUploads cancels sessions not touched for longer than maxAge, in every
