@@ -199,6 +199,44 @@ func (p *parser) str(what string, limit uint64, keep int) (s string, n uint64, e
 	return string(b), n, nil
 }
 
+// skipStrings walks an array of n strings without keeping them. It is the
+// one loop whose count a file sets (a vocabulary has ~10^5 strings, a
+// hostile file 10^8 empty ones), so it allocates nothing per element.
+func (p *parser) skipStrings(key string, n uint64) error {
+	for j := uint64(0); j < n; {
+		if p.br.Buffered() < 8 {
+			if b, err := p.br.Peek(8); len(b) < 8 {
+				if err == nil || errors.Is(err, io.EOF) {
+					return p.errf(p.pos, "%q element %d length: file ends early", key, j)
+				}
+				return fmt.Errorf("gguf: read %q element %d at byte %d: %w", key, j, p.pos, err)
+			}
+		}
+		buf, _ := p.br.Peek(p.br.Buffered())
+		// Consume the lengths in the buffer up to the first non-empty string.
+		k, l := 0, uint64(0)
+		for k+8 <= len(buf) && j < n {
+			l = binary.LittleEndian.Uint64(buf[k:])
+			k += 8
+			j++
+			if l != 0 {
+				break
+			}
+		}
+		p.br.Discard(k)
+		p.pos += int64(k)
+		if l > p.left() {
+			return p.errf(p.pos-8, "%q element %d: %d bytes past the end of the file (%d bytes left)", key, j-1, l, p.left())
+		}
+		if l > 0 {
+			if err := p.skip(l, "string array element"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func (p *parser) parse() (*File, error) {
 	var magic [4]byte
 	if err := p.read(magic[:], "magic"); err != nil {
@@ -321,10 +359,8 @@ func (p *parser) kv(i uint64) (KV, error) {
 			if n > p.left()/8 {
 				return KV{}, p.errf(cat, "%q: %d strings cannot fit in the %d bytes left", key, n, p.left())
 			}
-			for j := uint64(0); j < n; j++ {
-				if _, _, err := p.str(fmt.Sprintf("%q element %d", key, j), math.MaxUint64, 0); err != nil {
-					return KV{}, err
-				}
+			if err := p.skipStrings(key, n); err != nil {
+				return KV{}, err
 			}
 		default:
 			hi, lo := bits.Mul64(n, uint64(sz))
