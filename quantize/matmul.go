@@ -30,11 +30,49 @@ type qweight struct {
 	zp4              []byte    // int4 zero points, one per block (0..15)
 	k, n             int64
 	blocks, blobSize int64 // int4
+	mode             Mode  // int8 or int4 (Options.NodeModes)
 }
 
 // matmuls rewrites MatMul (constant B) and Gemm nodes of the main graph
 // into the int8 or int4 pattern. Subgraphs are left alone.
 func (r *rewriter) matmuls() error {
+	byWeight, order := r.selectWeights()
+	rewrites := map[*onnxpb.NodeProto][]*onnxpb.NodeProto{}
+	var quantized []string
+	for _, w := range order {
+		us := byWeight[w]
+		mode := r.opts.Mode
+		if m, ok := r.opts.NodeModes[us[0].n.GetName()]; ok {
+			mode = m
+		}
+		qw := r.newWeight(w, r.consts[w], us[0].trans, mode)
+		for _, u := range us {
+			rewrites[u.n] = r.emit(u, qw)
+		}
+		r.sum.Quantized = append(r.sum.Quantized, w)
+		quantized = append(quantized, w)
+	}
+	if len(rewrites) == 0 {
+		return nil
+	}
+	var nodes []*onnxpb.NodeProto
+	for _, n := range r.g.GetNode() {
+		if rw, ok := rewrites[n]; ok {
+			nodes = append(nodes, rw...)
+		} else {
+			nodes = append(nodes, n)
+		}
+	}
+	r.g.Node = nodes
+	for _, w := range quantized {
+		r.dropConstant(w)
+	}
+	return nil
+}
+
+// selectWeights finds the weights to quantize (in graph order) and the
+// nodes reading each; every other candidate is recorded as skipped.
+func (r *rewriter) selectWeights() (map[string][]use, []string) {
 	byWeight := map[string][]use{}
 	var order []string
 	for _, n := range r.g.GetNode() {
@@ -66,6 +104,10 @@ func (r *rewriter) matmuls() error {
 			r.skip(n, "weight has %d elements, under --min-weight-size %d", elems, r.opts.MinWeightElems)
 			continue
 		}
+		if ok, why := r.opts.pays(n, c.t.GetDims()); !ok {
+			r.skip(n, "%s", why)
+			continue
+		}
 		u := use{n: n}
 		if op == "Gemm" {
 			if attrInt(n, "transA", 0) != 0 {
@@ -80,8 +122,7 @@ func (r *rewriter) matmuls() error {
 		}
 		byWeight[w] = append(byWeight[w], u)
 	}
-	rewrites := map[*onnxpb.NodeProto][]*onnxpb.NodeProto{}
-	var quantized []string
+	var kept []string
 	for _, w := range order {
 		us := byWeight[w]
 		same := true
@@ -92,44 +133,25 @@ func (r *rewriter) matmuls() error {
 			for _, u := range us {
 				r.skip(u.n, "weight %q is also read by other nodes", w)
 			}
+			delete(byWeight, w)
 			continue
 		}
-		qw := r.newWeight(w, r.consts[w], us[0].trans)
-		for _, u := range us {
-			rewrites[u.n] = r.emit(u, qw)
-		}
-		r.sum.Quantized = append(r.sum.Quantized, w)
-		quantized = append(quantized, w)
+		kept = append(kept, w)
 	}
-	if len(rewrites) == 0 {
-		return nil
-	}
-	var nodes []*onnxpb.NodeProto
-	for _, n := range r.g.GetNode() {
-		if rw, ok := rewrites[n]; ok {
-			nodes = append(nodes, rw...)
-		} else {
-			nodes = append(nodes, n)
-		}
-	}
-	r.g.Node = nodes
-	for _, w := range quantized {
-		r.dropConstant(w)
-	}
-	return nil
+	return byWeight, kept
 }
 
 // newWeight plans the tensors replacing weight w and registers the
 // functions that stream them into the output.
-func (r *rewriter) newWeight(w string, c *constant, trans bool) *qweight {
+func (r *rewriter) newWeight(w string, c *constant, trans bool, mode Mode) *qweight {
 	d := c.t.GetDims()
 	k, n := d[0], d[1]
 	if trans {
 		k, n = n, k
 	}
-	qw := &qweight{name: w, c: c, k: k, n: n, mat: matrix{K: k, N: n, trans: trans}}
+	qw := &qweight{name: w, c: c, k: k, n: n, mat: matrix{K: k, N: n, trans: trans}, mode: mode}
 	r.sum.InputDataBytes += 4 * k * n
-	switch r.opts.Mode {
+	switch mode {
 	case ModeInt4:
 		bs := int64(r.opts.BlockSize)
 		qw.blocks = (k + bs - 1) / bs
@@ -198,14 +220,19 @@ func (r *rewriter) emit(u use, qw *qweight) []*onnxpb.NodeProto {
 		}
 	}
 	switch {
-	case r.opts.Mode == ModeInt4:
+	case qw.mode == ModeInt4:
 		r.extraD[msDomain] = 1
 		in := []string{a, qw.q, qw.scale}
 		if qw.zp != "" {
 			in = append(in, qw.zp)
 		}
-		nodes = append(nodes, node("MatMulNBits", msDomain, r.unique(base+"_MatMulNBits"), in, []string{mmOut},
-			intAttr("K", qw.k), intAttr("N", qw.n), intAttr("bits", 4), intAttr("block_size", int64(r.opts.BlockSize))))
+		attrs := []*onnxpb.AttributeProto{intAttr("K", qw.k), intAttr("N", qw.n), intAttr("bits", 4), intAttr("block_size", int64(r.opts.BlockSize))}
+		if r.opts.AccuracyLevel > 0 {
+			attrs = append(attrs, intAttr("accuracy_level", int64(r.opts.AccuracyLevel)))
+		}
+		nodes = append(nodes, node("MatMulNBits", msDomain, r.unique(base+"_MatMulNBits"), in, []string{mmOut}, attrs...))
+	case r.hasRange(a):
+		nodes = append(nodes, r.emitStatic(base, a, y, mmOut, qw)...)
 	case r.opset < 11:
 		// DynamicQuantizeLinear needs opset 11; onnxruntime's contrib op
 		// does the same without raising the model's opset.
@@ -277,7 +304,10 @@ func (r *rewriter) writeInt8(qw *qweight, out io.Writer) error {
 		nStats = m.N
 	}
 	lo, hi := make([]float32, nStats), make([]float32, nStats)
-	rng := r.opts.Range()
+	// The int8 weights of an int4 run (Options.NodeModes) are portable too.
+	o := r.opts
+	o.Mode = ModeInt8
+	rng := o.Range()
 	signed := !r.opts.Uint8
 	var pos, neg []float32
 	if signed && rng == RangePortable {

@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -29,8 +30,11 @@ func Metadata(o Options, s *Summary) map[string]string {
 	if names := skippedNames(s.Skipped); names != "" {
 		md[q+"float_node_names"] = names
 	}
+	if o.Mode != ModeFP16 {
+		md[q+"cost_model"] = string(o.CostModel)
+	}
 	switch o.Mode {
-	case ModeInt8:
+	case ModeInt8, ModeInt8Static:
 		wt := "int8"
 		if o.Uint8 {
 			wt = "uint8"
@@ -39,6 +43,13 @@ func Metadata(o Options, s *Summary) map[string]string {
 		md[q+"weight_range"] = o.Range()
 		md[q+"per_channel"] = strconv.FormatBool(o.PerChannel)
 		md[q+"activations"] = "uint8 dynamic"
+		if o.Mode == ModeInt8Static {
+			md[q+"activations"] = "uint8 static"
+			md[q+"static_form"] = o.Form
+			if o.Calibration != "" {
+				md[q+"calibration"] = o.Calibration
+			}
+		}
 		if o.Range() == RangePortable && !o.Uint8 {
 			md[q+"narrowed_weights"] = strconv.Itoa(len(s.Narrowed))
 		}
@@ -48,11 +59,20 @@ func Metadata(o Options, s *Summary) map[string]string {
 	case ModeInt4:
 		md[q+"block_size"] = strconv.Itoa(o.BlockSize)
 		md[q+"symmetric"] = strconv.FormatBool(o.Symmetric)
+		if o.AccuracyLevel > 0 {
+			md[q+"accuracy_level"] = strconv.Itoa(o.AccuracyLevel)
+		}
 	case ModeFP16:
 		md[q+"weights_only"] = strconv.FormatBool(o.FP16WeightsOnly)
 	}
 	if s.RequiresCPU != "" {
 		md[manifests.AnnotationRequiresCPU] = s.RequiresCPU
+	}
+	if len(o.NodeModes) > 0 {
+		md[q+"int8_nodes"] = strconv.Itoa(len(o.NodeModes))
+	}
+	for k, v := range o.Notes {
+		md[q+k] = truncate(v, manifests.MaxAnnotationValue-64)
 	}
 	return md
 }
@@ -62,6 +82,8 @@ func Method(m Mode, fp16WeightsOnly bool) string {
 	switch m {
 	case ModeInt8:
 		return "dynamic"
+	case ModeInt8Static:
+		return "static"
 	case ModeInt4:
 		return "blockwise-int4"
 	case ModeFP16:
@@ -77,6 +99,9 @@ func Method(m Mode, fp16WeightsOnly bool) string {
 func Precision(m Mode) string {
 	if m == ModeFP16 {
 		return "fp16"
+	}
+	if m == ModeInt8Static {
+		return "int8"
 	}
 	return string(m)
 }
@@ -135,4 +160,15 @@ func ReadMetadata(m *onnxpb.ModelProto) map[string]string {
 		}
 	}
 	return md
+}
+
+// truncate shortens s to at most n bytes, on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

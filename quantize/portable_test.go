@@ -110,11 +110,11 @@ func TestPortableInt8(t *testing.T) {
 			o        quantize.Options
 			portable bool
 		}{
-			{"default", quantize.Options{}, true},
-			{"per-channel", quantize.Options{PerChannel: true}, true},
-			{"small chunks", quantize.Options{ChunkBytes: 3 * 4 * 64}, true}, // 3 rows of 64: chunks must hold row pairs
-			{"reduce-range", quantize.Options{ReduceRange: true}, true},
-			{"full-range", quantize.Options{FullRange: true}, false},
+			{"default", quantize.Options{CostModel: quantize.CostModelOff}, true},
+			{"per-channel", quantize.Options{CostModel: quantize.CostModelOff, PerChannel: true}, true},
+			{"small chunks", quantize.Options{CostModel: quantize.CostModelOff, ChunkBytes: 3 * 4 * 64}, true}, // 3 rows of 64: chunks must hold row pairs
+			{"reduce-range", quantize.Options{CostModel: quantize.CostModelOff, ReduceRange: true}, true},
+			{"full-range", quantize.Options{CostModel: quantize.CostModelOff, FullRange: true}, false},
 		} {
 			t.Run(name+"/"+tc.opts, func(t *testing.T) {
 				out := filepath.Join(t.TempDir(), "q.onnx")
@@ -168,11 +168,11 @@ func TestPortableKeepsFullRangeWhereSafe(t *testing.T) {
 	}
 	in := matmulModel(t, k, n, alt)
 	a, b := filepath.Join(t.TempDir(), "a.onnx"), filepath.Join(t.TempDir(), "b.onnx")
-	sa, err := quantize.Quantize(context.Background(), in, a, quantize.Options{})
+	sa, err := quantize.Quantize(context.Background(), in, a, quantize.Options{CostModel: quantize.CostModelOff})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := quantize.Quantize(context.Background(), in, b, quantize.Options{FullRange: true}); err != nil {
+	if _, err := quantize.Quantize(context.Background(), in, b, quantize.Options{CostModel: quantize.CostModelOff, FullRange: true}); err != nil {
 		t.Fatal(err)
 	}
 	if len(sa.Narrowed) != 0 {
@@ -188,7 +188,7 @@ func TestPortableKeepsFullRangeWhereSafe(t *testing.T) {
 // reported: the weights whose pairs overflow without VNNI.
 func TestVNNIWeights(t *testing.T) {
 	in := synthModel(t, synth.Config{Layers: 2, Hidden: 64, Seed: 5})
-	for _, o := range []quantize.Options{{}, {FullRange: true}, {FullRange: true, ChunkBytes: 3 * 4 * 64}, {ReduceRange: true}} {
+	for _, o := range []quantize.Options{{CostModel: quantize.CostModelOff}, {CostModel: quantize.CostModelOff, FullRange: true}, {CostModel: quantize.CostModelOff, FullRange: true, ChunkBytes: 3 * 4 * 64}, {CostModel: quantize.CostModelOff, ReduceRange: true}} {
 		out := filepath.Join(t.TempDir(), "q.onnx")
 		sum, err := quantize.Quantize(context.Background(), in, out, o)
 		if err != nil {

@@ -24,7 +24,29 @@ const (
 	ModeInt8 Mode = "int8" // dynamic: DynamicQuantizeLinear → MatMulInteger
 	ModeFP16 Mode = "fp16" // float16 weights
 	ModeInt4 Mode = "int4" // com.microsoft.MatMulNBits, block-wise
+	// ModeInt8Static: int8 weights and activations whose ranges were
+	// calibrated beforehand (Options.Activations; quantize/auto measures
+	// them), so no range is computed at run time.
+	ModeInt8Static Mode = "int8-static"
 )
+
+// Static int8 graph forms.
+const (
+	// FormQDQ: QuantizeLinear → DequantizeLinear pairs around a float
+	// MatMul, which onnxruntime fuses into its integer kernels.
+	FormQDQ = "qdq"
+	// FormQLinear: QuantizeLinear → QLinearMatMul → DequantizeLinear, with
+	// the output's calibrated range too (MatMul nodes and Gemm without
+	// alpha or C; the others take the QDQ form).
+	FormQLinear = "qlinear"
+)
+
+// DefaultStaticForm is the static form onnxruntime's CPU provider ran
+// faster (docs/quantize.md).
+var DefaultStaticForm = FormQDQ
+
+// Range is a calibrated range of an activation.
+type Range struct{ Min, Max float32 }
 
 // Options select what is quantized and how. The zero value of each field
 // is a sensible default (see DefaultOptions).
@@ -49,6 +71,32 @@ type Options struct {
 	Nodes          []string // when set, only these node names
 	ExcludeNodes   []string
 	MinWeightElems int64 // weights with fewer elements stay FP32
+	// CostModel decides which int8/int4 nodes stay in float because the
+	// integer kernel does not pay on a CPU (see costmodel.go); CostModelOff
+	// quantizes every candidate node.
+	CostModel CostModel
+	// AccuracyLevel is MatMulNBits' accuracy_level for int4 (the precision
+	// of its activations: 4 = int8, which lets onnxruntime use its integer
+	// kernels); 0 picks DefaultAccuracyLevel, -1 writes none.
+	AccuracyLevel int
+
+	// Activations are, for int8-static, the calibrated ranges by value name
+	// (the A input of each quantized node; for FormQLinear its output too);
+	// a node whose A has none is quantized dynamically.
+	Activations map[string]Range
+	// Form is int8-static's graph form (default DefaultStaticForm).
+	Form string
+	// Calibration names how Activations were measured, for the metadata.
+	Calibration string
+	// NodeModes overrides Mode (int8 or int4) for the weights of the named
+	// nodes: a searched plan mixes them.
+	NodeModes map[string]Mode
+	// Notes are extra metadata entries, under the quantization prefix
+	// (a searched plan records itself here).
+	Notes map[string]string
+	// ExtraOutputs are value names made graph outputs, so that a run of
+	// the model returns them (calibration reads activations this way).
+	ExtraOutputs []string
 
 	// ChunkBytes bounds the FP32 bytes of one weight chunk in memory
 	// (default 64 MiB); peak memory is a small multiple of it.
@@ -86,7 +134,7 @@ type Summary struct {
 // Range is the int8 weight range scheme these options select.
 func (o Options) Range() string {
 	switch {
-	case o.Mode != ModeInt8 && o.Mode != "":
+	case o.Mode != ModeInt8 && o.Mode != ModeInt8Static && o.Mode != "":
 		return ""
 	case o.ReduceRange:
 		return RangeReduced
@@ -152,10 +200,17 @@ func Quantize(ctx context.Context, in, out string, opts Options) (*Summary, erro
 func (o *Options) validate() error {
 	switch o.Mode {
 	case ModeInt8, ModeFP16, ModeInt4:
+	case ModeInt8Static:
+		if o.Form == "" {
+			o.Form = DefaultStaticForm
+		}
+		if o.Form != FormQDQ && o.Form != FormQLinear {
+			return fmt.Errorf("quantize: static form %q: want %s or %s", o.Form, FormQDQ, FormQLinear)
+		}
 	case "":
 		o.Mode = ModeInt8
 	default:
-		return fmt.Errorf("quantize: mode %q: want int8, fp16 or int4", o.Mode)
+		return fmt.Errorf("quantize: mode %q: want int8, fp16 or int4 (or int8-static, with calibration)", o.Mode)
 	}
 	if o.ReduceRange && o.FullRange {
 		return fmt.Errorf("quantize: --reduce-range and --full-range exclude each other")
@@ -172,6 +227,27 @@ func (o *Options) validate() error {
 	for _, t := range o.OpTypes {
 		if t != "MatMul" && t != "Gemm" {
 			return fmt.Errorf("quantize: op type %q: only MatMul and Gemm weights are quantized", t)
+		}
+	}
+	switch o.CostModel {
+	case "":
+		o.CostModel = CostModelCPU
+	case CostModelCPU, CostModelOff:
+	default:
+		return fmt.Errorf("quantize: cost model %q: want %q or %q", o.CostModel, CostModelCPU, CostModelOff)
+	}
+	switch {
+	case o.AccuracyLevel == 0:
+		o.AccuracyLevel = DefaultAccuracyLevel
+	case o.AccuracyLevel < -1 || o.AccuracyLevel > 4:
+		return fmt.Errorf("quantize: accuracy level %d: want 1 to 4 (or -1 for none)", o.AccuracyLevel)
+	}
+	for n, m := range o.NodeModes {
+		if m != ModeInt8 && m != ModeInt4 {
+			return fmt.Errorf("quantize: node %s: mode %q: a node can be int8 or int4", n, m)
+		}
+		if o.Mode != ModeInt8 && o.Mode != ModeInt4 {
+			return fmt.Errorf("quantize: per-node modes need mode int8 or int4, not %s", o.Mode)
 		}
 	}
 	if o.ChunkBytes <= 0 {

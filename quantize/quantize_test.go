@@ -92,12 +92,12 @@ func TestInt8Weights(t *testing.T) {
 		qmin float64
 		qmax float64
 	}{
-		{"per-tensor", quantize.Options{}, -127, 127},
-		{"reduce-range", quantize.Options{ReduceRange: true}, -64, 64},
-		{"per-channel", quantize.Options{PerChannel: true}, -127, 127},
-		{"uint8", quantize.Options{Uint8: true}, 0, 255},
-		{"uint8 reduce-range", quantize.Options{Uint8: true, ReduceRange: true}, 0, 127},
-		{"small chunks", quantize.Options{PerChannel: true, ChunkBytes: 1000}, -127, 127},
+		{"per-tensor", quantize.Options{CostModel: quantize.CostModelOff}, -127, 127},
+		{"reduce-range", quantize.Options{CostModel: quantize.CostModelOff, ReduceRange: true}, -64, 64},
+		{"per-channel", quantize.Options{CostModel: quantize.CostModelOff, PerChannel: true}, -127, 127},
+		{"uint8", quantize.Options{CostModel: quantize.CostModelOff, Uint8: true}, 0, 255},
+		{"uint8 reduce-range", quantize.Options{CostModel: quantize.CostModelOff, Uint8: true, ReduceRange: true}, 0, 127},
+		{"small chunks", quantize.Options{CostModel: quantize.CostModelOff, PerChannel: true, ChunkBytes: 1000}, -127, 127},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -155,7 +155,7 @@ func TestInt4Weights(t *testing.T) {
 	in := synthModel(t, synth.Config{Layers: 1, Hidden: 72, Seed: 9}) // K=72: a partial last block
 	for _, sym := range []bool{false, true} {
 		out := filepath.Join(t.TempDir(), "q.onnx")
-		if _, err := quantize.Quantize(context.Background(), in, out, quantize.Options{Mode: quantize.ModeInt4, Symmetric: sym, BlockSize: 32, ChunkBytes: 4096}); err != nil {
+		if _, err := quantize.Quantize(context.Background(), in, out, quantize.Options{CostModel: quantize.CostModelOff, Mode: quantize.ModeInt4, Symmetric: sym, BlockSize: 32, ChunkBytes: 4096}); err != nil {
 			t.Fatal(err)
 		}
 		onnxtest.Check(t, out)
@@ -205,7 +205,7 @@ func TestFP16(t *testing.T) {
 	in := synthModel(t, synth.Config{Layers: 1, Hidden: 64, Seed: 2})
 	for _, weightsOnly := range []bool{false, true} {
 		out := filepath.Join(t.TempDir(), "h.onnx")
-		sum, err := quantize.Quantize(context.Background(), in, out, quantize.Options{Mode: quantize.ModeFP16, FP16WeightsOnly: weightsOnly})
+		sum, err := quantize.Quantize(context.Background(), in, out, quantize.Options{CostModel: quantize.CostModelOff, Mode: quantize.ModeFP16, FP16WeightsOnly: weightsOnly})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -262,7 +262,7 @@ func TestRealModelsPassThrough(t *testing.T) {
 		t.Run(tc.model+"/"+string(tc.mode), func(t *testing.T) {
 			in := onnxtest.Model(t, tc.model)
 			out := filepath.Join(t.TempDir(), "q.onnx")
-			sum, err := quantize.Quantize(context.Background(), in, out, quantize.Options{Mode: tc.mode})
+			sum, err := quantize.Quantize(context.Background(), in, out, quantize.Options{CostModel: quantize.CostModelOff, Mode: tc.mode})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -353,7 +353,7 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	outDir := t.TempDir()
-	_, err := quantize.Quantize(context.Background(), in, filepath.Join(outDir, "q.onnx"), quantize.Options{})
+	_, err := quantize.Quantize(context.Background(), in, filepath.Join(outDir, "q.onnx"), quantize.Options{CostModel: quantize.CostModelOff})
 	if err == nil || !strings.Contains(err.Error(), "too short") {
 		t.Fatalf("err = %v, want a too-short data file", err)
 	}
@@ -364,9 +364,9 @@ func TestBadInput(t *testing.T) {
 		opts    quantize.Options
 		wantErr string
 	}{
-		{quantize.Options{Mode: "int3"}, "want int8, fp16 or int4"},
-		{quantize.Options{Mode: quantize.ModeInt4, BlockSize: 48}, "power of two"},
-		{quantize.Options{OpTypes: []string{"Conv"}}, "only MatMul and Gemm"},
+		{quantize.Options{CostModel: quantize.CostModelOff, Mode: "int3"}, "want int8, fp16 or int4"},
+		{quantize.Options{CostModel: quantize.CostModelOff, Mode: quantize.ModeInt4, BlockSize: 48}, "power of two"},
+		{quantize.Options{CostModel: quantize.CostModelOff, OpTypes: []string{"Conv"}}, "only MatMul and Gemm"},
 	}
 	for _, tc := range tests {
 		_, err := quantize.Quantize(context.Background(), in, filepath.Join(outDir, "q.onnx"), tc.opts)
@@ -381,7 +381,7 @@ func TestCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	outDir := t.TempDir()
-	_, err := quantize.Quantize(ctx, in, filepath.Join(outDir, "q.onnx"), quantize.Options{})
+	_, err := quantize.Quantize(ctx, in, filepath.Join(outDir, "q.onnx"), quantize.Options{CostModel: quantize.CostModelOff})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -396,10 +396,10 @@ func TestSelection(t *testing.T) {
 		opts quantize.Options
 		want int
 	}{
-		{quantize.Options{Nodes: []string{"layers.0.attn.q", "layers.0.ffn.up"}}, 2},
-		{quantize.Options{ExcludeNodes: []string{"layers.0.attn.q"}}, 5},
-		{quantize.Options{ExcludeOpTypes: []string{"MatMul"}}, 0},
-		{quantize.Options{MinWeightElems: 64 * 64 * 2}, 2}, // only the FFN pair
+		{quantize.Options{CostModel: quantize.CostModelOff, Nodes: []string{"layers.0.attn.q", "layers.0.ffn.up"}}, 2},
+		{quantize.Options{CostModel: quantize.CostModelOff, ExcludeNodes: []string{"layers.0.attn.q"}}, 5},
+		{quantize.Options{CostModel: quantize.CostModelOff, ExcludeOpTypes: []string{"MatMul"}}, 0},
+		{quantize.Options{CostModel: quantize.CostModelOff, MinWeightElems: 64 * 64 * 2}, 2}, // only the FFN pair
 	}
 	for _, tc := range tests {
 		sum, err := quantize.Quantize(context.Background(), in, filepath.Join(t.TempDir(), "q.onnx"), tc.opts)
@@ -421,7 +421,7 @@ func TestBoundedMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(testenv.Modelctl(t), "quantize", in, "-o", filepath.Join(dir, "q.onnx"), "--json")
+	cmd := exec.Command(testenv.Modelctl(t), "quantize", in, "-o", filepath.Join(dir, "q.onnx"), "--json", "--cost-model", "off")
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -456,7 +456,7 @@ func TestCLI(t *testing.T) {
 		{[]string{"quantize", in, "-o", filepath.Join(dir, "x.onnx"), "--mode", "int2"}, "want int8, fp16 or int4"},
 		{[]string{"quantize", in, "-o", filepath.Join(dir, "x.onnx"), "--weight-type", "int16"}, "want int8 or uint8"},
 		{[]string{"quantize", filepath.Join(dir, "missing.onnx"), "-o", filepath.Join(dir, "x.onnx")}, "no such file"},
-		{[]string{"quantize", in, "-o", filepath.Join(dir, "q.onnx"), "--mode", "int4", "--block-size", "64"}, ""},
+		{[]string{"quantize", in, "-o", filepath.Join(dir, "q.onnx"), "--mode", "int4", "--block-size", "64", "--cost-model", "off"}, ""},
 	}
 	for _, tc := range tests {
 		var stdout, stderr bytes.Buffer
@@ -527,7 +527,7 @@ func TestFP16Subgraph(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "h.onnx")
-	if _, err := quantize.Quantize(context.Background(), in, out, quantize.Options{Mode: quantize.ModeFP16}); err != nil {
+	if _, err := quantize.Quantize(context.Background(), in, out, quantize.Options{CostModel: quantize.CostModelOff, Mode: quantize.ModeFP16}); err != nil {
 		t.Fatal(err)
 	}
 	onnxtest.Check(t, out)

@@ -33,6 +33,8 @@ type rewriter struct {
 	opset  int64
 	extraD map[string]int64 // opset imports to add
 	srcOf  map[*onnxpb.TensorProto]*onnxpb.TensorProto
+	acts   map[string]actParams // int8-static: quantized activations by name
+	actDQ  map[string]string    // ... and their dequantized values
 
 	// Buffers reused from weight to weight, so memory stays at one chunk.
 	scratch []byte
@@ -48,12 +50,40 @@ type constant struct {
 }
 
 func (r *rewriter) run() error {
+	r.prepare()
+	var err error
+	switch r.opts.Mode {
+	case ModeFP16:
+		if r.opts.FP16WeightsOnly {
+			err = r.fp16()
+		} else {
+			err = r.fp16Compute()
+		}
+	default:
+		err = r.matmuls()
+	}
+	if err != nil {
+		return err
+	}
+	r.addOutputs()
+	r.listInitializers()
+	for d, v := range r.extraD {
+		if !slices.ContainsFunc(r.m.Proto.OpsetImport, func(o *onnxpb.OperatorSetIdProto) bool { return o.GetDomain() == d }) {
+			r.m.Proto.OpsetImport = append(r.m.Proto.OpsetImport, &onnxpb.OperatorSetIdProto{Domain: proto.String(d), Version: proto.Int64(v)})
+		}
+	}
+	return r.write()
+}
+
+// prepare indexes the graph: names, uses, constants and the opset.
+func (r *rewriter) prepare() {
 	r.g = r.m.Graph()
 	r.names, r.uses = map[string]bool{}, map[string]int{}
 	r.consts = map[string]*constant{}
 	r.newT = map[*onnxpb.TensorProto]func(io.Writer) error{}
 	r.extraD = map[string]int64{}
 	r.srcOf = map[*onnxpb.TensorProto]*onnxpb.TensorProto{}
+	r.acts, r.actDQ = map[string]actParams{}, map[string]string{}
 	for _, op := range r.m.Proto.GetOpsetImport() {
 		if d := op.GetDomain(); d == "" || d == "ai.onnx" {
 			r.opset = op.GetVersion()
@@ -92,27 +122,23 @@ func (r *rewriter) run() error {
 			}
 		}
 	}
-	var err error
-	switch r.opts.Mode {
-	case ModeFP16:
-		if r.opts.FP16WeightsOnly {
-			err = r.fp16()
-		} else {
-			err = r.fp16Compute()
+}
+
+// addOutputs makes the values ExtraOutputs names graph outputs (float
+// tensors of any shape), for calibration to read.
+func (r *rewriter) addOutputs() {
+	have := map[string]bool{}
+	for _, o := range r.g.GetOutput() {
+		have[o.GetName()] = true
+	}
+	for _, name := range r.opts.ExtraOutputs {
+		if have[name] {
+			continue
 		}
-	default:
-		err = r.matmuls()
+		have[name] = true
+		r.g.Output = append(r.g.Output, &onnxpb.ValueInfoProto{Name: proto.String(name), Type: &onnxpb.TypeProto{
+			Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(onnx.Float)}}}})
 	}
-	if err != nil {
-		return err
-	}
-	r.listInitializers()
-	for d, v := range r.extraD {
-		if !slices.ContainsFunc(r.m.Proto.OpsetImport, func(o *onnxpb.OperatorSetIdProto) bool { return o.GetDomain() == d }) {
-			r.m.Proto.OpsetImport = append(r.m.Proto.OpsetImport, &onnxpb.OperatorSetIdProto{Domain: proto.String(d), Version: proto.Int64(v)})
-		}
-	}
-	return r.write()
 }
 
 // scan records every name a graph (and its subgraphs) defines or reads.

@@ -117,6 +117,9 @@ func runBench(cmd *cobra.Command, o *benchOptions, model string) error {
 	} else if err := report.WriteTable(out); err != nil {
 		return fmt.Errorf("bench: write report: %w", err)
 	}
+	if o.json && report.SizeNotSpeed != "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "bench: note: %s\n", report.SizeNotSpeed)
+	}
 	if report.ReferenceNote != "" {
 		fmt.Fprintf(cmd.ErrOrStderr(), "bench: note: %s\n", report.ReferenceNote)
 	}

@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelctl/modelctl/quantize"
+	"github.com/modelctl/modelctl/quantize/auto"
+	"github.com/modelctl/modelctl/quantize/bench"
 	"github.com/modelctl/modelctl/quantize/synth"
 
 	"github.com/modelctl/modelctl/internal/humanize"
@@ -25,8 +27,11 @@ type quantizeOptions struct {
 	out        string
 	mode       string
 	weightType string
+	costModel  string
+	shapes     []string
 	json       bool
-	opts       quantize.Options
+	target     auto.Target
+	opts       auto.Options
 }
 
 func newQuantizeCmd() *cobra.Command {
@@ -54,6 +59,21 @@ CPU requirement are written into the model's metadata; push records them.`,
 				return fmt.Errorf("quantize: -o OUT.onnx is required")
 			}
 			o.opts.Mode = quantize.Mode(o.mode)
+			o.opts.CostModel = quantize.CostModel(o.costModel)
+			if cmd.Flags().Changed("target-cosine") || cmd.Flags().Changed("max-mse") || cmd.Flags().Changed("max-mae") {
+				if o.target.MinCosine == 0 {
+					return fmt.Errorf("quantize: --max-mse and --max-mae go with --target-cosine")
+				}
+				o.opts.Target = &o.target
+			}
+			o.opts.Samples.Shapes = map[string][]int64{}
+			for _, s := range o.shapes {
+				name, dims, err := bench.ParseShapeFlag(s)
+				if err != nil {
+					return fmt.Errorf("quantize: %w", err)
+				}
+				o.opts.Samples.Shapes[name] = dims
+			}
 			switch o.weightType {
 			case "int8":
 			case "uint8":
@@ -67,27 +87,31 @@ CPU requirement are written into the model's metadata; push records them.`,
 				bar = &progressBar{w: f}
 				o.opts.Progress = bar.update
 			}
-			sum, err := quantize.Quantize(cmd.Context(), args[0], o.out, o.opts)
+			res, err := auto.Quantize(cmd.Context(), args[0], o.out, o.opts)
 			bar.finish()
 			if err != nil {
 				return err
 			}
+			sum := res.Summary
 			peak := quantize.PeakRSS()
 			if o.json {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(struct {
 					*quantize.Summary
-					Output       string  `json:"output"`
-					PeakRSSBytes int64   `json:"peakRSSBytes"`
-					Seconds      float64 `json:"seconds"`
-				}{sum, o.out, peak, sum.Duration.Seconds()})
+					Calibrated   int                `json:"calibrated,omitempty"`
+					Search       *auto.SearchResult `json:"search,omitempty"`
+					Output       string             `json:"output"`
+					PeakRSSBytes int64              `json:"peakRSSBytes"`
+					Seconds      float64            `json:"seconds"`
+				}{sum, res.Calibrated, res.Search, o.out, peak, sum.Duration.Seconds()})
 			}
+			printSearch(cmd.OutOrStdout(), res)
 			printSummary(cmd.OutOrStdout(), o.out, sum, peak)
 			return nil
 		},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&o.out, "output", "o", "", "output model path (its data file is OUT.onnx.data)")
-	f.StringVar(&o.mode, "mode", "int8", "int8, fp16 or int4")
+	f.StringVar(&o.mode, "mode", "int8", "int8, int8-static (calibrated on --inputs or --shape), fp16 or int4")
 	f.BoolVar(&o.opts.PerChannel, "per-channel", false, "int8: one scale per output column")
 	f.BoolVar(&o.opts.ReduceRange, "reduce-range", false, "int8: 7-bit weights everywhere (the default narrows only where a CPU without VNNI needs it)")
 	f.BoolVar(&o.opts.FullRange, "full-range", false, "int8: ±127 weights everywhere; the model then needs VNNI (or ARM) and says so")
@@ -100,8 +124,43 @@ CPU requirement are written into the model's metadata; push records them.`,
 	f.StringSliceVar(&o.opts.Nodes, "nodes", nil, "only these node names")
 	f.StringSliceVar(&o.opts.ExcludeNodes, "exclude-nodes", nil, "node names to leave as they are")
 	f.Int64Var(&o.opts.MinWeightElems, "min-weight-size", 0, "leave weights with fewer elements as they are")
+	f.StringVar(&o.costModel, "cost-model", string(quantize.CostModelCPU), "cpu: keep in float the nodes where int8/int4 does not pay on a CPU; off: quantize every candidate")
+	f.IntVar(&o.opts.AccuracyLevel, "accuracy-level", quantize.DefaultAccuracyLevel, "int4: MatMulNBits accuracy_level (1..4; 4 = int8 activations; -1 = none)")
+	f.StringVar(&o.opts.Samples.Dir, "inputs", "", "int8-static and --target-cosine: a directory of .npy inputs (one subdirectory per sample, or one file per sample for a one-input model)")
+	f.StringArrayVar(&o.shapes, "shape", nil, "int8-static and --target-cosine without --inputs: generated inputs of this shape (NAME=1x16x128, repeatable)")
+	f.IntVar(&o.opts.Samples.Count, "samples", 8, "number of generated inputs without --inputs")
+	f.StringVar(&o.opts.Calibration.Method, "calibration", auto.MinMax, "int8-static: activation ranges by minmax or percentile")
+	f.Float64Var(&o.opts.Calibration.Percentile, "percentile", 99.99, "int8-static with --calibration percentile: share of values kept")
+	f.StringVar(&o.opts.Form, "static-form", "", "int8-static graph form: qdq (default, measured faster) or qlinear")
+	f.Float64Var(&o.target.MinCosine, "target-cosine", 0, "search the plan: the smallest/fastest model with at least this cosine against FP32")
+	f.Float64Var(&o.target.MaxMSE, "max-mse", 0, "with --target-cosine: also at most this MSE")
+	f.Float64Var(&o.target.MaxMAE, "max-mae", 0, "with --target-cosine: also at most this MAE")
+	f.StringVar(&o.opts.Prefer, "prefer", auto.PreferSpeed, "with --target-cosine: speed or size")
+	f.IntVar(&o.opts.Bench.Threads, "threads", 0, "onnxruntime threads for calibration and search (0: its default)")
+	f.StringVar(&o.opts.Bench.LibraryPath, "ort-lib", "", "onnxruntime shared library (default: $"+bench.LibraryEnv+" or the cache of `make ort`)")
 	f.BoolVar(&o.json, "json", false, "print the summary as JSON")
 	return cmd
+}
+
+// printSearch prints the plan a search chose, and why.
+func printSearch(w io.Writer, res *auto.Result) {
+	if res.Calibrated > 0 {
+		fmt.Fprintf(w, "calibrated %d activations\n", res.Calibrated)
+	}
+	s := res.Search
+	if s == nil {
+		return
+	}
+	fmt.Fprintf(w, "searched for %s (prefer %s):\n", s.Target, s.Prefer)
+	for _, c := range s.Candidates {
+		verdict := "misses the target"
+		if c.Meets {
+			verdict = fmt.Sprintf("meets it, %.2fx FP32", c.Speedup)
+		}
+		fmt.Fprintf(w, "  %-12s %5.1f%% of FP32, cosine %.6f, MSE %.3g, MAE %.3g: %s\n", c.Name,
+			100*float64(c.Bytes)/float64(max(1, s.FP32Bytes)), c.Quality.Cosine, c.Quality.MSE, c.Quality.MAE, verdict)
+	}
+	fmt.Fprintf(w, "chose %s: %s\n", s.Chosen, s.Why)
 }
 
 func printSummary(w io.Writer, out string, s *quantize.Summary, peak int64) {

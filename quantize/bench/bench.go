@@ -245,6 +245,9 @@ func Bench(ctx context.Context, cfg Config) (*Report, error) {
 			v := float64(report.Model.SizeBytes) / float64(b.SizeBytes)
 			report.SizeRatio = &v
 		}
+		if report.Speedup != nil && report.SizeRatio != nil {
+			report.SizeNotSpeed = sizeNotSpeed(*report.Speedup, *report.SizeRatio, info.Mode, report.Model.Provider)
+		}
 		q, err := compareOutputs(outputs[1], outputs[0])
 		if err != nil {
 			return nil, err

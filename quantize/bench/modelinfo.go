@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/modelctl/modelctl/manifests"
 	"github.com/modelctl/modelctl/quantize/onnx"
 	"github.com/modelctl/modelctl/quantize/onnx/onnxpb"
 )
@@ -50,6 +51,9 @@ type ModelInfo struct {
 	// ExternalData lists the distinct external data locations, as written
 	// in the model (relative to its directory), sorted.
 	ExternalData []string
+	// Mode is the quantization mode the model's metadata records
+	// (dev.modelctl.quantization.mode), "" for none.
+	Mode string
 }
 
 // maxValueInfoBytes bounds one declared input or output: a model's
@@ -87,6 +91,11 @@ func ReadModelInfo(path string) (*ModelInfo, error) {
 func modelInfo(m *onnx.Model) (*ModelInfo, error) {
 	g := m.Graph()
 	info := &ModelInfo{}
+	for _, p := range m.Proto.GetMetadataProps() {
+		if p.GetKey() == manifests.AnnotationQuantizationPrefix+"mode" {
+			info.Mode = p.GetValue()
+		}
+	}
 	initializers := map[string]bool{}
 	for _, t := range g.GetInitializer() {
 		initializers[t.GetName()] = true

@@ -67,7 +67,7 @@ func TestPortableInt8WithoutVNNI(t *testing.T) {
 		for _, v := range []struct {
 			name string
 			opts quantize.Options
-		}{{"portable", quantize.Options{}}, {"full-range", quantize.Options{FullRange: true}}} {
+		}{{"portable", quantize.Options{CostModel: quantize.CostModelOff}}, {"full-range", quantize.Options{CostModel: quantize.CostModelOff, FullRange: true}}} {
 			if v.name == "full-range" && m.name != "synthetic" {
 				continue // figures for the others are in docs/quantize.md; this keeps the test short
 			}

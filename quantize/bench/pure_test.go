@@ -325,3 +325,26 @@ func TestGivenInputs(t *testing.T) {
 		t.Errorf("float file for an int64 input: %v", err)
 	}
 }
+
+func TestSizeNotSpeed(t *testing.T) {
+	for _, tc := range []struct {
+		speedup, size  float64
+		mode, provider string
+		want           string // substring; "" means no statement
+	}{
+		{0.88, 0.5, "fp16", "cpu", "fp16 buys size, not speed, on this machine: 50% of the baseline's size but 0.88x its speed: onnxruntime's CPU provider"},
+		{0.73, 0.16, "int4", "cpu", "int4 buys size, not speed"},
+		{0.58, 0.27, "int8", "cpu", "0.58x its speed: the integer kernels"},
+		{0.9, 0.5, "", "cuda", "this model buys size, not speed"},
+		{1.0, 0.25, "int8", "cpu", ""}, // as fast: nothing to say
+		{2.4, 0.25, "int8", "cpu", ""}, // faster
+		{0.9, 1.0, "int8", "cpu", ""},  // not smaller
+		{0.9, 1.2, "fp16", "cpu", ""},  // larger and slower: not this statement
+		{0, 0.5, "fp16", "cpu", ""},    // no speed measured
+	} {
+		got := sizeNotSpeed(tc.speedup, tc.size, tc.mode, tc.provider)
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("sizeNotSpeed(%v, %v, %q, %q) = %q, want %q", tc.speedup, tc.size, tc.mode, tc.provider, got, tc.want)
+		}
+	}
+}

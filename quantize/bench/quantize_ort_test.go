@@ -117,14 +117,14 @@ type modeCase struct {
 }
 
 var modes = []modeCase{
-	{"int8", quantize.Options{Mode: quantize.ModeInt8}, 0.99},
-	{"int8-reduce-range", quantize.Options{Mode: quantize.ModeInt8, ReduceRange: true}, 0.99},
-	{"int8-per-channel", quantize.Options{Mode: quantize.ModeInt8, PerChannel: true}, 0.99},
-	{"uint8", quantize.Options{Mode: quantize.ModeInt8, Uint8: true}, 0.99},
-	{"fp16", quantize.Options{Mode: quantize.ModeFP16}, 0.999},
-	{"fp16-weights-only", quantize.Options{Mode: quantize.ModeFP16, FP16WeightsOnly: true}, 0.9999},
-	{"int4", quantize.Options{Mode: quantize.ModeInt4}, 0.95},
-	{"int4-symmetric-64", quantize.Options{Mode: quantize.ModeInt4, Symmetric: true, BlockSize: 64}, 0.95},
+	{"int8", quantize.Options{CostModel: quantize.CostModelOff, Mode: quantize.ModeInt8}, 0.99},
+	{"int8-reduce-range", quantize.Options{CostModel: quantize.CostModelOff, Mode: quantize.ModeInt8, ReduceRange: true}, 0.99},
+	{"int8-per-channel", quantize.Options{CostModel: quantize.CostModelOff, Mode: quantize.ModeInt8, PerChannel: true}, 0.99},
+	{"uint8", quantize.Options{CostModel: quantize.CostModelOff, Mode: quantize.ModeInt8, Uint8: true}, 0.99},
+	{"fp16", quantize.Options{CostModel: quantize.CostModelOff, Mode: quantize.ModeFP16}, 0.999},
+	{"fp16-weights-only", quantize.Options{CostModel: quantize.CostModelOff, Mode: quantize.ModeFP16, FP16WeightsOnly: true}, 0.9999},
+	{"int4", quantize.Options{CostModel: quantize.CostModelOff, Mode: quantize.ModeInt4}, 0.95},
+	{"int4-symmetric-64", quantize.Options{CostModel: quantize.CostModelOff, Mode: quantize.ModeInt4, Symmetric: true, BlockSize: 64}, 0.95},
 }
 
 // TestQuantizeSynthetic: every mode's output passes the ONNX checker, runs

@@ -39,6 +39,9 @@ type Report struct {
 	Gates GateResult `json:"gates"`
 	// Hint names the likely cause of failed gates and the fix, when known.
 	Hint string `json:"hint,omitempty"`
+	// SizeNotSpeed says, when the model is smaller than the baseline but
+	// slower on this machine, that its mode buys size and not speed here.
+	SizeNotSpeed string `json:"size_not_speed,omitempty"`
 	// Reference carries the inputs and the baseline's outputs for push to
 	// store with the artifact (sync --check replays them on the server);
 	// ReferenceNote says why there is none with a baseline.
@@ -233,6 +236,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Speedup != nil {
 		fmt.Fprintf(w, "speedup %.2fx (baseline p50 / model p50), size %.0f%% of baseline\n", *r.Speedup, 100**r.SizeRatio)
 	}
+	if r.SizeNotSpeed != "" {
+		fmt.Fprintln(w, r.SizeNotSpeed)
+	}
 	if len(r.Quality) == 0 {
 		return nil
 	}
@@ -291,4 +297,28 @@ func ms(v float64) string {
 		return fmt.Sprintf("%.1f ms", v)
 	}
 	return fmt.Sprintf("%.3f ms", v)
+}
+
+// sizeNotSpeed is the plain statement that a model buys size but not speed
+// on this machine (smaller than its baseline and slower), with the reason
+// when the mode explains it; "" when it is not so.
+func sizeNotSpeed(speedup, sizeRatio float64, mode, provider string) string {
+	if speedup >= 1 || sizeRatio >= 1 || speedup <= 0 {
+		return ""
+	}
+	why := ""
+	switch {
+	case mode == "fp16" && provider == "cpu":
+		why = ": onnxruntime's CPU provider computes few operators in float16 and converts around the rest"
+	case mode == "int4" && provider == "cpu":
+		why = ": on CPU, MatMulNBits unpacks the 4-bit weights on every call"
+	case mode == "int8":
+		why = ": the integer kernels do not win back the activation quantization they add on these shapes"
+	}
+	m := mode
+	if m == "" {
+		m = "this model"
+	}
+	return fmt.Sprintf("%s buys size, not speed, on this machine: %.0f%% of the baseline's size but %.2fx its speed%s",
+		m, 100*sizeRatio, speedup, why)
 }

@@ -1,0 +1,102 @@
+package auto
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/modelctl/modelctl/quantize"
+	"github.com/modelctl/modelctl/quantize/bench"
+)
+
+// Options are what `modelctl quantize` asks for: the quantize options, and
+// for int8-static and a search, where inputs come from and how to run them.
+type Options struct {
+	quantize.Options
+	Samples     Samples
+	Calibration CalibrationOptions
+	// Target, when set, makes Quantize search the plan (see Search).
+	Target *Target
+	// Prefer is what the search optimizes among the plans that meet the
+	// target: PreferSpeed (default) or PreferSize.
+	Prefer string
+	Bench  bench.Options
+}
+
+// Result is what Quantize did.
+type Result struct {
+	*quantize.Summary
+	// Calibrated is the number of activations int8-static calibrated.
+	Calibrated int `json:"calibrated,omitempty"`
+	// Search is the search's account, when there was one.
+	Search *SearchResult `json:"search,omitempty"`
+}
+
+// Quantize writes out from in: as quantize.Quantize does, after calibrating
+// activations for int8-static, or the plan a search chose for a target.
+func Quantize(ctx context.Context, in, out string, o Options) (*Result, error) {
+	o.Calibration.Options = o.Bench
+	if o.Target != nil {
+		return Search(ctx, in, out, o)
+	}
+	if o.Mode != quantize.ModeInt8Static {
+		sum, err := quantize.Quantize(ctx, in, out, o.Options)
+		if err != nil {
+			return nil, err
+		}
+		return &Result{Summary: sum}, nil
+	}
+	qo, n, err := calibrated(ctx, in, o)
+	if err != nil {
+		return nil, err
+	}
+	sum, err := quantize.Quantize(ctx, in, out, qo)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Summary: sum, Calibrated: n}, nil
+}
+
+// calibrated returns o's quantize options with the activation ranges of
+// the nodes int8-static quantizes, measured on o's samples.
+func calibrated(ctx context.Context, in string, o Options) (quantize.Options, int, error) {
+	qo := o.Options
+	qo.Mode = quantize.ModeInt8Static
+	plan, _, err := quantize.Plan(ctx, in, qo)
+	if err != nil {
+		return qo, 0, err
+	}
+	seen := map[string]bool{}
+	var values []string
+	add := func(v string) {
+		if !seen[v] {
+			seen[v] = true
+			values = append(values, v)
+		}
+	}
+	for _, p := range plan {
+		add(p.Activation)
+		if qo.Form == quantize.FormQLinear {
+			add(p.Output)
+		}
+	}
+	if len(values) == 0 {
+		return qo, 0, nil
+	}
+	ranges, err := Calibrate(ctx, in, values, o.Samples, o.Calibration)
+	if err != nil {
+		return qo, 0, fmt.Errorf("quantize %s: %w", in, err)
+	}
+	qo.Activations = ranges
+	qo.Calibration = o.Calibration.Method
+	if qo.Calibration == "" {
+		qo.Calibration = MinMax
+	}
+	if qo.Calibration == Percentile {
+		p := o.Calibration.Percentile
+		if p == 0 {
+			p = 99.99
+		}
+		qo.Calibration = fmt.Sprintf("percentile %g", p)
+	}
+	return qo, len(values), nil
+}

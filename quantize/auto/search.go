@@ -1,0 +1,338 @@
+package auto
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/modelctl/modelctl/quantize"
+	"github.com/modelctl/modelctl/quantize/bench"
+)
+
+// Preferences among the plans that meet a target.
+const (
+	PreferSpeed = "speed"
+	PreferSize  = "size"
+)
+
+// Target is the accuracy a searched plan must keep against FP32, judged on
+// the worst output of the worst sample. Zero MaxMSE/MaxMAE are not checked.
+type Target struct {
+	MinCosine float64 `json:"min_cosine"`
+	MaxMSE    float64 `json:"max_mse,omitempty"`
+	MaxMAE    float64 `json:"max_mae,omitempty"`
+}
+
+func (t Target) met(q bench.Quality) bool {
+	return q.Cosine >= t.MinCosine && (t.MaxMSE == 0 || q.MSE <= t.MaxMSE) && (t.MaxMAE == 0 || q.MAE <= t.MaxMAE)
+}
+
+func (t Target) String() string {
+	s := fmt.Sprintf("cosine >= %g", t.MinCosine)
+	if t.MaxMSE > 0 {
+		s += fmt.Sprintf(", MSE <= %g", t.MaxMSE)
+	}
+	if t.MaxMAE > 0 {
+		s += fmt.Sprintf(", MAE <= %g", t.MaxMAE)
+	}
+	return s
+}
+
+// Candidate is one plan the search tried and what it measured.
+type Candidate struct {
+	Name    string        `json:"name"`
+	Plan    string        `json:"plan"`
+	Bytes   int64         `json:"bytes"` // model + data
+	Quality bench.Quality `json:"quality"`
+	Speedup float64       `json:"speedup"` // FP32 p50 over this p50, paired
+	Meets   bool          `json:"meets"`
+	opts    quantize.Options
+}
+
+// SearchResult is the search's account: every candidate, the choice, why.
+type SearchResult struct {
+	Target     Target      `json:"target"`
+	Prefer     string      `json:"prefer"`
+	FP32Bytes  int64       `json:"fp32_bytes"`
+	Candidates []Candidate `json:"candidates"`
+	Chosen     string      `json:"chosen"`
+	Why        string      `json:"why"`
+}
+
+// candidates are the plans the search tries, smallest first: int4 (with
+// int8 activations), int8 dynamic per tensor and per channel, int8 static,
+// and the same int8 plans with the nodes whose weights quantize worst kept
+// in float, then fp16. Every int8/int4 plan keeps the cost model.
+func candidates(base quantize.Options) []Candidate {
+	mk := func(name, plan string, f func(o *quantize.Options)) Candidate {
+		o := base
+		o.Activations, o.ExtraOutputs = nil, nil
+		f(&o)
+		return Candidate{Name: name, Plan: plan, opts: o}
+	}
+	return []Candidate{
+		mk("int4", "int4 MatMulNBits (block 32, accuracy_level 4) on every node the cost model keeps", func(o *quantize.Options) { o.Mode = quantize.ModeInt4 }),
+		mk("int4+int8", "int4 on the feed-forward weights (N > K or K > N), int8 per channel on the square ones", func(o *quantize.Options) { o.Mode = quantize.ModeInt4 }),
+		mk("int8", "int8 dynamic, per-tensor weights", func(o *quantize.Options) { o.Mode = quantize.ModeInt8 }),
+		mk("int8-pc", "int8 dynamic, per-channel weights", func(o *quantize.Options) { o.Mode, o.PerChannel = quantize.ModeInt8, true }),
+		mk("int8-static", "int8 static (QDQ, min-max calibration), per-channel weights", func(o *quantize.Options) {
+			o.Mode, o.PerChannel = quantize.ModeInt8Static, true
+		}),
+		mk("fp16", "fp16 weights and compute", func(o *quantize.Options) { o.Mode = quantize.ModeFP16 }),
+	}
+}
+
+// Search tries the candidate plans on the samples, each against FP32 in
+// onnxruntime (quality over every sample; speed paired with FP32 in one
+// process on the first sample), and writes the plan that meets the target
+// and is fastest (or smallest, with PreferSize). The plan, the target and
+// the reason are recorded in the model's metadata. One candidate model is
+// on disk and loaded at a time; reference outputs are kept on disk.
+func Search(ctx context.Context, in, out string, o Options) (*Result, error) {
+	t := *o.Target
+	if t.MinCosine <= 0 || t.MinCosine > 1 || t.MaxMSE < 0 || t.MaxMAE < 0 {
+		return nil, fmt.Errorf("quantize: target %s: want a cosine in (0, 1] and non-negative MSE/MAE", t)
+	}
+	switch o.Prefer {
+	case "":
+		o.Prefer = PreferSpeed
+	case PreferSpeed, PreferSize:
+	default:
+		return nil, fmt.Errorf("quantize: --prefer %q: want speed or size", o.Prefer)
+	}
+	set, err := openSamples(in, o.Samples)
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp("", "modelctl-search-")
+	if err != nil {
+		return nil, fmt.Errorf("quantize: search: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	refDir := filepath.Join(tmp, "ref")
+	if err := os.Mkdir(refDir, 0o700); err != nil {
+		return nil, fmt.Errorf("quantize: search: %w", err)
+	}
+	if err := runSamples(ctx, in, set, o.Bench, func(i int, outs []bench.Tensor) error {
+		for j, t := range outs {
+			if err := bench.WriteNPY(filepath.Join(refDir, fmt.Sprintf("%d_%d.npy", i, j)), t); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("quantize: search: FP32 reference: %w", err)
+	}
+	fp32Bytes, err := modelBytes(in)
+	if err != nil {
+		return nil, err
+	}
+	first, err := set.sample(0)
+	if err != nil {
+		return nil, err
+	}
+	res := &SearchResult{Target: t, Prefer: o.Prefer, FP32Bytes: fp32Bytes}
+	var static *quantize.Options
+	for _, c := range candidates(o.Options) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		switch c.Name {
+		case "int8-static":
+			if static == nil {
+				qo, _, err := calibrated(ctx, in, Options{Options: c.opts, Samples: o.Samples, Calibration: CalibrationOptions{Options: o.Bench}})
+				if err != nil {
+					return nil, err
+				}
+				static = &qo
+			}
+			c.opts = *static
+		case "int4+int8":
+			plan, _, err := quantize.Plan(ctx, in, c.opts)
+			if err != nil {
+				return nil, err
+			}
+			var square []string
+			for _, p := range plan {
+				if p.K == p.N {
+					square = append(square, p.Node)
+				}
+			}
+			if len(square) == 0 || len(square) == len(plan) {
+				continue // the same as int4 or as int8
+			}
+			c.opts.NodeModes = map[string]quantize.Mode{}
+			for _, n := range square {
+				c.opts.NodeModes[n] = quantize.ModeInt8
+			}
+			c.opts.PerChannel = true
+		}
+		path := filepath.Join(tmp, c.Name+".onnx")
+		if _, err := quantize.Quantize(ctx, in, path, c.opts); err != nil {
+			return nil, fmt.Errorf("quantize: search: candidate %s: %w", c.Name, err)
+		}
+		if c.Bytes, err = modelBytes(path); err != nil {
+			return nil, err
+		}
+		worst := bench.Quality{Cosine: math.Inf(1)}
+		err := runSamples(ctx, path, set, o.Bench, func(i int, outs []bench.Tensor) error {
+			for j, got := range outs {
+				ref, err := bench.ReadNPY(filepath.Join(refDir, fmt.Sprintf("%d_%d.npy", i, j)), got.Name)
+				if err != nil {
+					return err
+				}
+				if !ref.IsFloat() {
+					continue
+				}
+				q, err := bench.Similarity(ref, got)
+				if err != nil {
+					return fmt.Errorf("output %s: %w", got.Name, err)
+				}
+				worst.Cosine = math.Min(worst.Cosine, q.Cosine)
+				worst.MSE, worst.MAE, worst.MaxAbs = math.Max(worst.MSE, q.MSE), math.Max(worst.MAE, q.MAE), math.Max(worst.MaxAbs, q.MaxAbs)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("quantize: search: candidate %s: %w", c.Name, err)
+		}
+		c.Quality, c.Meets = worst, t.met(worst)
+		if c.Meets {
+			_, pr, err := bench.Paired(ctx, bench.PairedConfig{Baseline: in, Models: []string{path}, Inputs: first, Warmup: 3, Runs: 20, Options: o.Bench})
+			if err != nil {
+				return nil, fmt.Errorf("quantize: search: candidate %s: %w", c.Name, err)
+			}
+			c.Speedup = pr[0].Speedup
+		}
+		res.Candidates = append(res.Candidates, c)
+		os.Remove(path)
+		os.Remove(path + ".data")
+	}
+	best := choose(res.Candidates, o.Prefer)
+	if best < 0 {
+		return nil, fmt.Errorf("quantize: no plan meets %s on %d samples: %s", t, set.n, describe(res.Candidates))
+	}
+	c := res.Candidates[best]
+	res.Chosen = c.Name
+	res.Why = why(res, c)
+	qo := c.opts
+	qo.Notes = map[string]string{
+		"auto.target":     t.String(),
+		"auto.prefer":     o.Prefer,
+		"auto.plan":       c.Plan,
+		"auto.why":        res.Why,
+		"auto.cosine":     strconv.FormatFloat(c.Quality.Cosine, 'f', 6, 64),
+		"auto.candidates": describe(res.Candidates),
+	}
+	sum, err := quantize.Quantize(ctx, in, out, qo)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Summary: sum, Search: res}, nil
+}
+
+// choose picks the candidate to write: among those that meet the target,
+// the fastest (PreferSpeed; ties to the smaller) or the smallest
+// (PreferSize; ties to the faster). -1 when none meets it.
+func choose(cs []Candidate, prefer string) int {
+	best := -1
+	for i, c := range cs {
+		if !c.Meets {
+			continue
+		}
+		if best < 0 {
+			best = i
+			continue
+		}
+		b := cs[best]
+		better := c.Speedup > b.Speedup || (c.Speedup == b.Speedup && c.Bytes < b.Bytes)
+		if prefer == PreferSize {
+			better = c.Bytes < b.Bytes || (c.Bytes == b.Bytes && c.Speedup > b.Speedup)
+		}
+		if better {
+			best = i
+		}
+	}
+	return best
+}
+
+func why(r *SearchResult, c Candidate) string {
+	var fail []string
+	for _, o := range r.Candidates {
+		if !o.Meets {
+			fail = append(fail, fmt.Sprintf("%s (cosine %.4f)", o.Name, o.Quality.Cosine))
+		}
+	}
+	s := fmt.Sprintf("%s meets %s (cosine %.6f, MSE %.3g, MAE %.3g) and is the ", c.Name, r.Target, c.Quality.Cosine, c.Quality.MSE, c.Quality.MAE)
+	if r.Prefer == PreferSize {
+		s += fmt.Sprintf("smallest that does (%.1f%% of FP32, %.2fx its speed)", 100*float64(c.Bytes)/float64(r.FP32Bytes), c.Speedup)
+	} else {
+		s += fmt.Sprintf("fastest that does (%.2fx FP32, %.1f%% of its size)", c.Speedup, 100*float64(c.Bytes)/float64(r.FP32Bytes))
+	}
+	if len(fail) > 0 {
+		s += "; missed the target: " + strings.Join(fail, ", ")
+	}
+	return s
+}
+
+func describe(cs []Candidate) string {
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		parts[i] = fmt.Sprintf("%s cos %.4f", c.Name, c.Quality.Cosine)
+		if c.Meets {
+			parts[i] += fmt.Sprintf(" %.2fx", c.Speedup)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// runSamples runs model on every sample, one at a time, and hands fn the
+// outputs.
+func runSamples(ctx context.Context, model string, set *sampleSet, opts bench.Options, fn func(int, []bench.Tensor) error) error {
+	sess, err := bench.Load(ctx, model, opts)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	for i := 0; i < set.n; i++ {
+		in, err := set.sample(i)
+		if err != nil {
+			return err
+		}
+		if err := sess.SetInputs(in); err != nil {
+			return err
+		}
+		if _, err := sess.RunOnce(ctx); err != nil {
+			return err
+		}
+		outs, err := sess.Outputs()
+		if err != nil {
+			return err
+		}
+		if err := fn(i, outs); err != nil {
+			return fmt.Errorf("sample %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// modelBytes is the model file plus its external data.
+func modelBytes(path string) (int64, error) {
+	info, err := bench.ReadModelInfo(path)
+	if err != nil {
+		return 0, err
+	}
+	files, err := bench.ModelFiles(path, info)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, f := range files {
+		n += f.Bytes
+	}
+	return n, nil
+}

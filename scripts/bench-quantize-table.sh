@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The quantization table of docs/quantize.md, measured in one run: for the
+# synthetic model and the three real test models (make onnx-models), every
+# version (VARIANTS) is quantized and then timed against FP32 in one process,
+# round-robin (bench.Paired), at two input sizes, with its data size and
+# cosine/MSE/MAE against FP32 (worst output, first input size).
+#
+#   scripts/bench-quantize-table.sh                   # all four models
+#   MODELS=deepa THREADS=2 scripts/bench-quantize-table.sh
+#
+# Needs cgo and onnxruntime (make ort). Prints Markdown rows on stdout and
+# the CPU on stderr; exits 1 if a default int8 model is slower than FP32 at
+# either size (a speedup under MIN_SPEEDUP, default 1.00).
+set -euo pipefail
+shopt -s inherit_errexit 2>/dev/null || true
+cd "$(dirname "$0")/.."
+VARIANTS=${VARIANTS:-int8,int8-pc,int8-all,int4,int4-acc0,fp16}
+MODELS=${MODELS:-synthetic ppocr deepa silero}
+THREADS=${THREADS:-1}
+MIN_SPEEDUP=${MIN_SPEEDUP:-1.00}
+CACHE=.cache/models
+work=$(mktemp -d "${TMPDIR:-/tmp}/bench-quantize-table.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+CGO_ENABLED=1 go build -o "$work/quantable" ./quantize/bench/cmd/quantable
+go run ./quantize/synth/cmd/synth -o "$work/synthetic" -hidden 512 -layers 4 >/dev/null
+
+echo "CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) CPUs," \
+	"$(grep -o -w -E 'avx2|avx512_vnni|avx_vnni' /proc/cpuinfo | sort -u | tr '\n' ' ')load $(cut -d' ' -f1-3 /proc/loadavg), threads $THREADS" >&2
+echo "| model | version | data size | cosine | MSE | MAE | speedup size 1 | speedup size 2 |"
+echo "|---|---|---|---|---|---|---|---|"
+fail=0
+for m in $MODELS; do
+	case $m in
+	synthetic) args=(-model "$work/synthetic/model.onnx" -shapes 'input=1x16x512;input=1x128x512' -runs 30) ;;
+	ppocr) args=(-model "$CACHE/ch_PP-OCRv4_rec_infer.onnx" -shapes 'x=1x3x48x320;x=1x3x48x960' -runs 30) ;;
+	# hello_deepa's input is fixed at 1x25x96: both columns are that size.
+	deepa) args=(-model "$CACHE/hello_deepa.onnx" -shapes ';' -runs 400) ;;
+	silero) args=(-model "$CACHE/silero_vad_v5.onnx" -shapes 'input=1x512,state=2x1x128;input=8x512,state=2x8x128' -runs 200) ;;
+	*) echo "unknown model $m" >&2; exit 2 ;;
+	esac
+	"$work/quantable" -name "$m" -variants "$VARIANTS" -threads "$THREADS" -work "$work/$m" "${args[@]}" | tee "$work/$m.rows"
+	# The default int8 row: both speedups at least MIN_SPEEDUP.
+	awk -F'|' -v min="$MIN_SPEEDUP" -v m="$m" '$3 ~ /^ int8 $/ {
+		for (i = 8; i <= 9; i++) { v = $i; gsub(/[ ×]/, "", v); if (v + 0 < min) { print "FAIL: " m " default int8 " v "x FP32" > "/dev/stderr"; bad = 1 } }
+	} END { exit bad }' "$work/$m.rows" || fail=1
+done
+exit $fail
