@@ -86,3 +86,28 @@ func BenchmarkRejectHostileStringArray(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRejectHostileSafetensorsHeader: a 100 MiB header of 1.7M empty
+// tensors, refused when what it would keep passes MaxRetained.
+func BenchmarkRejectHostileSafetensorsHeader(b *testing.B) {
+	var hdr []byte
+	hdr = append(hdr, '{')
+	for i := 0; len(hdr) < 100<<20-100; i++ {
+		if i > 0 {
+			hdr = append(hdr, ',')
+		}
+		hdr = fmt.Appendf(hdr, `"t%07d":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}`, i)
+	}
+	hdr = append(hdr, '}')
+	p := filepath.Join(b.TempDir(), "evil.safetensors")
+	if err := os.WriteFile(p, modelfiletest.SafetensorsWithHeader(string(hdr), nil), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(hdr)))
+	for b.Loop() {
+		if _, err := modelfile.Open(context.Background(), p, modelfile.Options{}); err == nil {
+			b.Fatal("accepted")
+		}
+	}
+}

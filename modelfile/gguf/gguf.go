@@ -36,7 +36,7 @@ const (
 	MaxKeyLen        = 1<<16 - 1
 	MaxTensorName    = 63
 	MaxDims          = 4
-	MaxRetained      = 64 << 20 // bytes of keys, kept strings, names and shapes
+	MaxRetained      = 32 << 20 // bytes of keys, kept strings, names and shapes
 	KeptString       = 1024     // string values longer than this keep a prefix only
 	DefaultAlignment = 32
 )

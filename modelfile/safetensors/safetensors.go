@@ -31,7 +31,7 @@ const (
 	// MaxHeader is the largest header the reference implementation reads.
 	MaxHeader = 100 << 20
 	// MaxRetained bounds the bytes kept of tensor names, shapes and metadata.
-	MaxRetained = 64 << 20
+	MaxRetained = 32 << 20
 	// MaxMetadataValue: a longer __metadata__ value keeps a prefix only.
 	MaxMetadataValue = 4096
 	// MaxRank bounds the dimensions of one tensor.
