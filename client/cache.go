@@ -135,22 +135,7 @@ func (c *Cache) StoreDigest(path string, fi fs.FileInfo, d digest.Digest) error 
 // must survive kill -9 (the page cache does), and a state file lost in a
 // power cut only costs a re-hash or a re-send.
 func (c *Cache) writeFile(name string, data []byte, sync bool) error {
-	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "state-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, Explain(err, ""))
-	}
-	_, err = tmp.Write(data)
-	if err == nil && sync {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = atomicfile.Rename(tmp.Name(), name)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
+	if err := atomicfile.WriteFile(name, data, 0o644, sync); err != nil {
 		return fmt.Errorf("write %s: %w", name, Explain(err, ""))
 	}
 	return nil

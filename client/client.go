@@ -16,7 +16,6 @@ import (
 	"oras.land/oras-go/v2/registry"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
-	"oras.land/oras-go/v2/registry/remote/retry"
 
 	"github.com/modelctl/modelctl/internal/version"
 )
@@ -129,7 +128,7 @@ func New(opts Options) (*Client, error) {
 	return &Client{
 		opts:  opts,
 		creds: creds,
-		http:  &http.Client{Transport: retry.NewTransport(base)},
+		http:  &http.Client{Transport: base},
 		auth:  auth.NewCache(),
 		cache: cache,
 	}, nil

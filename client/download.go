@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -106,84 +105,11 @@ func planSegments(size int64) []segment {
 	return segs
 }
 
-// source is where a pull reads an artifact: a registry, or a bucket.
-type source interface {
-	// fetchManifest returns a manifest and its digest, checked against want
-	// when want is set.
-	fetchManifest(ctx context.Context, reference string, want digest.Digest) ([]byte, digest.Digest, error)
-	// fetchSmall returns a small blob whole, verified.
-	fetchSmall(ctx context.Context, d digest.Digest, size, limit int64) ([]byte, error)
-	// openRange streams bytes [off, end) of a blob of the given size.
-	openRange(ctx context.Context, d digest.Digest, size, off, end int64) (io.ReadCloser, error)
-}
-
-// errRange is a registry that does not answer Range requests as asked:
-// asking again would get the same answer.
-var errRange = errors.New("bad range answer")
-
-func (r *repo) openRange(ctx context.Context, d digest.Digest, size, off, end int64) (io.ReadCloser, error) {
-	req, err := r.newRequest(ctx, http.MethodGet, r.url("/v2/%s/blobs/%s", r.name, d), nil)
-	if err != nil {
-		return nil, err
-	}
-	whole := off == 0 && end == size
-	if !whole {
-		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, end-1))
-	}
-	resp, err := r.do(req, http.StatusOK, http.StatusPartialContent)
-	if err != nil {
-		return nil, err
-	}
-	if !whole && resp.StatusCode != http.StatusPartialContent {
-		resp.Body.Close()
-		return nil, fmt.Errorf("GET blob %s: %w: the registry ignored Range (status %d): cannot resume or split", d, errRange, resp.StatusCode)
-	}
-	if !whole {
-		// Bytes of another range would only show as a digest mismatch at
-		// the end, after the whole blob: refuse them now.
-		var start, last int64
-		if cr := resp.Header.Get("Content-Range"); cr != "" {
-			if _, err := fmt.Sscanf(cr, "bytes %d-%d", &start, &last); err != nil || start != off || last != end-1 {
-				resp.Body.Close()
-				return nil, fmt.Errorf("GET blob %s: %w: asked for bytes %d-%d, the registry sent %q", d, errRange, off, end-1, cr)
-			}
-		}
-	}
-	return resp.Body, nil
-}
-
-// fetchSmall reads a small blob (the config) whole, verified.
-func (r *repo) fetchSmall(ctx context.Context, d digest.Digest, size, limit int64) ([]byte, error) {
-	if size > limit {
-		return nil, fmt.Errorf("blob %s is %d bytes, over the %d-byte limit", d, size, limit)
-	}
-	req, err := r.newRequest(ctx, http.MethodGet, r.url("/v2/%s/blobs/%s", r.name, d), nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := r.do(req, http.StatusOK)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, size+1))
-	if err != nil {
-		return nil, fmt.Errorf("GET blob %s: %w", d, err)
-	}
-	if int64(len(b)) != size {
-		return nil, fmt.Errorf("blob %s: got %d bytes, want %d", d, len(b), size)
-	}
-	if got := digest.FromBytes(b); got != d {
-		return nil, &DigestError{What: "blob " + d.String(), Got: got.String(), Want: d.String()}
-	}
-	return b, nil
-}
-
 // fetchBlob brings a layer into the cache: several ranges in parallel for a
 // large blob, each continuing a previous interrupted run, hashed in order as
 // the pieces arrive. The blob enters the cache only verified. It returns the
 // bytes transferred.
-func (c *Client) fetchBlob(ctx context.Context, src source, f manifests.File, workers int, prog *fileProgress) (int64, error) {
+func (c *Client) fetchBlob(ctx context.Context, src backend, f manifests.File, workers int, prog *fileProgress) (int64, error) {
 	cache := c.cache
 	if cache.HasBlob(f.Digest, f.Size) {
 		prog.done()
@@ -368,7 +294,7 @@ func firstError(errs <-chan error) error {
 
 type download struct {
 	c         *Client
-	src       source
+	src       backend
 	f         manifests.File
 	file      *os.File // locked; reads, and writes when direct I/O is off
 	st        *downloadState
@@ -504,7 +430,7 @@ func (dl *download) writeAt(b []byte, off int64) error {
 	if _, err := dl.file.WriteAt(b, off); err != nil {
 		return Explain(err, "") // an *os.PathError: it names the file
 	}
-	startWriteback(dl.file, off, int64(len(b)))
+	atomicfile.StartWriteback(dl.file, off, int64(len(b)))
 	return nil
 }
 

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/modelctl/modelctl/internal/testenv"
 )
 
 // A partial download left by an older modelctl (16 MiB pieces, progress at
@@ -24,7 +26,7 @@ func TestPullContinuesAnOlderPartial(t *testing.T) {
 }
 
 func testPullContinuesAnOlderPartial(t *testing.T) {
-	srv := startOurs(t)
+	srv := testenv.StartOurs(t)
 	pusher := newTestClient(t, Options{})
 	const size = 50<<20 + 123
 	ref := srv.Addr + "/resume/old:v1"
@@ -82,7 +84,7 @@ func testPullContinuesAnOlderPartial(t *testing.T) {
 // Blobs of every awkward size round-trip, written directly or through the
 // page cache: empty, under a block, just over one, just over a piece.
 func TestPullOddSizes(t *testing.T) {
-	srv := startOurs(t)
+	srv := testenv.StartOurs(t)
 	pusher := newTestClient(t, Options{})
 	for _, direct := range []bool{true, false} {
 		for _, size := range []int64{0, 1, 4095, 4097, writeUnit + 1, pieceSize + 1} {

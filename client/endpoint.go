@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+
+	digest "github.com/opencontainers/go-digest"
 )
 
 // Endpoint is authenticated access to one repository of a registry, with
@@ -40,5 +42,30 @@ func (e *Endpoint) Do(ctx context.Context, method, path string, body []byte, hea
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	return e.r.do(req)
+	if body != nil || (method != http.MethodGet && method != http.MethodHead) {
+		return e.r.do(req)
+	}
+	// A read is retried like every small request of the client.
+	var resp *http.Response
+	err = retry(ctx, func() error {
+		var err error
+		resp, err = e.r.do(req.Clone(ctx))
+		return err
+	})
+	return resp, err
+}
+
+// Manifest fetches the manifest under reference (a tag or a digest),
+// checked against want when given and against the digest the registry
+// sends, with its digest and media type. One that is not there is
+// ErrNotFound.
+func (e *Endpoint) Manifest(ctx context.Context, reference string, want digest.Digest) ([]byte, digest.Digest, string, error) {
+	return fetchManifest(ctx, e.r, reference, want)
+}
+
+// PutManifest stores a manifest under tag and checks the digest the
+// registry stored it under.
+func (e *Endpoint) PutManifest(ctx context.Context, tag string, body []byte, mediaType string) (digest.Digest, error) {
+	d := digest.FromBytes(body)
+	return d, putManifest(ctx, e.r, tag, body, mediaType, d)
 }

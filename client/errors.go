@@ -133,3 +133,7 @@ func Explain(err error, host string) error {
 func isTLSOverHTTP(err error) bool {
 	return strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
 }
+
+// RedactURL drops the query of a URL, where upload sessions carry state
+// tokens, for display.
+func RedactURL(u string) string { return redactURL(u) }

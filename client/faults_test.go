@@ -115,7 +115,7 @@ func pullAndCompare(t *testing.T, ref, src string) *PullResult {
 }
 
 func TestPushFallsBackWhenChunksRefused(t *testing.T) {
-	srv := startDistribution(t)
+	srv := testenv.StartDistribution(t)
 	p := newFaultProxy(t, srv.Addr)
 	p.hook = func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method == http.MethodPatch {
@@ -133,7 +133,7 @@ func TestPushFallsBackWhenChunksRefused(t *testing.T) {
 }
 
 func TestPushHonoursChunkMinLength(t *testing.T) {
-	srv := startDistribution(t)
+	srv := testenv.StartDistribution(t)
 	p := newFaultProxy(t, srv.Addr)
 	p.setRespHook(func(r *http.Response) {
 		if r.Request.Method == http.MethodPost {
@@ -150,7 +150,7 @@ func TestPushHonoursChunkMinLength(t *testing.T) {
 }
 
 func TestPushRetriesADroppedChunk(t *testing.T) {
-	srv := startDistribution(t)
+	srv := testenv.StartDistribution(t)
 	p := newFaultProxy(t, srv.Addr)
 	var patches atomic.Int32
 	p.hook = func(w http.ResponseWriter, r *http.Request) bool {
@@ -177,7 +177,7 @@ func TestPushRetriesADroppedChunk(t *testing.T) {
 // A registry answering a Range request with another range is refused at
 // once, not after the whole blob fails its digest.
 func TestPullRefusesAnotherRange(t *testing.T) {
-	srv := startOurs(t)
+	srv := testenv.StartOurs(t)
 	c := newTestClient(t, Options{})
 	pushRandom(t, c, srv.Addr+"/ranges/m:v1", 80<<20)
 	p := newFaultProxy(t, srv.Addr)
@@ -194,7 +194,7 @@ func TestPullRefusesAnotherRange(t *testing.T) {
 }
 
 func TestPullRetriesTransientErrors(t *testing.T) {
-	srv := startDistribution(t)
+	srv := testenv.StartDistribution(t)
 	c := newTestClient(t, Options{})
 	_, src := pushRandom(t, c, srv.Addr+"/flaky/m:v1", 80<<20)
 	p := newFaultProxy(t, srv.Addr)
@@ -262,7 +262,7 @@ func hostileManifest(t *testing.T, path string, content []byte) (map[digest.Dige
 }
 
 func TestPullRefusesHostileManifests(t *testing.T) {
-	srv := startDistribution(t)
+	srv := testenv.StartDistribution(t)
 	base := t.TempDir()
 	for i, p := range []string{"../escape", "/etc/evil", `..\evil`, "a/../../evil", "C:evil", ".modelctl/receipt.json"} {
 		blobs, m := hostileManifest(t, p, []byte("pwned"))
@@ -288,7 +288,7 @@ func TestPullRefusesHostileManifests(t *testing.T) {
 }
 
 func TestPullRefusesSymlinkInTarget(t *testing.T) {
-	srv := startDistribution(t)
+	srv := testenv.StartDistribution(t)
 	blobs, m := hostileManifest(t, "sub/model.onnx", []byte("weights"))
 	pushRaw(t, srv.Addr, "links/m", blobs, m)
 	target := t.TempDir()
@@ -315,7 +315,7 @@ func TestClearErrors(t *testing.T) {
 	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "connection refused") {
 		t.Errorf("connection refused: %v", err)
 	}
-	srv := startDistribution(t)
+	srv := testenv.StartDistribution(t)
 	missing, _ := ParseReference(srv.Addr + "/nothing/here:v1")
 	_, err = c.Pull(ctx, missing, t.TempDir())
 	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "modelctl ls") {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/modelctl/modelctl/internal/testenv"
 )
 
 func TestCachePruneKeepsWhatIsInstalled(t *testing.T) {
@@ -13,7 +15,7 @@ func TestCachePruneKeepsWhatIsInstalled(t *testing.T) {
 	if _, ok := linkCount(tmp, mustStat(t, tmp)); !ok {
 		t.Skip("no link counts on this platform: prune removes no blob")
 	}
-	srv := startOurs(t)
+	srv := testenv.StartOurs(t)
 	ctx := context.Background()
 	pusher := newTestClient(t, Options{})
 	res, src := pushRandom(t, pusher, srv.Addr+"/prune/m:v1", linkThreshold+5)

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,37 +60,6 @@ type Artifact struct {
 	RawConfig []byte
 }
 
-// fetchManifest GETs a manifest by tag or digest and checks its digest:
-// against the reference when it is a digest, and against the registry's
-// Docker-Content-Digest when it sends one.
-func (r *repo) fetchManifest(ctx context.Context, reference string, want digest.Digest) ([]byte, digest.Digest, error) {
-	req, err := r.newRequest(ctx, http.MethodGet, r.url("/v2/%s/manifests/%s", r.name, reference), nil)
-	if err != nil {
-		return nil, "", err
-	}
-	req.Header.Set("Accept", manifests.MediaTypeImageManifest)
-	resp, err := r.do(req, http.StatusOK)
-	if err != nil {
-		return nil, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, manifests.MaxManifestSize+1))
-	if err != nil {
-		return nil, "", fmt.Errorf("GET manifest %s: %w", reference, err)
-	}
-	if len(b) > manifests.MaxManifestSize {
-		return nil, "", fmt.Errorf("manifest %s: over the %d-byte limit", reference, manifests.MaxManifestSize)
-	}
-	got := digest.FromBytes(b)
-	if want != "" && got != want {
-		return nil, "", &DigestError{What: "manifest " + reference, Got: got.String(), Want: want.String()}
-	}
-	if h := digest.Digest(resp.Header.Get("Docker-Content-Digest")); strings.HasPrefix(string(h), "sha256:") && h != got {
-		return nil, "", &DigestError{What: "manifest " + reference + " (registry's Docker-Content-Digest)", Got: got.String(), Want: h.String()}
-	}
-	return b, got, nil
-}
-
 // Resolve fetches and validates the manifest and config of ref.
 func (c *Client) Resolve(ctx context.Context, ref Reference) (*Artifact, error) {
 	r, ctx, err := c.source(ctx, ref)
@@ -102,20 +70,26 @@ func (c *Client) Resolve(ctx context.Context, ref Reference) (*Artifact, error) 
 }
 
 // source opens where ref is read from.
-func (c *Client) source(ctx context.Context, ref Reference) (source, context.Context, error) {
+func (c *Client) source(ctx context.Context, ref Reference) (backend, context.Context, error) {
+	return c.backend(ctx, ref, false)
+}
+
+// backend opens the repository of ref, a registry's or a bucket's; push
+// asks a registry's token service for push scope too.
+func (c *Client) backend(ctx context.Context, ref Reference, push bool) (backend, context.Context, error) {
 	if ref.S3 {
 		b, err := c.openBucket(ctx, ref)
 		return b, ctx, err
 	}
-	r, ctx := c.repo(ctx, ref.Registry, ref.Repository, false)
+	r, ctx := c.repo(ctx, ref.Registry, ref.Repository, push)
 	return r, ctx, nil
 }
 
-func (c *Client) resolve(ctx context.Context, r source, ref Reference) (*Artifact, error) {
+func (c *Client) resolve(ctx context.Context, r backend, ref Reference) (*Artifact, error) {
 	if ref.Reference() == "" {
 		return nil, fmt.Errorf("%s: no tag or digest", ref)
 	}
-	raw, d, err := r.fetchManifest(ctx, ref.Reference(), ref.Digest)
+	raw, d, _, err := fetchManifest(ctx, r, ref.Reference(), ref.Digest)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			if ref.S3 {
@@ -129,7 +103,7 @@ func (c *Client) resolve(ctx context.Context, r source, ref Reference) (*Artifac
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
-	cfg, err := r.fetchSmall(ctx, m.Config.Digest, m.Config.Size, manifests.MaxConfigSize)
+	cfg, err := fetchSmall(ctx, r, m.Config.Digest, m.Config.Size, manifests.MaxConfigSize)
 	if err != nil {
 		return nil, fmt.Errorf("%s: config: %w", ref, err)
 	}
@@ -234,33 +208,8 @@ func writeReceipt(dir string, rc *Receipt) error {
 	if err := mkdirNoLinks(dir, manifests.ReservedDir); err != nil {
 		return err
 	}
-	tmp := filepath.Join(rdir, ".receipt-"+randomSuffix())
-	if err := writeSynced(tmp, b); err != nil {
-		return err
-	}
-	if err := atomicfile.Rename(tmp, filepath.Join(rdir, "receipt.json")); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write receipt: %w", err)
-	}
-	_ = atomicfile.SyncDir(rdir)
-	return nil
-}
-
-func writeSynced(name string, b []byte) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, Explain(err, ""))
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(name)
-		return fmt.Errorf("write %s: %w", name, Explain(err, ""))
+	if err := atomicfile.WriteFile(filepath.Join(rdir, "receipt.json"), b, 0o644, true); err != nil {
+		return fmt.Errorf("write receipt: %w", Explain(err, ""))
 	}
 	return nil
 }

@@ -3,10 +3,8 @@ package client
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -83,15 +81,9 @@ func (c *Client) Push(ctx context.Context, ref Reference, opts PushOptions) (*Pu
 		return nil, err
 	}
 
-	var r target
-	if ref.S3 {
-		b, err := c.openBucket(ctx, ref)
-		if err != nil {
-			return nil, err
-		}
-		r = b
-	} else {
-		r, ctx = c.repo(ctx, ref.Registry, ref.Repository, true)
+	r, ctx, err := c.backend(ctx, ref, true)
+	if err != nil {
+		return nil, err
 	}
 	prog := newProgress(c.opts.Progress)
 	results := make([]blobResult, len(files))
@@ -100,7 +92,7 @@ func (c *Client) Push(ctx context.Context, ref Reference, opts PushOptions) (*Pu
 	for i, f := range files {
 		fp := prog.file(f.Path, f.Info.Size())
 		g.Go(func() error {
-			res, err := r.pushFile(gctx, f, fp)
+			res, err := c.pushBlob(gctx, r, f, fp)
 			if err != nil {
 				return fmt.Errorf("push %s: %s: %w", ref, f.Path, err)
 			}
@@ -127,11 +119,11 @@ func (c *Client) Push(ctx context.Context, ref Reference, opts PushOptions) (*Pu
 	if err != nil {
 		return nil, fmt.Errorf("push %s: %w", ref, err)
 	}
-	if err := r.pushBytes(ctx, art.ConfigDesc.Digest, art.Config); err != nil {
+	if err := pushSmall(ctx, r, art.ConfigDesc.Digest, art.Config); err != nil {
 		return nil, fmt.Errorf("push %s: config: %w", ref, err)
 	}
 	for _, t := range tags {
-		if err := r.putManifest(ctx, t, art.Manifest, art.ManifestDesc.Digest); err != nil {
+		if err := putManifest(ctx, r, t, art.Manifest, manifests.MediaTypeImageManifest, art.ManifestDesc.Digest); err != nil {
 			return nil, fmt.Errorf("push %s: manifest: %w", ref, err)
 		}
 	}
@@ -139,21 +131,13 @@ func (c *Client) Push(ctx context.Context, ref Reference, opts PushOptions) (*Pu
 	return out, nil
 }
 
-// target is where a push writes: a registry, or a bucket.
-type target interface {
-	source
-	pushFile(ctx context.Context, f *localFile, prog *fileProgress) (blobResult, error)
-	pushBytes(ctx context.Context, d digest.Digest, data []byte) error
-	putManifest(ctx context.Context, tag string, data []byte, want digest.Digest) error
-}
-
 // packIdempotent packs the artifact; when the tag already holds the same
 // artifact (same files, config and annotations, only pushed earlier), it
 // reuses that creation time so the manifest, and so the digest a config
 // pins, does not change on a re-push of an unchanged model.
-func packIdempotent(ctx context.Context, r target, tag string, files []manifests.File, opts manifests.PackOptions) (*manifests.Artifact, error) {
+func packIdempotent(ctx context.Context, r backend, tag string, files []manifests.File, opts manifests.PackOptions) (*manifests.Artifact, error) {
 	if opts.CreatedAt.IsZero() {
-		if raw, d, err := r.fetchManifest(ctx, tag, ""); err == nil {
+		if raw, d, _, err := fetchManifest(ctx, r, tag, ""); err == nil {
 			if m, err := manifests.ParseManifest(raw); err == nil {
 				if t, err := time.Parse(time.RFC3339, m.Annotations[manifests.AnnotationCreatedAt]); err == nil {
 					prev := opts
@@ -207,24 +191,6 @@ func (c *Client) checkFiles(in []PushFile) ([]*localFile, error) {
 		return nil, fmt.Errorf("push: %w", err)
 	}
 	return out, nil
-}
-
-func (r *repo) putManifest(ctx context.Context, tag string, data []byte, want digest.Digest) error {
-	req, err := r.newRequest(ctx, http.MethodPut, r.url("/v2/%s/manifests/%s", r.name, tag), strings.NewReader(string(data)))
-	if err != nil {
-		return err
-	}
-	req.ContentLength = int64(len(data))
-	req.Header.Set("Content-Type", manifests.MediaTypeImageManifest)
-	resp, err := r.do(req, http.StatusCreated, http.StatusOK, http.StatusAccepted)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if got := resp.Header.Get("Docker-Content-Digest"); got != "" && got != want.String() {
-		return &DigestError{What: "manifest " + tag + " as stored by the registry", Got: got, Want: want.String()}
-	}
-	return nil
 }
 
 func contains(s []string, v string) bool {

@@ -12,6 +12,8 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	"oras.land/oras-go/v2/registry"
+
+	"github.com/modelctl/modelctl/registry/storage/s3"
 )
 
 // Reference names an artifact: host[:port]/repo[:tag|@digest], or
@@ -49,6 +51,10 @@ func ParseReference(s string) (Reference, error) {
 		if strings.ContainsAny(bucket, ":@") || strings.ContainsAny(prefix, ":@") {
 			return Reference{}, fmt.Errorf("reference %q: bad bucket or prefix", s)
 		}
+		// The bucket and prefix obey the rules of serve --storage s3://.
+		if _, _, err := s3.ParseURL("s3://" + bucket + "/" + prefix); err != nil {
+			return Reference{}, fmt.Errorf("reference %q: %w", s, err)
+		}
 		r.S3, r.Registry, r.Prefix = true, bucket, prefix
 		return r, nil
 	}
@@ -79,6 +85,29 @@ func ParseReference(s string) (Reference, error) {
 		out.Tag = r.Reference
 	}
 	return out, nil
+}
+
+// ParseS3Location parses s3://BUCKET/PREFIX[/REPO] (ls): a bucket
+// reference with no tag or digest, whose Repository may be empty.
+func ParseS3Location(s string) (Reference, error) {
+	rest, ok := strings.CutPrefix(strings.TrimSuffix(s, "/"), "s3://")
+	if !ok {
+		return Reference{}, fmt.Errorf("%q is not an s3:// location", s)
+	}
+	if strings.Count(rest, "/") == 1 {
+		// No repository: parse with a placeholder one, then drop it.
+		r, err := ParseReference("s3://" + rest + "/x")
+		if err != nil {
+			return Reference{}, fmt.Errorf("%q: want s3://bucket/prefix[/repo]", s)
+		}
+		r.Repository = ""
+		return r, nil
+	}
+	r, err := ParseReference("s3://" + rest)
+	if err != nil || r.Tag != "" || r.Digest != "" {
+		return Reference{}, fmt.Errorf("%q: want s3://bucket/prefix[/repo] (no tag or digest)", s)
+	}
+	return r, nil
 }
 
 // ParseRegistry parses REGISTRY[/REPO] for ls and login.

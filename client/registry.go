@@ -77,3 +77,17 @@ func (c *Client) Logout(ctx context.Context, host string) error {
 	}
 	return nil
 }
+
+// OrasRepository opens the repository repo ("host[:port]/name") as an
+// oras-go remote.Repository on this client's connection (transport, TLS,
+// credentials, tokens, plain-HTTP decision), for code built on oras-go
+// (signing).
+func (c *Client) OrasRepository(repo string) (*remote.Repository, error) {
+	r, err := remote.NewRepository(repo)
+	if err != nil {
+		return nil, fmt.Errorf("repository %q: %w", repo, err)
+	}
+	r.PlainHTTP = c.scheme(r.Reference.Registry) == "http"
+	r.Client = c.authClient(r.Reference.Registry)
+	return r, nil
+}

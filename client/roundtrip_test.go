@@ -6,11 +6,12 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/modelctl/modelctl/internal/testenv"
 	"github.com/modelctl/modelctl/manifests"
 )
 
 func TestPushPullRoundTrip(t *testing.T) {
-	srv := startDistribution(t)
+	srv := testenv.StartDistribution(t)
 	ctx := context.Background()
 	src := t.TempDir()
 	writeRandom(t, filepath.Join(src, "model.onnx"), 1234)
@@ -85,7 +86,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 // installed at both paths. A push of the same file to another repository
 // of the registry mounts it instead of uploading.
 func TestDuplicateContentAndMount(t *testing.T) {
-	srv := startDistribution(t)
+	srv := testenv.StartDistribution(t)
 	ctx := context.Background()
 	src := t.TempDir()
 	writeRandom(t, filepath.Join(src, "a.bin"), 3<<20)
@@ -136,7 +137,7 @@ func pullAndCompare2(t *testing.T, ref, src, path string) {
 // (A registry that holds the digest is not sent the file at all: the cache
 // key is what decides "unchanged", as for rsync's quick check.)
 func TestPushTrustsTheDigestCacheSafely(t *testing.T) {
-	a, b, third := startOurs(t), startOurs(t), startDistribution(t)
+	a, b, third := testenv.StartOurs(t), testenv.StartOurs(t), testenv.StartDistribution(t)
 	c := newTestClient(t, Options{})
 	res, src := pushRandom(t, c, a.Addr+"/known/m:v1", 9<<20+5)
 	old := res.Files[0].Digest

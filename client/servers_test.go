@@ -3,62 +3,11 @@ package client
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/modelctl/modelctl/internal/testenv"
 )
-
-// registryServer is a registry a test pushes to, with its storage on disk.
-type registryServer struct {
-	Name string
-	Addr string
-	Root string
-	Proc *testenv.Process
-}
-
-// startDistribution starts CNCF distribution v3.1.2 on a free loopback port
-// with filesystem storage in a temporary directory and delete enabled.
-func startDistribution(t testing.TB) *registryServer {
-	t.Helper()
-	bin := testenv.Tool(t, "registry")
-	root := t.TempDir()
-	addr := testenv.FreeAddr(t)
-	cfg := fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: %s
-  secret: modelctl-test-secret
-`, root, addr)
-	cfgPath := filepath.Join(t.TempDir(), "config.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := testenv.Start(t, addr, "http://%s/v2/", []string{"OTEL_TRACES_EXPORTER=none"}, bin, "serve", cfgPath)
-	return &registryServer{Name: "distribution", Addr: addr, Root: root, Proc: p}
-}
-
-// startOurs starts `modelctl serve` with its storage in a temporary directory.
-func startOurs(t testing.TB) *registryServer {
-	t.Helper()
-	root := t.TempDir()
-	p := testenv.StartServe(t, nil, "--root", root)
-	return &registryServer{Name: "modelctl", Addr: p.Addr, Root: root, Proc: p}
-}
 
 func writeRandom(t testing.TB, path string, size int64) {
 	t.Helper()
@@ -105,9 +54,4 @@ func newTestClient(t testing.TB, opts Options) *Client {
 		t.Fatal(err)
 	}
 	return c
-}
-
-func sha256Hex(b []byte) string {
-	h := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(h[:])
 }

@@ -31,6 +31,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
 
+	"github.com/modelctl/modelctl/client"
 	"github.com/modelctl/modelctl/internal/testenv"
 	"github.com/modelctl/modelctl/quantize/synth"
 	regauth "github.com/modelctl/modelctl/registry/auth"
@@ -436,7 +437,11 @@ func TestSignVerifyCLI(t *testing.T) {
 	// The stored referrer is a Sigstore bundle in cosign's layout.
 	creds := credentials.NewMemoryStore()
 	_ = creds.Put(context.Background(), srv.Addr, auth.Credential{Username: "admin", Password: "admin-pw"})
-	opts := signing.Options{Credentials: creds}
+	c, err := client.New(client.Options{CacheDir: t.TempDir(), Credentials: creds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := signing.Options{Open: c.OrasRepository}
 	repo, _, err := signing.Repository(refSigned, opts)
 	if err != nil {
 		t.Fatal(err)

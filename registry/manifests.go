@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"github.com/modelctl/modelctl/registry/api"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -209,30 +211,12 @@ func (s *Server) getTagHistory(w http.ResponseWriter, r *http.Request, m []strin
 		s.storageError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, "application/json", struct {
-		Name    string            `json:"name"`
-		Tag     string            `json:"tag"`
-		History []storage.TagMove `json:"history"`
-	}{m[1], m[2], moves})
-}
-
-// TagMoveRequest is the body of PUT /v2/<name>/_modelctl/tags/<tag>: point
-// the tag at Digest, and, when From is set, only if it points at From now.
-type TagMoveRequest struct {
-	Digest digest.Digest `json:"digest"`
-	From   digest.Digest `json:"from,omitempty"`
-}
-
-// TagMoveResponse answers a tag move.
-type TagMoveResponse struct {
-	Tag  string        `json:"tag"`
-	From digest.Digest `json:"from,omitempty"`
-	To   digest.Digest `json:"to"`
+	writeJSON(w, http.StatusOK, "application/json", api.TagHistory{Name: m[1], Tag: m[2], History: moves})
 }
 
 func (s *Server) moveTag(w http.ResponseWriter, r *http.Request, m []string) {
 	name, tag := m[1], m[2]
-	var req TagMoveRequest
+	var req api.TagMoveRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
 		writeError(w, http.StatusBadRequest, codeUnsupported, "body must be JSON {\"digest\": ..., \"from\": ...}: "+err.Error())
 		return
@@ -261,7 +245,7 @@ func (s *Server) moveTag(w http.ResponseWriter, r *http.Request, m []string) {
 		s.storageError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, "application/json", TagMoveResponse{Tag: tag, From: prev, To: to})
+	writeJSON(w, http.StatusOK, "application/json", api.TagMoveResponse{Tag: tag, From: prev, To: to})
 }
 
 func writeJSON(w http.ResponseWriter, status int, contentType string, v any) {

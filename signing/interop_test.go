@@ -12,7 +12,6 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
-	"oras.land/oras-go/v2/registry/remote/credentials"
 
 	"github.com/modelctl/modelctl/internal/testenv"
 	"github.com/modelctl/modelctl/signing"
@@ -27,7 +26,7 @@ func TestSigstoreGoVerifies(t *testing.T) {
 	ctx := context.Background()
 	host := startRegistry(t)
 	c := newClient(t)
-	opts := signing.Options{Credentials: credentials.NewMemoryStore()}
+	opts := conn(t)
 	for _, alg := range []string{signing.AlgECDSAP256, signing.AlgEd25519} {
 		t.Run(alg, func(t *testing.T) {
 			dir := t.TempDir()

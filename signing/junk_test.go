@@ -13,7 +13,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
-	"oras.land/oras-go/v2/registry/remote/credentials"
 
 	"github.com/modelctl/modelctl/client"
 	"github.com/modelctl/modelctl/signing"
@@ -30,7 +29,7 @@ func TestJunkReferrersDoNotHideAValidSignature(t *testing.T) {
 	c := newClient(t)
 	trustedKey, trusted := keyPair(t, signing.AlgECDSAP256)
 	otherKey, _ := keyPair(t, signing.AlgECDSAP256) // ECDSA signs randomly: each junk signature is new
-	opts := signing.Options{Credentials: credentials.NewMemoryStore()}
+	opts := conn(t)
 
 	for _, tc := range []struct {
 		name   string
@@ -80,7 +79,7 @@ var forged int
 func pushForgedClaim(t *testing.T, host, repoName string, sig *signing.Signature) {
 	t.Helper()
 	ctx := context.Background()
-	repo, _, err := signing.Repository(host+"/"+repoName+"@"+sig.Subject.Digest.String(), signing.Options{Credentials: credentials.NewMemoryStore()})
+	repo, _, err := signing.Repository(host+"/"+repoName+"@"+sig.Subject.Digest.String(), conn(t))
 	if err != nil {
 		t.Fatal(err)
 	}

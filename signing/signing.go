@@ -12,9 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -23,9 +20,6 @@ import (
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/registry/remote"
-	"oras.land/oras-go/v2/registry/remote/auth"
-	"oras.land/oras-go/v2/registry/remote/credentials"
-	"oras.land/oras-go/v2/registry/remote/retry"
 )
 
 // Bounds on what is read from a registry during verification: an attacker
@@ -51,14 +45,11 @@ const AnnotationKeyID = "dev.modelctl.signature.key-id"
 
 // Options say how to reach a registry.
 type Options struct {
-	// PlainHTTP speaks HTTP to a non-loopback registry (loopback always is,
-	// as everywhere in modelctl).
-	PlainHTTP bool
-	// Client, when set, carries the requests (e.g. a TLS configuration);
-	// credentials still come from Credentials.
-	Client *http.Client
-	// Credentials; nil reads the Docker config (modelctl login writes it).
-	Credentials credentials.Store
+	// Open opens the repository of a reference ("host[:port]/repo") with
+	// the caller's connection: its transport, TLS settings, credentials and
+	// plain-HTTP decision. client.Client.OrasRepository is the one in
+	// modelctl; signing builds no connection of its own.
+	Open func(ref string) (*remote.Repository, error)
 }
 
 // Repository opens the repository of ref ("host[:port]/repo[:tag|@digest]")
@@ -67,48 +58,22 @@ func Repository(ref string, opts Options) (*remote.Repository, string, error) {
 	if strings.HasPrefix(ref, "s3://") {
 		return nil, "", fmt.Errorf("%s: signatures live in a registry; serve the bucket with modelctl serve and sign through it", ref)
 	}
-	repo, err := remote.NewRepository(ref)
+	if opts.Open == nil {
+		return nil, "", errors.New("signing: no connection (Options.Open is nil)")
+	}
+	parsed, err := remote.NewRepository(ref)
 	if err != nil {
 		return nil, "", fmt.Errorf("parse reference %q: %w", ref, err)
 	}
-	reference := repo.Reference.Reference
+	reference := parsed.Reference.Reference
 	if reference == "" {
 		return nil, "", fmt.Errorf("reference %q: give a tag or a digest", ref)
 	}
-	loopback := isLoopback(repo.Reference.Registry)
-	repo.PlainHTTP = opts.PlainHTTP || loopback
-	store := opts.Credentials
-	if store == nil {
-		ds, err := credentials.NewStoreFromDocker(credentials.StoreOptions{})
-		if err != nil {
-			return nil, "", fmt.Errorf("read the Docker credentials config: %w", err)
-		}
-		store = ds
+	repo, err := opts.Open(parsed.Reference.Registry + "/" + parsed.Reference.Repository)
+	if err != nil {
+		return nil, "", err
 	}
-	hc := opts.Client
-	if hc == nil {
-		hc = &http.Client{Transport: retry.NewTransport(http.DefaultTransport)}
-	}
-	ac := &auth.Client{Client: hc, Cache: auth.NewCache(), Credential: credentials.Credential(store)}
-	if loopback {
-		// A registry on this machine has its token service here too; the
-		// SSRF guard against loopback realms does not apply.
-		ac.BlockedRealmPrefixes = []netip.Prefix{}
-	}
-	repo.Client = ac
 	return repo, reference, nil
-}
-
-func isLoopback(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // resolveSubject resolves reference to the manifest it names and fetches

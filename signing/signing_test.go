@@ -97,7 +97,7 @@ func keyPair(t *testing.T, alg string) (crypto.Signer, crypto.PublicKey) {
 // pullRequiringSignature is what `pull --require-signature` does: Require
 // first, then pull exactly the verified digest.
 func pullRequiringSignature(ctx context.Context, c *client.Client, ref string, keys []crypto.PublicKey, dir string) error {
-	d, err := signing.Require(ctx, ref, signing.Policy{Required: true, Keys: keys}, signing.Options{Credentials: credentials.NewMemoryStore()})
+	d, err := signing.Require(ctx, ref, signing.Policy{Required: true, Keys: keys}, signing.Options{Open: c.OrasRepository})
 	if err != nil {
 		return err
 	}
@@ -115,7 +115,7 @@ func pullRequiringSignature(ctx context.Context, c *client.Client, ref string, k
 func pushTampered(t *testing.T, host, repoName string, sig *signing.Signature) {
 	t.Helper()
 	ctx := context.Background()
-	repo, _, err := signing.Repository(host+"/"+repoName+"@"+sig.Subject.Digest.String(), signing.Options{Credentials: credentials.NewMemoryStore()})
+	repo, _, err := signing.Repository(host+"/"+repoName+"@"+sig.Subject.Digest.String(), conn(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestRequireSignature(t *testing.T) {
 	trustedKey, trusted := keyPair(t, signing.AlgECDSAP256)
 	otherKey, _ := keyPair(t, signing.AlgEd25519)
 	edKey, edPub := keyPair(t, signing.AlgEd25519)
-	opts := signing.Options{Credentials: credentials.NewMemoryStore()}
+	opts := conn(t)
 
 	for _, tc := range []struct {
 		name    string
@@ -240,7 +240,7 @@ func TestSignedDigestOnly(t *testing.T) {
 	host := startRegistry(t)
 	c := newClient(t)
 	key, pub := keyPair(t, signing.AlgECDSAP256)
-	opts := signing.Options{Credentials: credentials.NewMemoryStore()}
+	opts := conn(t)
 	ref := host + "/sig/moved:v1"
 	pushModel(t, c, ref)
 	sig, err := signing.Sign(ctx, ref, key, opts)
@@ -263,4 +263,15 @@ func TestSignedDigestOnly(t *testing.T) {
 	if _, err := signing.Verify(ctx, host+"/sig/moved@"+sig.Subject.Digest.String(), []crypto.PublicKey{pub}, opts); err != nil {
 		t.Fatalf("the signed digest: %v", err)
 	}
+}
+
+// conn is the connection the tests sign and verify through: a client with
+// no stored credentials, as modelctl builds it.
+func conn(t testing.TB) signing.Options {
+	t.Helper()
+	c, err := client.New(client.Options{CacheDir: t.TempDir(), Credentials: credentials.NewMemoryStore()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signing.Options{Open: c.OrasRepository}
 }

@@ -13,6 +13,8 @@
 package tags
 
 import (
+	"github.com/modelctl/modelctl/registry/api"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,39 +28,24 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
-	"oras.land/oras-go/v2/registry/remote/credentials"
 
 	"github.com/modelctl/modelctl/client"
-	"github.com/modelctl/modelctl/manifests"
 )
 
 // Options configure a Tagger.
 type Options struct {
-	// PlainHTTP speaks HTTP to a non-loopback registry (loopback always is).
-	PlainHTTP bool
-	// Insecure skips TLS certificate verification.
-	Insecure bool
+	// Client is the registry connection to use (its transport, TLS,
+	// credentials and tokens). Required.
+	Client *client.Client
 	// HistoryDir holds client-side histories. Default: the user config
 	// directory + /modelctl/history.
 	HistoryDir string
 	// User is recorded in client-side history. Default: user@hostname.
 	User string
-	// Credentials overrides the Docker config credential store.
-	Credentials credentials.Store
-	// Client, when set, is the registry client to use (its transport,
-	// credentials and tokens); PlainHTTP, Insecure and Credentials then
-	// come from it.
-	Client *client.Client
 }
 
-// Move is one move of a tag.
-type Move struct {
-	Time time.Time     `json:"time"`
-	Tag  string        `json:"tag"`
-	From digest.Digest `json:"from,omitempty"`
-	To   digest.Digest `json:"to,omitempty"`
-	User string        `json:"user,omitempty"`
-}
+// Move is one move of a tag (the type of the registry extension).
+type Move = api.TagMove
 
 // Source says where a tag's history lives.
 type Source string
@@ -109,14 +96,10 @@ func New(opts Options) (*Tagger, error) {
 	if opts.User == "" {
 		opts.User = defaultUser()
 	}
-	c := opts.Client
-	if c == nil {
-		var err error
-		if c, err = client.New(client.Options{PlainHTTP: opts.PlainHTTP, Insecure: opts.Insecure, Credentials: opts.Credentials}); err != nil {
-			return nil, err
-		}
+	if opts.Client == nil {
+		return nil, errors.New("tags: no registry connection (Options.Client is nil)")
 	}
-	return &Tagger{opts: opts, c: c}, nil
+	return &Tagger{opts: opts, c: opts.Client}, nil
 }
 
 func defaultUser() string {
@@ -161,46 +144,11 @@ func (tg *target) do(ctx context.Context, method, path string, body []byte, head
 	return tg.ep.Do(ctx, method, path, body, header)
 }
 
-// manifestAccept lists what a tag may point at.
-var manifestAccept = strings.Join([]string{
-	manifests.MediaTypeImageManifest,
-	"application/vnd.oci.image.index.v1+json",
-	"application/vnd.docker.distribution.manifest.v2+json",
-	"application/vnd.docker.distribution.manifest.list.v2+json",
-}, ", ")
-
-// manifest fetches the manifest under reference (tag or digest), checks
-// its digest against want when given, and returns it with its digest and
-// media type. A tag that does not exist gives client.ErrNotFound.
+// manifest fetches the manifest under reference (tag or digest), checked
+// against want when given, with its digest and media type. A tag that does
+// not exist gives client.ErrNotFound.
 func (tg *target) manifest(ctx context.Context, reference string, want digest.Digest) ([]byte, digest.Digest, string, error) {
-	resp, err := tg.do(ctx, http.MethodGet, "/v2/"+tg.ref.Repository+"/manifests/"+reference, nil, http.Header{"Accept": {manifestAccept}})
-	if err != nil {
-		return nil, "", "", err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, manifests.MaxManifestSize+1))
-	if err != nil {
-		return nil, "", "", fmt.Errorf("read manifest %s: %w", reference, err)
-	}
-	if len(raw) > manifests.MaxManifestSize {
-		return nil, "", "", fmt.Errorf("manifest %s: over the %d-byte limit", reference, manifests.MaxManifestSize)
-	}
-	alg := digest.Canonical
-	if want != "" {
-		alg = want.Algorithm()
-	}
-	got := alg.FromBytes(raw)
-	if want != "" && got != want {
-		return nil, "", "", &client.DigestError{What: "manifest " + reference, Got: got.String(), Want: want.String()}
-	}
-	mt := resp.Header.Get("Content-Type")
-	var probe struct {
-		MediaType string `json:"mediaType"`
-	}
-	if json.Unmarshal(raw, &probe) == nil && probe.MediaType != "" {
-		mt = probe.MediaType
-	}
-	return raw, got, mt, nil
+	return tg.ep.Manifest(ctx, reference, want)
 }
 
 // current returns the digest tag points at, "" when the tag does not exist.
@@ -221,10 +169,7 @@ var errMoved = errors.New("the tag moved meanwhile")
 // extMove moves tag with the extension; from, when set, makes it a
 // compare-and-swap.
 func (tg *target) extMove(ctx context.Context, tag string, to, from digest.Digest) (digest.Digest, error) {
-	body, _ := json.Marshal(map[string]digest.Digest{"digest": to, "from": from})
-	if from == "" {
-		body, _ = json.Marshal(map[string]digest.Digest{"digest": to})
-	}
+	body, _ := json.Marshal(api.TagMoveRequest{Digest: to, From: from})
 	resp, err := tg.do(ctx, http.MethodPut, "/v2/"+tg.ref.Repository+"/_modelctl/tags/"+tag, body, http.Header{"Content-Type": {"application/json"}})
 	if err != nil {
 		var he *client.HTTPError
@@ -239,10 +184,7 @@ func (tg *target) extMove(ctx context.Context, tag string, to, from digest.Diges
 		return "", err
 	}
 	defer resp.Body.Close()
-	var out struct {
-		From digest.Digest `json:"from"`
-		To   digest.Digest `json:"to"`
-	}
+	var out api.TagMoveResponse
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&out); err != nil {
 		return "", fmt.Errorf("tag %s: bad answer from the registry: %w", tag, err)
 	}
@@ -268,11 +210,7 @@ func (tg *target) extHistory(ctx context.Context, tag string) ([]Move, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var out struct {
-		Name    string `json:"name"`
-		Tag     string `json:"tag"`
-		History []Move `json:"history"`
-	}
+	var out api.TagHistory
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&out); err != nil {
 		return nil, fmt.Errorf("history of %s: bad answer from the registry: %w", tag, err)
 	}
@@ -285,12 +223,8 @@ func (tg *target) extHistory(ctx context.Context, tag string) ([]Move, error) {
 
 // putManifest points tag at a manifest by pushing it under the tag.
 func (tg *target) putManifest(ctx context.Context, tag string, raw []byte, mediaType string) error {
-	resp, err := tg.do(ctx, http.MethodPut, "/v2/"+tg.ref.Repository+"/manifests/"+tag, raw, http.Header{"Content-Type": {mediaType}})
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	return nil
+	_, err := tg.ep.PutManifest(ctx, tag, raw, mediaType)
+	return err
 }
 
 func validTag(ref client.Reference, tag string) error {

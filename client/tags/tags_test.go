@@ -4,13 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
+	"oras.land/oras-go/v2/registry/remote/credentials"
 
 	"github.com/modelctl/modelctl/client"
 	"github.com/modelctl/modelctl/internal/testenv"
@@ -46,21 +46,6 @@ func TestPrevious(t *testing.T) {
 			}
 		})
 	}
-}
-
-// startDistribution starts CNCF distribution v3.1.2, a registry without
-// the history extension.
-func startDistribution(t *testing.T) string {
-	t.Helper()
-	bin := testenv.Tool(t, "registry")
-	addr := testenv.FreeAddr(t)
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n  secret: modelctl-test\n", t.TempDir(), addr)
-	cfgPath := filepath.Join(t.TempDir(), "config.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Start(t, addr, "http://%s/v2/", []string{"OTEL_TRACES_EXPORTER=none"}, bin, "serve", cfgPath)
-	return addr
 }
 
 // pushVersion pushes a one-file model of random bytes under ref and
@@ -99,21 +84,21 @@ func TestTagHistoryRollback(t *testing.T) {
 	t.Setenv("DOCKER_CONFIG", t.TempDir())
 	for _, tc := range []struct {
 		name   string
-		start  func(t *testing.T) string
+		start  func(t testing.TB) *testenv.Registry
 		source Source
 	}{
-		{"modelctl", func(t *testing.T) string { return testenv.StartServe(t, nil, "--root", t.TempDir()).Addr }, SourceRegistry},
-		{"distribution", startDistribution, SourceClient},
+		{"modelctl", testenv.StartOurs, SourceRegistry},
+		{"distribution", testenv.StartDistribution, SourceClient},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			addr := tc.start(t)
+			addr := tc.start(t).Addr
 			c, err := client.New(client.Options{CacheDir: t.TempDir()})
 			if err != nil {
 				t.Fatal(err)
 			}
 			histDir := t.TempDir()
-			tg, err := New(Options{HistoryDir: histDir, User: "tester@host"})
+			tg, err := New(Options{Client: testClient(t), HistoryDir: histDir, User: "tester@host"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -191,7 +176,7 @@ func TestRollbackCompareAndSwap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tagger, err := New(Options{HistoryDir: t.TempDir()})
+	tagger, err := New(Options{Client: testClient(t), HistoryDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,4 +209,13 @@ func TestHistoryFileCorrupt(t *testing.T) {
 	if m, err := readHistory(filepath.Join(dir, "missing.jsonl")); err != nil || m != nil {
 		t.Fatalf("missing file: %v, %v", m, err)
 	}
+}
+
+func testClient(t testing.TB) *client.Client {
+	t.Helper()
+	c, err := client.New(client.Options{CacheDir: t.TempDir(), Credentials: credentials.NewMemoryStore()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -18,7 +18,7 @@ func newCacheCmd() *cobra.Command {
 		Use:   "cache",
 		Short: "List or prune the local blob cache (pulled and pushed models)",
 	}
-	cmd.AddCommand(newCacheLsCmd(), newCachePruneCmd())
+	cmd.AddCommand(newCacheLsCmd(), newCacheTransfersCmd(), newCachePruneCmd())
 	return cmd
 }
 
@@ -74,6 +74,43 @@ func newCacheLsCmd() *cobra.Command {
 				total += b.Size
 			}
 			fmt.Fprintf(w, "%d blobs\t%s\t\t%s\n", len(blobs), humanize.Bytes(total), cache.Dir())
+			return w.Flush()
+		},
+	}
+	cf.register(cmd)
+	return cmd
+}
+
+func newCacheTransfersCmd() *cobra.Command {
+	var cf cacheFlags
+	cmd := &cobra.Command{
+		Use:   "transfers",
+		Short: "List the uploads and downloads left unfinished (the next push or pull continues them)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cache, err := cf.open()
+			if err != nil {
+				return err
+			}
+			ts, err := cache.Transfers()
+			if err != nil {
+				return err
+			}
+			if ts == nil {
+				ts = []client.Transfer{}
+			}
+			if cf.json {
+				return xferPrintJSON(cmd.OutOrStdout(), ts)
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "KIND\tDONE\tSIZE\tBLOB OR SESSION")
+			for _, t := range ts {
+				what := t.Digest.String()
+				if t.Kind == "upload" {
+					what = client.RedactURL(t.Location)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", t.Kind, humanize.Bytes(t.Done), humanize.Bytes(t.Size), what)
+			}
 			return w.Flush()
 		},
 	}

@@ -1,19 +1,15 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"runtime"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"oras.land/oras-go/v2/registry/remote/credentials"
 
 	"github.com/modelctl/modelctl/client"
 	"github.com/modelctl/modelctl/internal/version"
@@ -23,35 +19,19 @@ import (
 func init() { register(newDoctorCmd) }
 
 type doctorOptions struct {
-	ortLib    string
-	plainHTTP bool
-	json      bool
-	timeout   time.Duration
+	clientFlags
+	ortLib  string
+	timeout time.Duration
 }
 
 // doctorReport is what `modelctl doctor --json` prints.
 type doctorReport struct {
-	Modelctl    string             `json:"modelctl"`
-	ONNXRuntime *bench.RuntimeInfo `json:"onnxruntime,omitempty"`
-	ORTError    string             `json:"onnxruntime_error,omitempty"`
-	System      bench.SystemInfo   `json:"system"`
-	Advice      []string           `json:"advice,omitempty"`
-	Registry    *registryCheck     `json:"registry,omitempty"`
-}
-
-// registryCheck is the answer of GET /v2/ on a registry.
-type registryCheck struct {
-	Registry  string `json:"registry"`
-	URL       string `json:"url"`
-	Reachable bool   `json:"reachable"`
-	Status    int    `json:"status,omitempty"`
-	// AuthRequired: the registry answered 401; Challenge is its
-	// WWW-Authenticate header and HaveCredentials whether the Docker
-	// credential store (what `modelctl login` fills) has some for it.
-	AuthRequired    bool   `json:"auth_required"`
-	Challenge       string `json:"challenge,omitempty"`
-	HaveCredentials bool   `json:"have_credentials"`
-	Error           string `json:"error,omitempty"`
+	Modelctl    string                `json:"modelctl"`
+	ONNXRuntime *bench.RuntimeInfo    `json:"onnxruntime,omitempty"`
+	ORTError    string                `json:"onnxruntime_error,omitempty"`
+	System      bench.SystemInfo      `json:"system"`
+	Advice      []string              `json:"advice,omitempty"`
+	Registry    *client.RegistryCheck `json:"registry,omitempty"`
 }
 
 func newDoctorCmd() *cobra.Command {
@@ -69,8 +49,7 @@ check fails.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.ortLib, "ort-lib", "", "onnxruntime shared library (default: $"+bench.LibraryEnv+", then the `make ort` cache)")
-	f.BoolVar(&o.plainHTTP, "plain-http", false, "speak plain HTTP to a non-loopback registry")
-	f.BoolVar(&o.json, "json", false, "print the report as JSON")
+	o.registerConn(f)
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait for the registry")
 	return cmd
 }
@@ -94,7 +73,11 @@ func runDoctor(cmd *cobra.Command, o *doctorOptions, args []string) error {
 		rep.Advice = append(rep.Advice, "this CPU has no VNNI: models quantized with --full-range compute wrong here (sync refuses them); the default portable int8 is exact here")
 	}
 	if len(args) == 1 {
-		rc := checkRegistry(ctx, args[0], o.plainHTTP, o.timeout)
+		c, err := o.client(cmd.ErrOrStderr())
+		if err != nil {
+			return err
+		}
+		rc := c.CheckRegistry(ctx, args[0], o.timeout)
 		rep.Registry = &rc
 		if !rc.Reachable {
 			problems = append(problems, "registry "+rc.Registry+": "+rc.Error)
@@ -116,57 +99,6 @@ func runDoctor(cmd *cobra.Command, o *doctorOptions, args []string) error {
 		return &exitError{code: 1, err: fmt.Errorf("doctor: %s", strings.Join(problems, "; "))}
 	}
 	return nil
-}
-
-// checkRegistry asks a registry's /v2/ endpoint whether it answers and
-// whether it wants credentials. Loopback registries are plain HTTP.
-func checkRegistry(ctx context.Context, ref string, plainHTTP bool, timeout time.Duration) registryCheck {
-	// A full reference (host/repo:tag) or just the registry (host[:port]).
-	host, _, err := client.ParseRegistry(ref)
-	if r, rerr := client.ParseReference(ref); rerr == nil {
-		host, err = r.Registry, nil
-	}
-	if strings.HasPrefix(ref, "s3://") {
-		err = errors.New("s3:// references have no registry endpoint to check")
-	}
-	if err != nil {
-		return registryCheck{Registry: ref, Error: err.Error()}
-	}
-	scheme := "https"
-	if plainHTTP || client.IsLoopback(host) {
-		scheme = "http"
-	}
-	rc := registryCheck{Registry: host, URL: scheme + "://" + host + "/v2/"}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rc.URL, nil)
-	if err != nil {
-		rc.Error = err.Error()
-		return rc
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		rc.Error = err.Error()
-		return rc
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	rc.Status = resp.StatusCode
-	switch {
-	case resp.StatusCode == http.StatusOK:
-		rc.Reachable = true
-	case resp.StatusCode == http.StatusUnauthorized:
-		rc.Reachable, rc.AuthRequired = true, true
-		rc.Challenge = resp.Header.Get("WWW-Authenticate")
-	default:
-		rc.Error = fmt.Sprintf("GET %s: %s (not an OCI registry?)", rc.URL, resp.Status)
-	}
-	if store, err := credentials.NewStoreFromDocker(credentials.StoreOptions{}); err == nil {
-		if c, err := store.Get(ctx, host); err == nil && (c.Username != "" || c.Password != "" || c.AccessToken != "" || c.RefreshToken != "") {
-			rc.HaveCredentials = true
-		}
-	}
-	return rc
 }
 
 func printDoctor(w io.Writer, r doctorReport) {

@@ -14,7 +14,7 @@ import (
 func init() { register(newHistoryCmd) }
 
 func newHistoryCmd() *cobra.Command {
-	var tf tagFlags
+	var tf clientFlags
 	cmd := &cobra.Command{
 		Use:   "history REF",
 		Short: "List every move of a tag: time, from, to, who",
@@ -27,7 +27,7 @@ shows the history it keeps client-side, and says so.`,
 			if err != nil {
 				return err
 			}
-			t, err := tf.tagger()
+			t, err := tf.tagger(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -62,7 +62,7 @@ shows the history it keeps client-side, and says so.`,
 			return nil
 		},
 	}
-	tf.register(cmd.Flags())
+	tf.registerConn(cmd.Flags())
 	return cmd
 }
 

@@ -7,7 +7,6 @@ import (
 
 	"github.com/modelctl/modelctl/client"
 	"github.com/modelctl/modelctl/client/pin"
-	"github.com/modelctl/modelctl/client/tags"
 )
 
 func init() { register(newPinCmd) }
@@ -71,7 +70,7 @@ func observe(cmd *cobra.Command, cf *clientFlags, refArg string, d fmt.Stringer)
 	if err != nil || ref.Tag == "" || ref.Digest != "" {
 		return
 	}
-	t, err := tags.New(tags.Options{PlainHTTP: cf.plainHTTP, Insecure: cf.insecure})
+	t, err := cf.tagger(cmd.ErrOrStderr())
 	if err != nil {
 		return
 	}

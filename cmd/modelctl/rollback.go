@@ -13,7 +13,7 @@ import (
 func init() { register(newRollbackCmd) }
 
 func newRollbackCmd() *cobra.Command {
-	var tf tagFlags
+	var tf clientFlags
 	var to string
 	cmd := &cobra.Command{
 		Use:   "rollback REF [--to DIGEST]",
@@ -28,7 +28,7 @@ meanwhile. A following "modelctl sync CONFIG --update" installs it.`,
 			if err != nil {
 				return err
 			}
-			t, err := tf.tagger()
+			t, err := tf.tagger(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -49,6 +49,6 @@ meanwhile. A following "modelctl sync CONFIG --update" installs it.`,
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "digest to move the tag to (default: the previous one in its history)")
-	tf.register(cmd.Flags())
+	tf.registerConn(cmd.Flags())
 	return cmd
 }

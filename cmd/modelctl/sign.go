@@ -1,44 +1,17 @@
 package main
 
 import (
-	"crypto/tls"
 	"fmt"
-	"net/http"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
-	"oras.land/oras-go/v2/registry/remote/retry"
 
 	"github.com/modelctl/modelctl/signing"
 )
 
 func init() { register(newSignCmd) }
 
-// signFlags are the registry flags of sign and verify-signature.
-type signFlags struct {
-	plainHTTP bool
-	insecure  bool
-	json      bool
-}
-
-func (f *signFlags) register(fs *pflag.FlagSet) {
-	fs.BoolVar(&f.plainHTTP, "plain-http", false, "speak plain HTTP to a non-loopback registry (loopback always is)")
-	fs.BoolVar(&f.insecure, "insecure", false, "skip TLS certificate verification")
-	fs.BoolVar(&f.json, "json", false, "print the result as JSON")
-}
-
-func (f *signFlags) options() signing.Options {
-	o := signing.Options{PlainHTTP: f.plainHTTP}
-	if f.insecure {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the user asked for --insecure
-		o.Client = &http.Client{Transport: retry.NewTransport(t)}
-	}
-	return o
-}
-
 func newSignCmd() *cobra.Command {
-	var f signFlags
+	var f clientFlags
 	var keyFile string
 	cmd := &cobra.Command{
 		Use:   "sign REF --key KEY",
@@ -57,7 +30,11 @@ the digest is what gets signed.`,
 			if err != nil {
 				return err
 			}
-			sig, err := signing.Sign(cmd.Context(), args[0], key, f.options())
+			opts, err := f.signing(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			sig, err := signing.Sign(cmd.Context(), args[0], key, opts)
 			if err != nil {
 				return err
 			}
@@ -69,6 +46,6 @@ the digest is what gets signed.`,
 		},
 	}
 	cmd.Flags().StringVar(&keyFile, "key", "", "PEM private key (ECDSA P-256 or ed25519)")
-	f.register(cmd.Flags())
+	f.registerConn(cmd.Flags())
 	return cmd
 }

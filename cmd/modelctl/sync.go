@@ -3,16 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"path/filepath"
-	"sort"
-	"strings"
-	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
 	"github.com/modelctl/modelctl/client"
+	"github.com/modelctl/modelctl/client/model"
 	"github.com/modelctl/modelctl/client/pin"
 	"github.com/modelctl/modelctl/client/tags"
 	"github.com/modelctl/modelctl/internal/hostcpu"
@@ -60,8 +56,8 @@ they were.`,
 				return err
 			}
 			host := hostcpu.Host()
-			opts := pin.SyncOptions{Update: update, Signing: signing.Options{PlainHTTP: cf.plainHTTP},
-				CPU: &host, CheckAll: check, Check: modelCheck(cmd.ErrOrStderr(), ortLib)}
+			opts := pin.SyncOptions{Update: update, Signing: signing.Options{Open: c.OrasRepository},
+				CPU: &host, CheckAll: check, Check: model.Check(cmd.ErrOrStderr(), ortLib)}
 			if update {
 				if t, err := tags.New(tags.Options{Client: c}); err == nil {
 					opts.Resolved = func(ctx context.Context, ref client.Reference, d digest.Digest) {
@@ -103,56 +99,4 @@ they were.`,
 	cf.register(cmd.Flags())
 	cmd.Flags().Lookup("chunk-size").Hidden = true
 	return cmd
-}
-
-// modelCheck runs every ONNX model of a staged artifact that carries a
-// reference (MODEL.onnx.check.json) through onnxruntime here and applies
-// the reference's gates.
-func modelCheck(log io.Writer, ortLib string) pin.CheckFunc {
-	return func(ctx context.Context, dir string, art *client.Artifact) error {
-		checked := 0
-		for _, f := range art.Manifest.Files {
-			if !strings.HasSuffix(f.Path, checkSuffix) {
-				continue
-			}
-			model := strings.TrimSuffix(f.Path, checkSuffix)
-			b, err := xferReadLimited(filepath.Join(dir, filepath.FromSlash(f.Path)), maxBenchReport)
-			if err != nil {
-				return err
-			}
-			ref, err := bench.ParseReference(b)
-			if err != nil {
-				return fmt.Errorf("%s: %w", f.Path, err)
-			}
-			start := time.Now()
-			res, err := bench.Check(ctx, filepath.Join(dir, filepath.FromSlash(model)), ref, bench.Options{LibraryPath: ortLib})
-			if err != nil {
-				return err
-			}
-			var parts []string
-			for _, name := range sortedKeys(res.Quality) {
-				q := res.Quality[name]
-				parts = append(parts, fmt.Sprintf("%s cosine %.6f mse %.3g mae %.3g", name, q.Cosine, q.MSE, q.MAE))
-			}
-			if !res.Gates.Passed {
-				return fmt.Errorf("%s on this CPU (%s): %s", model, strings.Join(res.CPU, ","), strings.Join(res.Gates.Failures, "; "))
-			}
-			fmt.Fprintf(log, "check: %s on this CPU: %s; gates (cosine >= %g, mse <= %g, mae <= %g) passed in %s\n",
-				model, strings.Join(parts, ", "), ref.Gates.MinCosine, ref.Gates.MaxMSE, ref.Gates.MaxMAE, time.Since(start).Round(time.Millisecond))
-			checked++
-		}
-		if checked == 0 {
-			return fmt.Errorf("%s carries no reference to check against (push it with --bench REPORT from bench --baseline)", art.Digest)
-		}
-		return nil
-	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -5,7 +5,6 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/modelctl/modelctl/client"
 	"github.com/modelctl/modelctl/client/tags"
@@ -13,30 +12,13 @@ import (
 
 func init() { register(newTagCmd) }
 
-// tagFlags are the flags of tag, history and rollback.
-type tagFlags struct {
-	plainHTTP bool
-	insecure  bool
-	json      bool
-}
-
-func (f *tagFlags) register(fs *pflag.FlagSet) {
-	fs.BoolVar(&f.plainHTTP, "plain-http", false, "speak plain HTTP to a non-loopback registry (loopback always is)")
-	fs.BoolVar(&f.insecure, "insecure", false, "skip TLS certificate verification")
-	fs.BoolVar(&f.json, "json", false, "print the result as JSON")
-}
-
-func (f *tagFlags) tagger() (*tags.Tagger, error) {
-	return tags.New(tags.Options{PlainHTTP: f.plainHTTP, Insecure: f.insecure})
-}
-
 // printClientSide says where a history is kept when the registry keeps none.
 func printClientSide(w io.Writer, registry, file string) {
 	fmt.Fprintf(w, "note: %s keeps no tag history; modelctl keeps it client-side in %s (moves made from other machines are seen only when they are looked at)\n", registry, file)
 }
 
 func newTagCmd() *cobra.Command {
-	var tf tagFlags
+	var tf clientFlags
 	cmd := &cobra.Command{
 		Use:   "tag REF NEWTAG",
 		Short: "Point NEWTAG (in REF's repository) at what REF names",
@@ -50,7 +32,7 @@ the user's config directory, and the output says so.`,
 			if err != nil {
 				return err
 			}
-			t, err := tf.tagger()
+			t, err := tf.tagger(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -73,6 +55,6 @@ the user's config directory, and the output says so.`,
 			return nil
 		},
 	}
-	tf.register(cmd.Flags())
+	tf.registerConn(cmd.Flags())
 	return cmd
 }

@@ -11,7 +11,7 @@ import (
 func init() { register(newVerifySignatureCmd) }
 
 func newVerifySignatureCmd() *cobra.Command {
-	var f signFlags
+	var f clientFlags
 	var keyFiles []string
 	cmd := &cobra.Command{
 		Use:   "verify-signature REF --key PUB",
@@ -28,7 +28,11 @@ has no signature, or when no signature verifies with a trusted key.`,
 			if err != nil {
 				return err
 			}
-			v, err := signing.Verify(cmd.Context(), args[0], keys, f.options())
+			opts, err := f.signing(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			v, err := signing.Verify(cmd.Context(), args[0], keys, opts)
 			if err != nil {
 				return err
 			}
@@ -40,6 +44,6 @@ has no signature, or when no signature verifies with a trusted key.`,
 		},
 	}
 	cmd.Flags().StringArrayVar(&keyFiles, "key", nil, "trusted PEM public key (repeatable)")
-	f.register(cmd.Flags())
+	f.registerConn(cmd.Flags())
 	return cmd
 }

@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"github.com/modelctl/modelctl/registry/api"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -49,13 +51,7 @@ type manifestFields struct {
 }
 
 // TagMove is one entry of a tag's history.
-type TagMove struct {
-	Time time.Time     `json:"time"`
-	Tag  string        `json:"tag"`
-	From digest.Digest `json:"from,omitempty"`
-	To   digest.Digest `json:"to,omitempty"`
-	User string        `json:"user,omitempty"`
-}
+type TagMove = api.TagMove
 
 // PutManifestRequest is a manifest push.
 type PutManifestRequest struct {

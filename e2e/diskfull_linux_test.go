@@ -1,4 +1,4 @@
-package client
+package e2e
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelctl/modelctl/client"
 	"github.com/modelctl/modelctl/internal/testenv"
 )
 
@@ -31,7 +32,7 @@ func smallFilesystem(t *testing.T, size string) string {
 // room, the same cache finishes the pull.
 func TestCLIPullIntoAFullDisk(t *testing.T) {
 	full := smallFilesystem(t, "24m")
-	srv := startOurs(t)
+	srv := testenv.StartOurs(t)
 	pusher := newCLI(t)
 	model := synthModel(t, t.TempDir(), 40<<20)
 	ref := srv.Addr + "/full/disk:v1"
@@ -74,7 +75,7 @@ func TestCLIPullIntoAFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	puller.cache = roomy
-	var res PullResult
+	var res client.PullResult
 	puller.runJSON(&res, "pull", ref, "-o", out)
 	sameFile(t, model+".data", filepath.Join(out, "model.onnx.data"))
 }
@@ -84,7 +85,7 @@ func TestCLIPullIntoAFullDisk(t *testing.T) {
 // fix, and the pull continues from what it kept once there is room.
 func TestCLIPullIntoADiskThatFills(t *testing.T) {
 	full := smallFilesystem(t, "64m")
-	srv := startOurs(t)
+	srv := testenv.StartOurs(t)
 	pusher := newCLI(t)
 	model := synthModel(t, t.TempDir(), 40<<20)
 	ref := srv.Addr + "/full/fills:v1"
@@ -94,18 +95,13 @@ func TestCLIPullIntoADiskThatFills(t *testing.T) {
 	puller.cache = filepath.Join(full, "cache")
 	out := filepath.Join(t.TempDir(), "m")
 	// Throttled, so that the filler lands while the layer is on its way.
-	proxy := newFaultProxy(t, srv.Addr)
-	proxy.setRespHook(func(r *http.Response) {
-		if r.ContentLength > 1<<20 {
-			r.Body = &throttledBody{ReadCloser: r.Body, bytesPerSec: 20 << 20}
-		}
-	})
+	proxy := throttlingProxy(t, srv.Addr, func(r *http.Response) bool { return r.ContentLength > 1<<20 }, 20<<20)
 	done := make(chan struct{})
 	var errOut string
 	var err error
 	go func() {
 		defer close(done)
-		_, errOut, err = puller.try("pull", proxy.addr()+"/full/fills:v1", "-o", out)
+		_, errOut, err = puller.try("pull", proxy+"/full/fills:v1", "-o", out)
 	}()
 	// Wait for the layer to start arriving, then take most of the room.
 	deadline := time.Now().Add(20 * time.Second)
@@ -130,7 +126,7 @@ func TestCLIPullIntoADiskThatFills(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	var res PullResult
+	var res client.PullResult
 	puller.runJSON(&res, "pull", ref, "-o", out)
 	sameFile(t, model+".data", filepath.Join(out, "model.onnx.data"))
 	if res.Transferred >= res.Size {
@@ -165,10 +161,10 @@ func TestCLIPushToAFullRegistry(t *testing.T) {
 	if err := syscall.Mount("tmpfs", root, "tmpfs", syscall.MS_REMOUNT, "size=512m"); err != nil {
 		t.Fatalf("grow the registry's filesystem: %v", err)
 	}
-	var res PushResult
+	var res client.PushResult
 	c.runJSON(&res, "push", model, ref)
 	data := res.Files[len(res.Files)-1]
-	if data.Status != StatusResumed || data.ResumedFrom != 128<<20 || data.Transferred != data.Size-128<<20 {
+	if data.Status != client.StatusResumed || data.ResumedFrom != 128<<20 || data.Transferred != data.Size-128<<20 {
 		t.Errorf("the push after the full disk did not continue from the registry's 128 MiB: %+v", data)
 	}
 	c.run("pull", ref, "-o", filepath.Join(t.TempDir(), "m"))
