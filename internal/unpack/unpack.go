@@ -140,13 +140,14 @@ func (s *Stage) Unpack(ctx context.Context, r io.Reader, l Layer, lim Limits) (f
 	if l.Size < 0 {
 		return nil, fmt.Errorf("negative layer size %d", l.Size)
 	}
-	u := &unpacker{stage: s, ctx: ctx, layer: l, lim: lim, buf: make([]byte, bufSize)}
+	u := &unpacker{stage: s, ctx: ctx, layer: l, lim: lim, buf: make([]byte, bufSize), wp: newWritePipeline()}
 	u.setBounds()
 
 	// The layer as stored: bounded to its declared size (one byte more
-	// reveals a longer blob) and hashed as it is read.
-	u.blob = &hashingReader{r: io.LimitReader(r, l.Size+1), h: sha256.New()}
-	br := bufio.NewReaderSize(u.blob, bufSize)
+	// reveals a longer blob) and hashed as it is read, ahead of the rest.
+	u.blob = newReadAhead(io.LimitReader(r, l.Size+1))
+	defer u.blob.close()
+	br := bufio.NewReaderSize(u.blob, 64<<10)
 
 	var tarStream io.Reader
 	switch l.Compression {
@@ -196,7 +197,8 @@ type unpacker struct {
 	layer     Layer
 	lim       Limits
 	buf       []byte
-	blob      *hashingReader
+	wp        *writePipeline
+	blob      *readAhead
 	tarStream *boundedReader
 	diff      *hashingReader
 	files     []File
@@ -346,7 +348,12 @@ func (u *unpacker) file(tr *tar.Reader, hdr *tar.Header, name string) error {
 		return fmt.Errorf("create %s: %w", name, err)
 	}
 	h := sha256.New()
-	n, err := u.copyFile(f, io.TeeReader(tr, h), hdr.Size)
+	var n int64
+	if hdr.Size >= pipelinedFiles {
+		n, err = u.wp.copyFile(f, h, tr, hdr.Size, u.ctx.Err)
+	} else {
+		n, err = u.copyFile(f, io.TeeReader(tr, h), hdr.Size)
+	}
 	if err == nil {
 		if serr := f.Sync(); serr != nil {
 			err = &writeError{serr}
@@ -399,6 +406,8 @@ func (u *unpacker) boundReason() string {
 		return "the size the manifest declares"
 	case u.lim.MaxBytes > 0 && u.fileLimit == u.lim.MaxBytes:
 		return "the limit given"
+	case u.layer.Compression == manifests.CompressionNone:
+		return "the layer's own size"
 	}
 	return "the ratio guard"
 }
@@ -447,7 +456,7 @@ func (u *unpacker) finish() error {
 	case u.blob.n < u.layer.Size:
 		return refusef("the layer ends after %d of the %d bytes its descriptor declares", u.blob.n, u.layer.Size)
 	}
-	if got := digest.NewDigest(digest.SHA256, u.blob.h); got != u.layer.Digest {
+	if got := digest.NewDigestFromBytes(digest.SHA256, u.blob.sum()); got != u.layer.Digest {
 		return refusef("digest mismatch: got %s, want %s", got, u.layer.Digest)
 	}
 	if u.diff != nil {

@@ -160,11 +160,15 @@ func keys(m map[string]string) []string {
 func TestRoundTrip(t *testing.T) {
 	long := strings.Repeat("d", 120) + "/" + strings.Repeat("f", 120) + ".bin"
 	weights := strings.Repeat("\x01\x02\x03weights", 300000) // 3 MiB: several buffers and a writeback step
+	// Large enough for the write pipeline, with a tail that is not a
+	// multiple of the direct I/O alignment.
+	big := strings.Repeat("0123456789abcdef", (pipelinedFiles+writeChunk+4097)/16) + "tail"
 	entries := []entry{
 		dir("./"),
 		dir("./models/"),
 		reg("./models/model.onnx", "graph"),
 		reg("models/model.onnx.data", weights),
+		reg("models/big.bin", big),
 		reg("empty.txt", ""),
 		{name: "run.sh", typeflag: tar.TypeReg, body: "#!/bin/sh\n", mode: 0o755},
 		dir("datasets/empty"),
@@ -172,7 +176,7 @@ func TestRoundTrip(t *testing.T) {
 		{name: "pax_global_header", typeflag: tar.TypeXGlobalHeader},
 	}
 	want := map[string]string{
-		"models/model.onnx": "graph", "models/model.onnx.data": weights, "empty.txt": "", "run.sh": "#!/bin/sh\n", long: "long name",
+		"models/model.onnx": "graph", "models/model.onnx.data": weights, "models/big.bin": big, "empty.txt": "", "run.sh": "#!/bin/sh\n", long: "long name",
 	}
 	for _, c := range []manifests.Compression{manifests.CompressionNone, manifests.CompressionGzip, manifests.CompressionZstd} {
 		t.Run("tar+"+string(c), func(t *testing.T) {
@@ -312,6 +316,10 @@ func TestHostileArchives(t *testing.T) {
 		{name: "truncated gzip", blob: gz[:len(gz)-200], comp: manifests.CompressionGzip, want: "refused"},
 		{name: "truncated tar", blob: plain[:700], want: "refused"},
 		{name: "tar cut after an entry", blob: plain[:1024], want: "end-of-archive marker"},
+		{name: "tar cut inside a large file", comp: manifests.CompressionGzip, want: "unexpected EOF",
+			blob: compress(t, manifests.CompressionGzip, buildTar(t, entry{name: "big", typeflag: tar.TypeReg, size: pipelinedFiles + writeChunk})[:pipelinedFiles])},
+		{name: "header larger than an uncompressed layer", want: "the layer's own size",
+			blob: buildTar(t, entry{name: "big", typeflag: tar.TypeReg, size: 1 << 20})[:4096]},
 		{name: "tar with half its marker", blob: plain[:1536], want: "end-of-archive marker"},
 		{name: "gzip of a tar cut after an entry", blob: compress(t, manifests.CompressionGzip, plain[:1024]), comp: manifests.CompressionGzip, want: "end-of-archive marker"},
 		{name: "corrupt gzip", blob: corrupt, comp: manifests.CompressionGzip, want: "refused"},

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Unpack benchmark: a tar+gzip model layer of SIZE (default 1GiB; a
+# synthetic FP32 model, graph and external data, packed with `tar czf` as
+# KitOps and ModelPack tools pack a model layer) unpacked RUNS times
+# (default 5) by each of, interleaved in one run so the numbers compare:
+#   tar:     tar xzf LAYER -C DIR, then sync of the files and the directory
+#   modelctl internal/unpack: stage, unpack verifying the layer digest as it
+#            reads, fsync every file, commit into DIR (unpackbench)
+# Prints the median wall and CPU (user+sys) seconds of each and the ratios
+# (tar / modelctl: above 1 means modelctl is faster). The machine's load is
+# printed too: on a shared VM the wall times move with it, the CPU less.
+#
+#   scripts/bench-unpack.sh [SIZE] [RUNS]      e.g. scripts/bench-unpack.sh 256MiB 3
+#
+# Needs: go, python3, GNU tar and gzip.
+set -euo pipefail
+
+SIZE=${1:-1GiB}
+RUNS=${2:-5}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-unpack.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+. "$ROOT/scripts/lib.sh"
+
+echo "building unpackbench and the model generator..." >&2
+(cd "$ROOT" && go build -o "$WORK/unpackbench" ./internal/unpack/unpackbench && go build -o "$WORK/synth" ./quantize/synth/cmd/synth)
+echo "generating a $SIZE synthetic model and its tar+gzip layer..." >&2
+"$WORK/synth" -o "$WORK/model" -size "$SIZE" >/dev/null
+tar czf "$WORK/layer.tar.gz" -C "$WORK/model" .
+LAYER_BYTES=$(stat -c %s "$WORK/layer.tar.gz")
+MODEL_BYTES=$(du -cb "$WORK/model"/* | tail -1 | cut -f1)
+DIGEST=sha256:$(sha256sum "$WORK/layer.tar.gz" | cut -d' ' -f1)
+rm -rf "$WORK/model"
+
+# measure CMD... runs CMD and prints "WALL CPU" in seconds (CPU: user+sys
+# of CMD and its children).
+measure() {
+	/usr/bin/python3 - "$@" <<'EOF'
+import resource, subprocess, sys, time
+t = time.monotonic()
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+wall = time.monotonic() - t
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"{wall:.3f} {ru.ru_utime + ru.ru_stime:.3f}")
+EOF
+}
+
+TAR_WALL=() TAR_CPU=() OURS_WALL=() OURS_CPU=()
+for i in $(seq "$RUNS"); do
+	rm -rf "$WORK/a" "$WORK/b"
+	read -r w c < <(measure bash -c 'mkdir "$1" && tar xzf "$2" -C "$1" && sync "$1" "$1"/*' _ "$WORK/a" "$WORK/layer.tar.gz")
+	TAR_WALL+=("$w") TAR_CPU+=("$c")
+	read -r w c < <(measure "$WORK/unpackbench" -layer "$WORK/layer.tar.gz" -compression gzip -digest "$DIGEST" -o "$WORK/b")
+	OURS_WALL+=("$w") OURS_CPU+=("$c")
+	echo "run $i: tar ${TAR_WALL[-1]} s (cpu ${TAR_CPU[-1]}), modelctl $w s (cpu $c), load $(cut -d' ' -f1 /proc/loadavg)" >&2
+done
+diff -r "$WORK/a" "$WORK/b" >/dev/null || { echo "bench-unpack: the two unpacks differ" >&2; exit 1; }
+
+tw=$(median_of "${TAR_WALL[@]}") tc=$(median_of "${TAR_CPU[@]}")
+ow=$(median_of "${OURS_WALL[@]}") oc=$(median_of "${OURS_CPU[@]}")
+echo "layer: $LAYER_BYTES bytes tar+gzip of $MODEL_BYTES bytes of model files; $RUNS runs; $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+printf 'tar xzf + sync:   median %6.2f s wall, %6.2f s cpu\n' "$tw" "$tc"
+printf 'modelctl unpack:  median %6.2f s wall, %6.2f s cpu\n' "$ow" "$oc"
+awk -v tw="$tw" -v ow="$ow" -v tc="$tc" -v oc="$oc" 'BEGIN { printf "ratio tar/modelctl: wall %.2fx, cpu %.2fx\n", tw / ow, tc / oc }'
