@@ -29,6 +29,7 @@ var described = []struct{ key, label string }{
 	{manifests.AnnotationSafetensorsTensors, "tensors"},
 	{manifests.AnnotationSafetensorsDTypes, "dtypes"},
 	{manifests.AnnotationFiles, "files"},
+	{manifests.AnnotationEntry, "entry"},
 }
 
 // Describe returns the format facts among a manifest's annotations (or a

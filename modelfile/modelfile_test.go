@@ -545,7 +545,7 @@ func TestDescribe(t *testing.T) {
 	want := []string{
 		"format: gguf", "name: tiny-llama-test", "architecture: llama", "parameters: 409856 (410K)",
 		"context length: 4096", "gguf version: 3", "quantization: Q4_K_M", "tensors: 6",
-		"tensor types: Q4_K=3,F32=1,Q8_0=1,Q6_K=1", "files: 1",
+		"tensor types: Q4_K=3,F32=1,Q8_0=1,Q6_K=1", "files: 1", "entry: m.gguf",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("Describe:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
