@@ -166,14 +166,13 @@ func (m *Model) checkModels(ctx context.Context) ([]unit, error) {
 			if err != nil {
 				return nil, err
 			}
-			if _, count, ok := g.Split(); ok {
+			if _, _, ok := g.Split(); ok {
 				key := f.Path
 				if sm := ggufSplitName.FindStringSubmatch(f.Path); sm != nil {
 					key = sm[1] + "-of-" + sm[3]
 				}
 				splits[key] = append(splits[key], g)
 				splitBytes[key] += f.Size
-				_ = count
 				continue
 			}
 			units = append(units, unit{FormatGGUF, f.Size, ggufFacts(g)})
