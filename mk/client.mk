@@ -9,14 +9,7 @@ BENCH_TRANSFER_RUNS ?= 3
 
 BENCH_TARGETS += bench-transfer
 
-.PHONY: bench-transfer fuzz-client
+.PHONY: bench-transfer
 
 bench-transfer: $(ORAS) $(DISTRIBUTION)
 	./scripts/bench-transfer.sh $(BENCH_TRANSFER_SIZE) $(BENCH_TRANSFER_RUNS)
-
-# A short fuzzing session of the artifact parser and the reference parser
-# (the committed corpora run in every `go test`).
-fuzz-client:
-	$(GO) test -run XXX -fuzz FuzzParseManifest -fuzztime 30s ./manifests
-	$(GO) test -run XXX -fuzz FuzzValidatePath -fuzztime 30s ./manifests
-	$(GO) test -run XXX -fuzz FuzzParseReference -fuzztime 30s ./client

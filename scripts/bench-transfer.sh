@@ -14,6 +14,10 @@
 #
 #   scripts/bench-transfer.sh [SIZE] [RUNS]      e.g. scripts/bench-transfer.sh 512MiB 5
 #
+# BASELINE=/path/to/another/modelctl adds that client's push and pull to
+# every run (same registry binary, same model), so a change of the client is
+# measured against the build before it in one run, and prints the ratios.
+#
 # Needs: go, python3, .cache/bin/oras and .cache/bin/registry (make tools).
 set -euo pipefail
 
@@ -36,10 +40,11 @@ cleanup() {
 trap cleanup EXIT
 
 echo "building modelctl and the model generator..." >&2
-(cd "$ROOT" && go build -o "$WORK/modelctl" ./cmd/modelctl && go build -o "$WORK/synth" ./quantize/synth/cmd/synth)
+(cd "$ROOT" && go build -o "$WORK/modelctl" ./cmd/modelctl)
 MODELCTL=$WORK/modelctl
+BASELINE=${BASELINE:-}
 echo "generating a $SIZE synthetic model..." >&2
-MODEL=$("$WORK/synth" -o "$WORK/model" -size "$SIZE")
+MODEL=$("$MODELCTL" synth -o "$WORK/model" --size "$SIZE")
 MODELDIR=$(dirname "$MODEL")
 BYTES=$(du -cb "$MODELDIR"/* | tail -1 | cut -f1)
 
@@ -98,6 +103,20 @@ for run in $(seq "$RUNS"); do
 	rm -rf "$MODELCTL_CACHE" "$WORK/out-modelctl"
 	stop
 
+	if [[ -n $BASELINE ]]; then
+		# The baseline client against the same registry, cold cache too.
+		start_serve
+		export MODELCTL_CACHE=$WORK/cache-base-push; rm -rf "$MODELCTL_CACHE"
+		timed baseline_push "$BASELINE" push "$MODEL" "$ADDR/bench/model:v1"
+		export MODELCTL_CACHE=$WORK/cache-base-pull; rm -rf "$MODELCTL_CACHE" "$WORK/out-base"
+		"$BASELINE" pull "$ADDR/bench/model:v1" -o "$WORK/out-base" >/dev/null
+		rm -rf "$MODELCTL_CACHE" "$WORK/out-base"
+		timed baseline_pull "$BASELINE" pull "$ADDR/bench/model:v1" -o "$WORK/out-base"
+		cmp "$MODELDIR/model.onnx.data" "$WORK/out-base/model.onnx.data"
+		rm -rf "$MODELCTL_CACHE" "$WORK/out-base"
+		stop
+	fi
+
 	# oras against CNCF distribution.
 	start_distribution
 	(cd "$MODELDIR" && timed oras_push "$ORAS" push --plain-http "$ADDR/bench/model:v1" model.onnx model.onnx.data)
@@ -133,6 +152,11 @@ print(f"  distribution leaves them in the page cache):")
 print(f"    modelctl pull {mf:7.2f} s {spread('modelctl_pull_first')}   oras pull {of:7.2f} s {spread('oras_pull_first')}   ratio {of/mf:.2f}x")
 print(f"  push speedup {op/mp:.2f}x (goal >= 2.5x)   pull speedup {ou/mu:.2f}x (goal >= 1.8x; second pull of each, blob in page cache on both)")
 print(f"  re-push of the unchanged model    {rp:7.3f} s (goal < 1 s)")
+import os
+if os.path.exists(f"{work}/baseline_push"):
+    bp, bu = med("baseline_push"), med("baseline_pull")
+    print(f"  baseline client push {bp:7.2f} s {spread('baseline_push')}   this build {mp:7.2f} s   ratio {bp/mp:.2f}x")
+    print(f"  baseline client pull {bu:7.2f} s {spread('baseline_pull')}   this build {mu:7.2f} s   ratio {bu/mu:.2f}x")
 EOF
 
 # kill -9 half-way through a push and a pull; the reruns report what they sent.
@@ -141,21 +165,24 @@ start_serve
 export MODELCTL_CACHE=$WORK/cache-kill; rm -rf "$MODELCTL_CACHE"
 "$MODELCTL" push "$MODEL" "$ADDR/bench/kill:v1" --json >/dev/null 2>&1 &
 KP=$!
-python3 - "$MODELCTL_CACHE" "$BYTES" <<'EOF'
-import glob, json, sys, time, urllib.request
-cache, total = sys.argv[1], int(sys.argv[2])
+python3 - "$MODELCTL" "$BYTES" <<'EOF'
+import json, subprocess, sys, time, urllib.request
+mc, total = sys.argv[1], int(sys.argv[2])
 deadline = time.time() + 300
 # The registry says how much it holds (the client's state only names the
 # session while its one streamed PATCH runs).
 while time.time() < deadline:
-    for f in glob.glob(cache + "/uploads/*.json"):
+    try:
+        ts = json.loads(subprocess.run([mc, "cache", "transfers", "--json"], capture_output=True, check=True).stdout)
+    except Exception:
+        ts = []
+    for t in ts:
         try:
-            st = json.load(open(f))
-            if st["size"] < total // 4:
+            if t["kind"] != "upload" or t["size"] < total // 4:
                 continue
-            with urllib.request.urlopen(st["location"]) as r:
+            with urllib.request.urlopen(t["location"]) as r:
                 end = int(r.headers.get("Range", "0-0").split("-")[1])
-            if end >= st["size"] // 2:
+            if end >= t["size"] // 2:
                 sys.exit(0)
         except Exception:
             pass
@@ -168,17 +195,17 @@ kill -9 $KP; wait $KP 2>/dev/null || true
 export MODELCTL_CACHE=$WORK/cache-kill-pull; rm -rf "$MODELCTL_CACHE" "$WORK/out-kill"
 "$MODELCTL" pull "$ADDR/bench/kill:v1" -o "$WORK/out-kill" --json >/dev/null 2>&1 &
 KP=$!
-python3 - "$MODELCTL_CACHE" "$BYTES" <<'EOF'
-import glob, json, sys, time
-cache, total = sys.argv[1], int(sys.argv[2])
+python3 - "$MODELCTL" "$BYTES" <<'EOF'
+import json, subprocess, sys, time
+mc, total = sys.argv[1], int(sys.argv[2])
 deadline = time.time() + 300
 while time.time() < deadline:
-    for f in glob.glob(cache + "/partial/*.json"):
-        try:
-            if sum(s["done"] for s in json.load(open(f))["segments"]) >= total // 2:
-                sys.exit(0)
-        except Exception:
-            pass
+    try:
+        ts = json.loads(subprocess.run([mc, "cache", "transfers", "--json"], capture_output=True, check=True).stdout)
+        if sum(t["done"] for t in ts if t["kind"] == "download") >= total // 2:
+            sys.exit(0)
+    except Exception:
+        pass
     time.sleep(0.01)
 sys.exit("pull never got half-way")
 EOF
