@@ -15,6 +15,7 @@ func init() { register(newHistoryCmd) }
 
 func newHistoryCmd() *cobra.Command {
 	var tf clientFlags
+	var deployments bool
 	cmd := &cobra.Command{
 		Use:   "history REF",
 		Short: "List every move of a tag: time, from, to, who",
@@ -26,6 +27,9 @@ shows the history it keeps client-side, and says so.`,
 			ref, err := client.ParseReference(args[0])
 			if err != nil {
 				return err
+			}
+			if deployments {
+				return printDeployments(cmd, ref, tf.plainHTTP, tf.insecure, tf.json)
 			}
 			t, err := tf.tagger(cmd.ErrOrStderr())
 			if err != nil {
@@ -63,6 +67,7 @@ shows the history it keeps client-side, and says so.`,
 		},
 	}
 	tf.registerConn(cmd.Flags())
+	cmd.Flags().BoolVar(&deployments, "deployments", false, "print which hosts run which digest of REF's repository, as sync reported it")
 	return cmd
 }
 

@@ -24,6 +24,7 @@ func newSyncCmd() *cobra.Command {
 	var cf clientFlags
 	var update, check bool
 	var ortLib string
+	var df deployFlags
 	cmd := &cobra.Command{
 		Use:   "sync CONFIG.yaml [--update]",
 		Short: "Install every pinned model of a config, verified, next to its model_path",
@@ -68,6 +69,7 @@ they were.`,
 				}
 			}
 			results, err := pin.Sync(cmd.Context(), cfg, c, opts)
+			reportDeployments(cmd.Context(), c, &df, args[0], results, cmd.ErrOrStderr())
 			if cf.json {
 				if perr := xferPrintJSON(cmd.OutOrStdout(), results); perr != nil {
 					return perr
@@ -96,6 +98,7 @@ they were.`,
 	cmd.Flags().BoolVar(&update, "update", false, "resolve the tags again and rewrite the pins")
 	cmd.Flags().BoolVar(&check, "check", false, "run each new model here against its stored reference and gates before switching")
 	cmd.Flags().StringVar(&ortLib, "ort-lib", "", "onnxruntime shared library for --check (default: $"+bench.LibraryEnv+", then the bundled or `make ort` one)")
+	df.register(cmd.Flags())
 	cf.register(cmd.Flags())
 	cmd.Flags().Lookup("chunk-size").Hidden = true
 	return cmd

@@ -59,6 +59,9 @@ type chartPoint struct {
 type tick struct {
 	Pos   float64
 	Label string
+	// Anchor is the SVG text-anchor: the first time label starts at its
+	// point, the last one ends there, so neither leaves the chart.
+	Anchor string
 }
 
 type version struct {
@@ -156,9 +159,15 @@ func (c *chart) panel(id, title string, i int, vs []*version, val func(*version)
 		v := maxY * float64(k) / 4
 		p.YTicks = append(p.YTicks, tick{Pos: round1(y(v)), Label: label(v)})
 	}
-	p.XTicks = append(p.XTicks, tick{Pos: round1(x(t0)), Label: t0.Format("2006-01-02 15:04")})
+	layout := "2006-01-02 15:04"
+	if span < 3600 {
+		layout = "2006-01-02 15:04:05"
+	}
 	if span > 0 {
-		p.XTicks = append(p.XTicks, tick{Pos: round1(x(t1)), Label: t1.Format("2006-01-02 15:04")})
+		p.XTicks = append(p.XTicks, tick{Pos: round1(x(t0)), Label: t0.Format(layout), Anchor: "start"},
+			tick{Pos: round1(x(t1)), Label: t1.Format(layout), Anchor: "end"})
+	} else {
+		p.XTicks = append(p.XTicks, tick{Pos: round1(x(t0)), Label: t0.Format(layout), Anchor: "middle"})
 	}
 	return p
 }

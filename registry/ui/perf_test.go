@@ -73,9 +73,6 @@ func timeGet(t testing.TB, c *http.Client, url string) time.Duration {
 // fails only far beyond it (a shared 2-core CI machine is noisy) and logs
 // the figures docs/ui.md quotes.
 func TestRepositoryPageRenderTime(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fills a repository with 1,000 versions")
-	}
 	ts := newTestServer(t, nil, nil)
 	start := time.Now()
 	fillRepository(t, ts, "bench/model", perfTags)
