@@ -233,3 +233,34 @@ func TestFileTypeNames(t *testing.T) {
 		}
 	}
 }
+
+// A vocabulary larger than the read buffer, with empty and long strings,
+// is walked exactly: the keys after it are read at the right place.
+func TestParseLargeVocabulary(t *testing.T) {
+	spec := modelfiletest.LlamaGGUF()
+	tokens := make([]string, 50000)
+	for i := range tokens {
+		tokens[i] = strings.Repeat("x", i%37) // lengths 0..36, many empty
+	}
+	tokens[25000] = strings.Repeat("long", 40000) // 160 KB, past the buffer
+	for i, kv := range spec.KVs {
+		if kv.Key == "tokenizer.ggml.tokens" {
+			spec.KVs[i].Value = tokens
+		}
+	}
+	spec.KVs = append(spec.KVs, modelfiletest.GGUFKV{Key: "after.vocab", Type: gguf.TypeUint64, Value: uint64(0xfeedface)})
+	data := encode(t, spec)
+	f, err := gguf.Parse(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kv, _ := f.Lookup("tokenizer.ggml.tokens"); kv.Len != 50000 {
+		t.Errorf("tokens %+v", kv)
+	}
+	if v, ok := f.Uint("after.vocab"); !ok || v != 0xfeedface {
+		t.Errorf("after.vocab = %x %v", v, ok)
+	}
+	if f.ParameterCount() != modelfiletest.WantGGUFParameters {
+		t.Errorf("parameters %d", f.ParameterCount())
+	}
+}
