@@ -85,6 +85,7 @@ func writeSparse(path string, encode func(io.Writer) (int64, error)) error {
 	}
 	if err != nil {
 		f.Close()
+		os.Remove(path)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return f.Close()
@@ -170,6 +171,7 @@ func writeFile(path string, encode func(io.Writer) error) error {
 	}
 	if err := encode(f); err != nil {
 		f.Close()
+		os.Remove(path)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return f.Close()
@@ -229,22 +231,40 @@ func (e *encoder) value(t gguf.ValueType, v any) {
 		} else {
 			e.raw([]byte{0})
 		}
-	case gguf.TypeFloat32:
-		e.u32(math.Float32bits(toFloat32(v)))
-	case gguf.TypeFloat64:
-		e.u64(math.Float64bits(v.(float64)))
-	case gguf.TypeUint8, gguf.TypeInt8:
-		e.raw([]byte{byte(toUint64(v))})
-	case gguf.TypeUint16, gguf.TypeInt16:
-		e.raw(binary.LittleEndian.AppendUint16(nil, uint16(toUint64(v))))
-	case gguf.TypeUint32, gguf.TypeInt32:
-		e.u32(uint32(toUint64(v)))
-	case gguf.TypeUint64, gguf.TypeInt64:
-		e.u64(toUint64(v))
-	default:
-		if e.err == nil {
-			e.err = fmt.Errorf("cannot encode a %s value", t)
+	case gguf.TypeFloat32, gguf.TypeFloat64:
+		f, ok := v.(float64)
+		if f32, is32 := v.(float32); is32 {
+			f, ok = float64(f32), true
 		}
+		if !ok {
+			e.fail(t, v)
+		} else if t == gguf.TypeFloat32 {
+			e.u32(math.Float32bits(float32(f)))
+		} else {
+			e.u64(math.Float64bits(f))
+		}
+	case gguf.TypeUint8, gguf.TypeInt8, gguf.TypeUint16, gguf.TypeInt16, gguf.TypeUint32, gguf.TypeInt32, gguf.TypeUint64, gguf.TypeInt64:
+		n, ok := toUint64(v)
+		switch {
+		case !ok:
+			e.fail(t, v)
+		case t == gguf.TypeUint8 || t == gguf.TypeInt8:
+			e.raw([]byte{byte(n)})
+		case t == gguf.TypeUint16 || t == gguf.TypeInt16:
+			e.raw(binary.LittleEndian.AppendUint16(nil, uint16(n)))
+		case t == gguf.TypeUint32 || t == gguf.TypeInt32:
+			e.u32(uint32(n))
+		default:
+			e.u64(n)
+		}
+	default:
+		e.fail(t, v)
+	}
+}
+
+func (e *encoder) fail(t gguf.ValueType, v any) {
+	if e.err == nil {
+		e.err = fmt.Errorf("cannot encode %T as a GGUF %s value", v, t)
 	}
 }
 
@@ -279,38 +299,28 @@ func (e *encoder) array(v any) {
 	}
 }
 
-func toUint64(v any) uint64 {
+func toUint64(v any) (uint64, bool) {
 	switch x := v.(type) {
 	case uint8:
-		return uint64(x)
+		return uint64(x), true
 	case int8:
-		return uint64(x)
+		return uint64(x), true
 	case uint16:
-		return uint64(x)
+		return uint64(x), true
 	case int16:
-		return uint64(x)
+		return uint64(x), true
 	case uint32:
-		return uint64(x)
+		return uint64(x), true
 	case int32:
-		return uint64(x)
+		return uint64(x), true
 	case uint64:
-		return x
+		return x, true
 	case int64:
-		return uint64(x)
+		return uint64(x), true
 	case int:
-		return uint64(x)
+		return uint64(x), true
 	}
-	panic(fmt.Sprintf("modelfiletest: %T is not an integer", v))
-}
-
-func toFloat32(v any) float32 {
-	switch x := v.(type) {
-	case float32:
-		return x
-	case float64:
-		return float32(x)
-	}
-	panic(fmt.Sprintf("modelfiletest: %T is not a float", v))
+	return 0, false
 }
 
 // Facts of the file LlamaGGUF describes, as modelfile must read them.
