@@ -1,13 +1,19 @@
 package manifests_test
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/modelctl/modelctl/internal/unpack"
@@ -128,5 +134,100 @@ func TestWriteTarLayerRefuses(t *testing.T) {
 	}
 	if _, err := manifests.WriteTarLayer(&bytes.Buffer{}, src, "a", manifests.MediaTypeWeightRaw, manifests.CompressionZstd); err == nil {
 		t.Errorf("zstd packed")
+	}
+}
+
+// kitLayer builds a layer the way kitops pkg/lib/filesystem/tar.go does: a
+// tar+gzip of paths relative to the context directory, a directory entry
+// before its files, owner 1000, no times.
+func kitLayer(t *testing.T, entries [][2]string) (blob []byte, diffID digest.Digest) {
+	t.Helper()
+	var tarBuf bytes.Buffer
+	tw := tar.NewWriter(&tarBuf)
+	for _, e := range entries {
+		hdr := &tar.Header{Name: e[0], Uid: 1000, Mode: 0o644, Typeflag: tar.TypeReg, Size: int64(len(e[1]))}
+		if strings.HasSuffix(e[0], "/") {
+			hdr.Typeflag, hdr.Size, hdr.Mode = tar.TypeDir, 0, 0o755
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(e[1]))
+	}
+	tw.Close()
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(tarBuf.Bytes())
+	zw.Close()
+	return gz.Bytes(), digest.FromBytes(tarBuf.Bytes())
+}
+
+// TestModelKitLibraryRoundTrip classifies a ModelKit built to the KitOps
+// spec (Kitfile config with per-layer digest and diffId, model, code and
+// docs layers, a prompt), unpacks it and checks the files byte for byte.
+func TestModelKitLibraryRoundTrip(t *testing.T) {
+	model, modelDiff := kitLayer(t, [][2]string{{"models/", ""}, {"models/model.onnx", "graph"}, {"models/model.onnx.data", strings.Repeat("w", 70000)}})
+	code, codeDiff := kitLayer(t, [][2]string{{"src/", ""}, {"src/infer.py", "print(1)"}})
+	docs, docsDiff := kitLayer(t, [][2]string{{"README.md", "# kit"}})
+	prompt, promptDiff := kitLayer(t, [][2]string{{"prompts/", ""}, {"prompts/system.txt", "be brief"}})
+	blobs := map[digest.Digest][]byte{}
+	var layers []ocispec.Descriptor
+	for _, l := range []struct {
+		kind string
+		blob []byte
+		ann  map[string]string
+	}{{"model", model, nil}, {"code", code, nil}, {"docs", docs, nil}, {"code", prompt, map[string]string{manifests.AnnotationKitLayerSubtype: "prompt"}}} {
+		d := digest.FromBytes(l.blob)
+		blobs[d] = l.blob
+		layers = append(layers, ocispec.Descriptor{MediaType: "application/vnd.kitops.modelkit." + l.kind + ".v1.tar+gzip", Digest: d, Size: int64(len(l.blob)), Annotations: l.ann})
+	}
+	kitfile := fmt.Sprintf(`{"manifestVersion":"1.0.0","package":{"name":"demo","version":"1.0.0","authors":["a"]},`+
+		`"model":{"name":"m","path":"models","format":"onnx","digest":"%s","diffId":"%s"},`+
+		`"code":[{"path":"src","digest":"%s","diffId":"%s"}],"docs":[{"path":"README.md","digest":"%s","diffId":"%s"}],`+
+		`"prompts":[{"path":"prompts","digest":"%s","diffId":"%s"}]}`,
+		layers[0].Digest, modelDiff, layers[1].Digest, codeDiff, layers[2].Digest, docsDiff, layers[3].Digest, promptDiff)
+	m := ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		ArtifactType: manifests.ArtifactTypeKitManifest,
+		Config:       ocispec.Descriptor{MediaType: manifests.MediaTypeKitConfig, Digest: digest.FromString(kitfile), Size: int64(len(kitfile))},
+		Layers:       layers,
+	}
+	raw, _ := json.Marshal(m)
+	c, err := manifests.Classify(raw, ocispec.MediaTypeImageManifest, manifests.ClassifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ApplyConfig([]byte(kitfile)); err != nil {
+		t.Fatal(err)
+	}
+	k, err := manifests.ParseKitfile(c.Kitfile)
+	if err != nil || c.Kind != manifests.KindModelKit || k.Package.Name != "demo" || c.Layers[3].Role != "prompt" {
+		t.Fatalf("kind %q Kitfile %+v (%v) roles %v", c.Kind, k, err, c.Layers)
+	}
+	target := t.TempDir()
+	s, err := unpack.NewStage(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range c.Layers {
+		if l.DiffID == "" {
+			t.Fatalf("layer %d: no diffID from the Kitfile", l.Index)
+		}
+		if _, err := s.Unpack(context.Background(), bytes.NewReader(blobs[l.Descriptor.Digest]), unpack.LayerOf(l), unpack.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for p, body := range map[string]string{"models/model.onnx": "graph", "models/model.onnx.data": strings.Repeat("w", 70000),
+		"src/infer.py": "print(1)", "README.md": "# kit", "prompts/system.txt": "be brief"} {
+		got, err := os.ReadFile(filepath.Join(target, filepath.FromSlash(p)))
+		if err != nil || string(got) != body {
+			t.Errorf("%s: %q (%v)", p, got, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(target, manifests.ReservedDir)); err == nil {
+		t.Errorf("the stage's reserved directory was left in the target")
 	}
 }
