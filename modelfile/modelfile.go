@@ -169,6 +169,9 @@ func (m *Model) Config() manifests.ModelConfig {
 
 // Open checks the model at path and lists its files and facts.
 func Open(ctx context.Context, path string, opts Options) (*Model, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("open model %s: %w", path, err)
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("open model %s: %w", path, err)
