@@ -481,3 +481,34 @@ func TestUIOnS3(t *testing.T) {
 		t.Fatalf("history --deployments:\n%s", out)
 	}
 }
+
+// TestUIFlag: / leads to the UI, and --ui=false turns it off while the
+// registry API stays.
+func TestUIFlag(t *testing.T) {
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	status := func(url string) (int, string) {
+		t.Helper()
+		resp, err := noFollow.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Location")
+	}
+	on := testenv.StartServe(t, nil, "--root", t.TempDir(), "--log-level", "warn")
+	if code, loc := status("http://" + on.Addr + "/"); code != http.StatusFound || loc != "/ui/" {
+		t.Fatalf("GET / with the UI: %d %q, want a redirect to /ui/", code, loc)
+	}
+	if code, _ := status("http://" + on.Addr + "/ui/"); code != http.StatusOK {
+		t.Fatalf("GET /ui/: %d", code)
+	}
+	off := testenv.StartServe(t, nil, "--root", t.TempDir(), "--log-level", "warn", "--ui=false")
+	for _, p := range []string{"/", "/ui/"} {
+		if code, _ := status("http://" + off.Addr + p); code != http.StatusNotFound {
+			t.Fatalf("GET %s with --ui=false: %d, want 404", p, code)
+		}
+	}
+	if code, _ := status("http://" + off.Addr + "/v2/"); code != http.StatusOK {
+		t.Fatalf("GET /v2/ with --ui=false: %d", code)
+	}
+}

@@ -103,11 +103,11 @@ func (s *sessions) checkCSRF(r *http.Request, token string) bool {
 	return want != "" && subtle.ConstantTimeCompare([]byte(want), []byte(token)) == 1
 }
 
-func setCookie(w http.ResponseWriter, r *http.Request, name, value string, expires time.Time) {
+func (h *Handler) setCookie(w http.ResponseWriter, r *http.Request, name, value string, expires time.Time) {
 	c := &http.Cookie{
 		Name:     name,
 		Value:    value,
-		Path:     "/ui/",
+		Path:     h.cfg.Prefix,
 		HttpOnly: true,
 		Secure:   r.TLS != nil,
 		SameSite: http.SameSiteStrictMode,
@@ -166,7 +166,7 @@ func (h *Handler) loginForm(w http.ResponseWriter, r *http.Request, status int, 
 		b := make([]byte, 16)
 		_, _ = rand.Read(b)
 		token = hex.EncodeToString(b)
-		setCookie(w, r, loginCSRFCookie, token, h.sessions.now().Add(time.Hour))
+		h.setCookie(w, r, loginCSRFCookie, token, h.sessions.now().Add(time.Hour))
 	}
 	h.render(w, r, status, "login", "Log in", loginData{Next: next, CSRF: token, Message: msg, User: user})
 }
@@ -210,8 +210,8 @@ func (h *Handler) loginPost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, exp := h.sessions.issue(user)
-	setCookie(w, r, sessionCookie, v, exp)
-	setCookie(w, r, loginCSRFCookie, "", time.Time{})
+	h.setCookie(w, r, sessionCookie, v, exp)
+	h.setCookie(w, r, loginCSRFCookie, "", time.Time{})
 	h.log.Info("ui login", "user", user, "remote", r.RemoteAddr)
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
@@ -231,7 +231,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusForbidden, "the form expired or came from another site")
 		return
 	}
-	setCookie(w, r, sessionCookie, "", time.Time{})
+	h.setCookie(w, r, sessionCookie, "", time.Time{})
 	http.Redirect(w, r, h.cfg.Prefix, http.StatusSeeOther)
 }
 
