@@ -12,9 +12,9 @@
 //   - ONNX: a protobuf ModelProto. Open delegates to quantize/onnx (pure
 //     Go, no cgo): the graph plus every external data file its tensors
 //     reference, each with the size the graph needs (File.MinSize).
-//   - GGUF (versions 2 and 3): one file; the header, metadata and tensor
-//     table are checked by package gguf. A file of a gguf-split set is
-//     refused with a hint to push the directory holding every split.
+//   - GGUF (versions 2 and 3): one file, or a gguf-split set opened from
+//     any of its splits (PREFIX-0000i-of-0000n.gguf); the header, metadata
+//     and tensor table of each are checked by package gguf.
 //   - safetensors: one file, or a sharded set. A set is opened from its
 //     index (model.safetensors.index.json) or from any of its shards (the
 //     index next to it that maps the shard is found): every shard the index

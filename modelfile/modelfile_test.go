@@ -173,10 +173,27 @@ func TestOpenGGUFRefusesHostileHeader(t *testing.T) {
 	openErr(t, p, p) // the error names the file
 }
 
-func TestOpenGGUFSplitFileNamesTheDirectory(t *testing.T) {
+// Naming any split of a gguf-split set opens the whole set; the entry is
+// the first split, which llama.cpp loads.
+func TestOpenGGUFSplitSet(t *testing.T) {
 	dir := t.TempDir()
-	p := writeSplits(t, dir, 2)[0]
-	openErr(t, p, "split 1 of 2 (gguf-split): push the directory")
+	paths := writeSplits(t, dir, 3)
+	for _, p := range paths {
+		m := open(t, p, modelfile.FormatAuto)
+		if files(m) != "llm-00001-of-00003.gguf:weight llm-00002-of-00003.gguf:weight llm-00003-of-00003.gguf:weight" || m.Entry != "llm-00001-of-00003.gguf" {
+			t.Errorf("%s: files %s entry %s", filepath.Base(p), files(m), m.Entry)
+		}
+		a := m.Annotations()
+		if a[manifests.AnnotationGGUFTensors] != "3" || a[manifests.AnnotationParameters] != strconv.Itoa(256*64+256+256*256) {
+			t.Errorf("%s: facts %v", filepath.Base(p), a)
+		}
+	}
+	os.Remove(paths[2])
+	openErr(t, paths[0], "split llm-00003-of-00003.gguf is missing")
+	// A split whose name does not say its set points at the directory.
+	renamed := filepath.Join(dir, "llm-part.gguf")
+	os.Rename(paths[0], renamed)
+	openErr(t, renamed, "split 1 of 3 (gguf-split) but not named PREFIX-00001-of-00003.gguf: push the directory")
 }
 
 func writeSplits(t *testing.T, dir string, n int) []string {

@@ -1,7 +1,9 @@
 package modelfile
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -79,8 +81,8 @@ func openGGUF(path string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	if no, count, ok := g.Split(); ok {
-		return nil, fmt.Errorf("gguf model %s is split %d of %d (gguf-split): push the directory that holds all %d splits", path, no+1, count, count)
+	if _, _, ok := g.Split(); ok {
+		return openGGUFSplits(path, g)
 	}
 	base := filepath.Base(path)
 	return &Model{
@@ -88,6 +90,48 @@ func openGGUF(path string) (*Model, error) {
 		Files: []File{{Path: base, Source: path, Kind: KindWeight, Size: size}},
 		Facts: ggufFacts(g),
 	}, nil
+}
+
+// openGGUFSplits opens the gguf-split set a split belongs to: its files
+// are named PREFIX-0000i-of-0000n.gguf (llama.cpp's llama_split_path), all
+// in one directory; the entry is the first, which llama.cpp loads.
+func openGGUFSplits(path string, g *gguf.File) (*Model, error) {
+	no, count, _ := g.Split()
+	dir, base := filepath.Dir(path), filepath.Base(path)
+	sm := ggufSplitName.FindStringSubmatch(base)
+	if sm == nil || uint64(atoi(sm[3])) != count {
+		return nil, fmt.Errorf("gguf model %s is split %d of %d (gguf-split) but not named PREFIX-%05d-of-%05d.gguf: push the directory that holds all %d splits", path, no+1, count, no+1, count, count)
+	}
+	if count > maxFiles {
+		return nil, fmt.Errorf("gguf model %s: split into %d files, more than one artifact holds", path, count)
+	}
+	m := &Model{Format: FormatGGUF, WeightsFormat: FormatGGUF, Path: path, Root: dir}
+	var gs []*gguf.File
+	var bytes int64
+	for i := uint64(1); i <= count; i++ {
+		name := fmt.Sprintf("%s-%0*d-of-%s.gguf", sm[1], len(sm[2]), i, sm[3])
+		p := filepath.Join(dir, name)
+		gi, size, err := parseGGUF(p)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("gguf split set %s: split %s is missing: the set is incomplete", path, name)
+			}
+			return nil, err
+		}
+		if i == 1 {
+			m.Entry = name
+			m.GGUF = gi
+		}
+		gs = append(gs, gi)
+		bytes += size
+		m.Files = append(m.Files, File{Path: name, Source: p, Kind: KindWeight, Size: size})
+	}
+	u, err := ggufSplitUnit(path, gs, bytes)
+	if err != nil {
+		return nil, err
+	}
+	m.Facts = u.facts
+	return m, nil
 }
 
 func ggufFacts(g *gguf.File) []Fact {
