@@ -11,7 +11,8 @@
 // (every node, no cost model), int8-static (QDQ, min-max),
 // int8-static-qlinear, int8-static-pct (percentile), int4, int4-acc0 (no
 // accuracy_level), fp16, auto@0.99 (search for cosine 0.99),
-// auto@0.99-size, or NAME:min=ELEMS,pc,all,acc=N.
+// auto@0.99-size, or NAME:SETTING+SETTING with settings min=ELEMS, pc, all, acc=N,
+// static, qlinear.
 package main
 
 import (
@@ -167,11 +168,11 @@ func parseVariant(v string) (auto.Options, error) {
 	var o auto.Options
 	switch name {
 	case "int8-static":
-		o.Mode, o.PerChannel, o.Form = quantize.ModeInt8Static, true, quantize.FormQDQ
+		o.Mode, o.Form = quantize.ModeInt8Static, quantize.FormQDQ
 	case "int8-static-qlinear":
-		o.Mode, o.PerChannel, o.Form = quantize.ModeInt8Static, true, quantize.FormQLinear
+		o.Mode, o.Form = quantize.ModeInt8Static, quantize.FormQLinear
 	case "int8-static-pct":
-		o.Mode, o.PerChannel, o.Form = quantize.ModeInt8Static, true, quantize.FormQDQ
+		o.Mode, o.Form = quantize.ModeInt8Static, quantize.FormQDQ
 		o.Calibration.Method = auto.Percentile
 	case "auto@0.99":
 		o.Target = &auto.Target{MinCosine: 0.99}
@@ -193,12 +194,16 @@ func parseVariant(v string) (auto.Options, error) {
 			return o, fmt.Errorf("variant %q: unknown", v)
 		}
 	}
-	for _, s := range strings.Split(settings, ",") {
+	for _, s := range strings.Split(settings, "+") {
 		k, val, _ := strings.Cut(s, "=")
 		switch k {
 		case "":
 		case "pc":
 			o.PerChannel = true
+		case "static":
+			o.Mode = quantize.ModeInt8Static
+		case "qlinear":
+			o.Mode, o.Form = quantize.ModeInt8Static, quantize.FormQLinear
 		case "all":
 			o.CostModel = quantize.CostModelOff
 		case "int4":
