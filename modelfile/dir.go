@@ -322,7 +322,7 @@ func (m *Model) checkONNX(f File, byPath map[string]int) (unit, error) {
 }
 
 func readHead(p string) ([]byte, error) {
-	f, err := os.Open(p)
+	f, _, err := openRegular(p)
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +339,7 @@ func readHead(p string) ([]byte, error) {
 // Face directory from its config.json, where the weights did not say.
 func hfConfigFacts(m *Model, root string) []Fact {
 	have := m.Annotations()
-	f, err := os.Open(filepath.Join(root, "config.json"))
+	f, _, err := openRegular(filepath.Join(root, "config.json"))
 	if err != nil {
 		return nil
 	}

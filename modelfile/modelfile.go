@@ -182,6 +182,11 @@ func Open(ctx context.Context, path string, opts Options) (*Model, error) {
 			return nil, err
 		}
 	}
+	if format != FormatDirectory {
+		if _, err := statRegular(abs); err != nil {
+			return nil, fmt.Errorf("open %s model: %w", format, err)
+		}
+	}
 	var m *Model
 	switch format {
 	case FormatRaw:
@@ -256,6 +261,27 @@ func cleanValue(s string) string {
 		s = strings.ToValidUTF8(s[:manifests.MaxAnnotationValue-3], "") + "..."
 	}
 	return s
+}
+
+// openRegular opens a regular file (following links), checking the type
+// first: opening a FIFO for reading would block until a writer comes.
+func openRegular(path string) (*os.File, os.FileInfo, error) {
+	if _, err := statRegular(path); err != nil {
+		return nil, nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file (%s)", path, st.Mode().Type())
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, st, nil
 }
 
 func statRegular(path string) (os.FileInfo, error) {

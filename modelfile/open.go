@@ -57,18 +57,11 @@ func onnxFacts(om *onnx.Model) []Fact {
 
 // parseGGUF reads the header of one GGUF file.
 func parseGGUF(path string) (*gguf.File, int64, error) {
-	f, err := os.Open(path)
+	f, st, err := openRegular(path)
 	if err != nil {
 		return nil, 0, fmt.Errorf("open gguf model: %w", err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, 0, fmt.Errorf("open gguf model: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, 0, fmt.Errorf("open gguf model %s: not a regular file", path)
-	}
 	g, err := gguf.Parse(f, st.Size())
 	if err != nil {
 		return nil, 0, fmt.Errorf("gguf model %s: %w", path, err)
@@ -157,18 +150,11 @@ func ggufFacts(g *gguf.File) []Fact {
 
 // parseSafetensors reads the header of one safetensors file.
 func parseSafetensors(path string) (*safetensors.File, int64, error) {
-	f, err := os.Open(path)
+	f, st, err := openRegular(path)
 	if err != nil {
 		return nil, 0, fmt.Errorf("open safetensors file: %w", err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, 0, fmt.Errorf("open safetensors file: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, 0, fmt.Errorf("open safetensors file %s: not a regular file", path)
-	}
 	h, err := safetensors.Parse(f, st.Size())
 	if err != nil {
 		return nil, 0, fmt.Errorf("safetensors file %s: %w", path, err)
@@ -177,15 +163,11 @@ func parseSafetensors(path string) (*safetensors.File, int64, error) {
 }
 
 func parseIndex(path string) (*safetensors.Index, int64, error) {
-	f, err := os.Open(path)
+	f, st, err := openRegular(path)
 	if err != nil {
 		return nil, 0, fmt.Errorf("open safetensors index: %w", err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, 0, fmt.Errorf("open safetensors index: %w", err)
-	}
 	ix, err := safetensors.ParseIndex(f)
 	if err != nil {
 		return nil, 0, fmt.Errorf("safetensors index %s: %w", path, err)
@@ -199,13 +181,8 @@ var shardName = regexp.MustCompile(`-(\d+)-of-(\d+)\.safetensors$`)
 // openSafetensors opens a single file, an index, or a shard of an indexed set.
 func openSafetensors(path string) (*Model, error) {
 	dir, base := filepath.Dir(path), filepath.Base(path)
-	fh, err := os.Open(path)
+	fh, st, err := openRegular(path)
 	if err != nil {
-		return nil, fmt.Errorf("open safetensors model: %w", err)
-	}
-	st, err := fh.Stat()
-	if err != nil {
-		fh.Close()
 		return nil, fmt.Errorf("open safetensors model: %w", err)
 	}
 	format, err := sniff(fh, st.Size())
