@@ -324,7 +324,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 	return nil
 }
 
-// purgeLoop expires abandoned upload sessions.
+// purgeLoop expires abandoned upload sessions, and the write state a
+// driver keeps of its own (storage.Janitor: S3 multipart uploads).
 func (s *Server) purgeLoop(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
@@ -339,6 +340,14 @@ func (s *Server) purgeLoop(ctx context.Context) {
 			}
 			if n > 0 {
 				s.log.Info("purged abandoned uploads", "count", n)
+			}
+			if j, ok := s.store.Driver().(storage.Janitor); ok {
+				res, err := j.Expire(ctx, s.cfg.UploadMaxAge)
+				if err != nil {
+					s.log.Warn("expiring abandoned writes of the storage", "err", err)
+				} else {
+					s.log.Info("expired abandoned writes of the storage", "result", res)
+				}
 			}
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/modelctl/modelctl/internal/directio"
 	"github.com/modelctl/modelctl/registry"
 	"github.com/modelctl/modelctl/registry/auth"
 	"github.com/modelctl/modelctl/registry/storage"
@@ -63,7 +64,7 @@ or S3-compatible object storage (--storage s3://BUCKET/PREFIX --s3-endpoint URL)
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.DurationVar(&o.grace, "shutdown-grace", 30*time.Second, "how long requests in flight may run after SIGTERM")
 	f.DurationVar(&o.uploadMaxAge, "upload-max-age", 24*time.Hour, "expire upload sessions untouched for this long")
-	f.BoolVar(&o.directIO, "direct-io", filesystem.DirectIO, "filesystem storage: write blobs with O_DIRECT, bypassing the page cache")
+	f.BoolVar(&o.directIO, "direct-io", directio.Supported, "filesystem storage: write blobs with O_DIRECT, bypassing the page cache")
 	f.DurationVar(&o.bodyTimeout, "body-timeout", registry.DefaultBodyIdleTimeout, "cut off a request body that sends nothing for this long, or that is below --body-min-rate once this long has passed")
 	f.Int64Var(&o.bodyMinRate, "body-min-rate", registry.DefaultBodyMinRate, "bytes per second a request body must average after --body-timeout (-1: no minimum)")
 	addS3CredentialFlags(cmd, &o.s3Creds)
@@ -107,8 +108,7 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 	var drv storage.Driver
 	switch {
 	case o.storageURL == "":
-		filesystem.DirectIO = o.directIO
-		drv, err = filesystem.New(o.root)
+		drv, err = filesystem.Open(o.root, filesystem.Options{DirectIO: o.directIO})
 	case strings.HasPrefix(o.storageURL, "s3://"):
 		drv, err = openS3(ctx, o)
 	default:

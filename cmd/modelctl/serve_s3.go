@@ -51,26 +51,5 @@ func openS3(ctx context.Context, o *serveOptions) (storage.Driver, error) {
 	if !d.ConditionalWrites() {
 		slog.Warn("this S3 store ignores conditional PUTs (If-Match/If-None-Match): tag moves from several registry processes at once can overwrite each other; run one writer, or see docs/s3.md")
 	}
-	go cleanupS3(ctx, d, o.uploadMaxAge)
 	return d, nil
-}
-
-// cleanupS3 aborts multipart uploads and write state that no upload session
-// has touched for maxAge: what crashed clients and servers left behind.
-func cleanupS3(ctx context.Context, d *s3.Driver, maxAge time.Duration) {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			res, err := d.Cleanup(ctx, maxAge)
-			if err != nil {
-				slog.Warn("s3 cleanup of abandoned uploads", "err", err)
-				continue
-			}
-			slog.Info("s3 cleanup of abandoned uploads", "result", fmt.Sprintf("%+v", res))
-		}
-	}
 }

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
+	"strings"
 	"time"
 )
 
@@ -92,6 +94,32 @@ type StreamPutter interface {
 // time-limited URL for an object (S3 presigned GETs).
 type Redirector interface {
 	RedirectURL(ctx context.Context, path string, expiry time.Duration) (string, error)
+}
+
+// ValidPath reports whether p is a path every driver accepts: clean,
+// relative, slash-separated, no component starting with "." (so no ".",
+// ".." and no hidden names: a driver keeps its partial writes under such
+// names), no backslashes or NULs. Drivers refuse anything else with an
+// *InvalidPathError.
+func ValidPath(p string) bool {
+	if p == "" || strings.HasPrefix(p, "/") || strings.ContainsAny(p, "\\\x00") || path.Clean(p) != p {
+		return false
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if strings.HasPrefix(seg, ".") {
+			return false
+		}
+	}
+	return true
+}
+
+// Janitor is implemented by drivers that keep state of their own for
+// writes in progress and so leave some behind when a process dies mid-write
+// (S3: multipart uploads and write state). The registry calls Expire
+// periodically with the age it expires upload sessions at; it reports what
+// it removed, for the log.
+type Janitor interface {
+	Expire(ctx context.Context, olderThan time.Duration) (string, error)
 }
 
 // FileInfo describes an object or a directory prefix.

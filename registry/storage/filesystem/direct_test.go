@@ -15,9 +15,7 @@ import (
 // The default (direct I/O where the filesystem allows it) runs in
 // TestDriverSuite; this runs the same suite through the page cache.
 func TestDriverSuiteBuffered(t *testing.T) {
-	defer func(v bool) { filesystem.DirectIO = v }(filesystem.DirectIO)
-	filesystem.DirectIO = false
-	storagetest.Run(t, suiteConfig())
+	storagetest.Run(t, suiteConfigWith(filesystem.Options{DirectIO: false}))
 }
 
 // TestWriterUnalignedResume resumes writes at offsets that are not block
@@ -31,10 +29,8 @@ func TestWriterUnalignedResume(t *testing.T) {
 	cuts := []int{1, 4095, 4096, 4097, 1<<20 - 1, 1 << 20, 1<<20 + 4096 + 3, 2<<20 + 12345, len(data)}
 	for _, direct := range []bool{true, false} {
 		t.Run(map[bool]string{true: "direct", false: "buffered"}[direct], func(t *testing.T) {
-			defer func(v bool) { filesystem.DirectIO = v }(filesystem.DirectIO)
-			filesystem.DirectIO = direct
 			ctx := context.Background()
-			d, err := filesystem.New(t.TempDir())
+			d, err := filesystem.Open(t.TempDir(), filesystem.Options{DirectIO: direct})
 			if err != nil {
 				t.Fatal(err)
 			}

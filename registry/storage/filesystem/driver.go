@@ -13,13 +13,13 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
 
 	"github.com/modelctl/modelctl/internal/atomicfile"
+	"github.com/modelctl/modelctl/internal/directio"
 	"github.com/modelctl/modelctl/registry/storage"
 )
 
@@ -28,12 +28,28 @@ const driverName = "filesystem"
 // Driver stores objects as files below Root.
 type Driver struct {
 	root string
+	opts Options
+}
+
+// Options configure a Driver.
+type Options struct {
+	// DirectIO writes blob data with O_DIRECT, around the page cache, where
+	// the filesystem takes it; false keeps every write in the page cache
+	// (filesystems that misbehave with O_DIRECT, or tests of that path).
+	DirectIO bool
 }
 
 var _ storage.Driver = (*Driver)(nil)
 
-// New returns a driver rooted at root, creating the directory if needed.
+// New returns a driver rooted at root, creating the directory if needed,
+// with direct I/O where the platform supports it.
 func New(root string) (*Driver, error) {
+	return Open(root, Options{DirectIO: directio.Supported})
+}
+
+// Open returns a driver rooted at root with opts, creating the directory
+// if needed.
+func Open(root string, opts Options) (*Driver, error) {
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("filesystem storage %q: %w", root, err)
@@ -41,7 +57,7 @@ func New(root string) (*Driver, error) {
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return nil, fmt.Errorf("filesystem storage: create %s: %w", abs, err)
 	}
-	return &Driver{root: abs}, nil
+	return &Driver{root: abs, opts: opts}, nil
 }
 
 // Name implements storage.Driver.
@@ -56,22 +72,10 @@ func (d *Driver) fullPath(p string, dirOK bool) (string, error) {
 	if p == "" && dirOK {
 		return d.root, nil
 	}
-	if !validPath(p) {
+	if !storage.ValidPath(p) {
 		return "", &storage.InvalidPathError{Driver: driverName, Path: p}
 	}
 	return filepath.Join(d.root, filepath.FromSlash(p)), nil
-}
-
-func validPath(p string) bool {
-	if p == "" || strings.HasPrefix(p, "/") || strings.ContainsAny(p, "\\\x00") || path.Clean(p) != p {
-		return false
-	}
-	for _, seg := range strings.Split(p, "/") {
-		if seg == ".." || seg == "." || strings.HasPrefix(seg, ".") {
-			return false
-		}
-	}
-	return true
 }
 
 func (d *Driver) notFound(p string) error {

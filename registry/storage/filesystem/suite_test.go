@@ -3,6 +3,7 @@ package filesystem_test
 import (
 	"testing"
 
+	"github.com/modelctl/modelctl/internal/directio"
 	"github.com/modelctl/modelctl/registry/storage"
 	"github.com/modelctl/modelctl/registry/storage/filesystem"
 	"github.com/modelctl/modelctl/registry/storage/storagetest"
@@ -11,8 +12,12 @@ import (
 // suiteConfig runs the shared driver suite on temporary directories; Reopen
 // opens a second driver on the same directory, as another process would.
 func suiteConfig() storagetest.Config {
+	return suiteConfigWith(filesystem.Options{DirectIO: directio.Supported})
+}
+
+func suiteConfigWith(opts filesystem.Options) storagetest.Config {
 	open := func(t *testing.T, root string) storage.Driver {
-		d, err := filesystem.New(root)
+		d, err := filesystem.Open(root, opts)
 		if err != nil {
 			t.Fatal(err)
 		}

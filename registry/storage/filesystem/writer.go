@@ -28,10 +28,6 @@ const (
 	directMinWrite = 1 << 20
 )
 
-// DirectIO can be turned off (tests of the buffered path, or filesystems
-// that misbehave with O_DIRECT).
-var DirectIO = directio.Supported
-
 // Writer implements storage.Driver. The bytes go to a hidden partial file
 // beside path, named after it, so any process can resume the write; Commit
 // renames it into place.
@@ -58,7 +54,7 @@ func (d *Driver) Writer(ctx context.Context, p string, offset int64) (storage.Fi
 	if err != nil {
 		return nil, d.mapErr(p, err)
 	}
-	w := &fileWriter{d: d, path: p, full: full, partial: partial, f: f, size: offset, canDirect: DirectIO}
+	w := &fileWriter{d: d, path: p, full: full, partial: partial, f: f, size: offset, canDirect: d.opts.DirectIO}
 	if offset > 0 {
 		fi, err := f.Stat()
 		if err != nil {

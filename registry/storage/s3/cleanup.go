@@ -125,3 +125,9 @@ func (d *Driver) Cleanup(ctx context.Context, olderThan time.Duration) (CleanupR
 	}
 	return res, ctx.Err()
 }
+
+// Expire is Cleanup for the registry's background job (storage.Janitor).
+func (d *Driver) Expire(ctx context.Context, olderThan time.Duration) (string, error) {
+	res, err := d.Cleanup(ctx, olderThan)
+	return fmt.Sprintf("%+v", res), err
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/minio/minio-go/v7/pkg/s3utils"
+	"github.com/modelctl/modelctl/registry/storage"
 )
 
 const (
@@ -126,7 +127,7 @@ func ParseURL(storageURL string) (bucket, prefix string, err error) {
 		return "", "", fmt.Errorf("s3 storage URL %q: bucket %q: %w", storageURL, u.Host, err)
 	}
 	prefix = strings.Trim(u.Path, "/")
-	if prefix != "" && !validPath(prefix) {
+	if prefix != "" && !storage.ValidPath(prefix) {
 		return "", "", fmt.Errorf("s3 storage URL %q: invalid prefix %q", storageURL, prefix)
 	}
 	return u.Host, prefix, nil
@@ -158,7 +159,7 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 		return nil, errors.New("s3 storage: no bucket given")
 	}
 	cfg.Prefix = strings.Trim(cfg.Prefix, "/")
-	if cfg.Prefix != "" && !validPath(cfg.Prefix) {
+	if cfg.Prefix != "" && !storage.ValidPath(cfg.Prefix) {
 		return nil, fmt.Errorf("s3 storage: invalid prefix %q", cfg.Prefix)
 	}
 	switch {

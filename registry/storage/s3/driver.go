@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path"
 	"slices"
 	"strings"
 	"time"
@@ -59,24 +58,9 @@ func (d *Driver) Config() Config { return d.cfg }
 // Client is the underlying minio-go client (benchmarks compare against it).
 func (d *Driver) Client() *minio.Client { return d.client }
 
-// validPath accepts what the filesystem driver accepts: clean, relative,
-// slash-separated, no component starting with "." (so no ".", ".." and no
-// hidden names), no backslashes or NULs.
-func validPath(p string) bool {
-	if p == "" || strings.HasPrefix(p, "/") || strings.ContainsAny(p, "\\\x00") || path.Clean(p) != p {
-		return false
-	}
-	for _, seg := range strings.Split(p, "/") {
-		if strings.HasPrefix(seg, ".") {
-			return false
-		}
-	}
-	return true
-}
-
 // key maps a path to its object key, refusing invalid paths.
 func (d *Driver) key(p string) (string, error) {
-	if !validPath(p) {
+	if !storage.ValidPath(p) {
 		return "", &storage.InvalidPathError{Driver: driverName, Path: p}
 	}
 	return d.base + p, nil

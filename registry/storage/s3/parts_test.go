@@ -1,6 +1,10 @@
 package s3
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/modelctl/modelctl/registry/storage"
+)
 
 // A 100 GiB blob must fit S3's 10,000 parts, whatever the base part size,
 // with every part within S3's bounds (5 MiB to 5 GiB).
@@ -56,8 +60,8 @@ func TestValidPath(t *testing.T) {
 		{"a\x00", false},
 	}
 	for _, tc := range tests {
-		if got := validPath(tc.path); got != tc.ok {
-			t.Errorf("validPath(%q) = %v, want %v", tc.path, got, tc.ok)
+		if got := storage.ValidPath(tc.path); got != tc.ok {
+			t.Errorf("storage.ValidPath(%q) = %v, want %v", tc.path, got, tc.ok)
 		}
 	}
 }
