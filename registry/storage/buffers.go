@@ -21,8 +21,9 @@ import (
 // buffers that keep syscalls, hashing and direct writes cheap.
 const (
 	// SmallBufferSize is the chunk every body is read in until it flows:
-	// 64 KiB, a multiple of the direct-I/O block.
-	SmallBufferSize = 64 << 10
+	// 32 KiB (a multiple of the direct-I/O block), about what net/http
+	// itself holds per connection.
+	SmallBufferSize = 32 << 10
 	// LargeBufferSize is the chunk of a flowing body (see copyBufferSize's
 	// history in docs/registry.md: 4 MiB took less CPU than 1 MiB).
 	LargeBufferSize = 4 << 20
@@ -33,8 +34,9 @@ const (
 
 // BufferPool hands out at most a fixed number of equal, direct-I/O-aligned
 // buffers. It never blocks: when the budget is spent TryGet says so and the
-// caller carries on with less. Buffers are allocated on first use and then
-// kept for reuse, so the pool's memory is at most count × size, ever.
+// caller carries on with less. Buffers are allocated on first use (outside
+// the Go heap where the platform allows, see allocLarge) and then kept for
+// reuse, so the pool's memory is at most count × size, ever.
 type BufferPool struct {
 	size   int
 	tokens chan struct{} // one per buffer that may be out
@@ -74,7 +76,7 @@ func (p *BufferPool) TryGet() *[]byte {
 	case b := <-p.free:
 		return b
 	default:
-		b := directio.Buffer(p.size)
+		b := allocLarge(p.size)
 		return &b
 	}
 }

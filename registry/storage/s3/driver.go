@@ -150,8 +150,7 @@ func (d *Driver) put(ctx context.Context, p, k string, data []byte, opts minio.P
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	_, err := d.core.PutObject(ctx, d.cfg.Bucket, k, bytes.NewReader(data), int64(len(data)), "", "", opts)
-	return d.mapErr(ctx, "put", p, err)
+	return d.mapErr(ctx, "put", p, d.putSigned(ctx, k, bytes.NewReader(data), int64(len(data)), opts))
 }
 
 // PutContentIf implements storage.Driver with S3 conditional writes:
@@ -174,7 +173,7 @@ func (d *Driver) PutContentIf(ctx context.Context, p string, data []byte, ifVers
 	} else {
 		opts.SetMatchETag(ifVersion)
 	}
-	_, err = d.core.PutObject(ctx, d.cfg.Bucket, k, bytes.NewReader(data), int64(len(data)), "", "", opts)
+	err = d.putSigned(ctx, k, bytes.NewReader(data), int64(len(data)), opts)
 	switch {
 	case err == nil:
 		return nil

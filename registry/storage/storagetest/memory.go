@@ -58,7 +58,7 @@ func UploadMemory(t *testing.T, newDriver func(t *testing.T) storage.Driver) {
 		t.Logf("live heap and stacks: %d KiB with %d waiting bodies, %d KiB with %d: %d KiB per body; large buffers out at most %d",
 			before>>10, n, after>>10, 4*n, perBody>>10, pool.HighWater())
 		// A large copy buffer is 4 MiB; a waiting body may hold one small
-		// buffer (64 KiB) and its goroutines.
+		// buffer (32 KiB) and its goroutines.
 		if perBody > 512<<10 {
 			t.Errorf("each waiting body holds %d KiB: memory grows with the number of slow connections", perBody>>10)
 		}
