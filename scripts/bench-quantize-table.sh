@@ -3,18 +3,19 @@
 # synthetic model and the three real test models (make onnx-models), every
 # version (VARIANTS) is quantized and then timed against FP32 in one process,
 # round-robin (bench.Paired), at two input sizes, with its data size and
-# cosine/MSE/MAE against FP32 (worst output, first input size).
+# cosine/MSE/MAE against FP32 (worst output, first input size). A speedup
+# cell is "p50 ratio (fastest-run ratio)".
 #
 #   scripts/bench-quantize-table.sh                   # all four models
 #   MODELS=deepa THREADS=2 scripts/bench-quantize-table.sh
 #
 # Needs cgo and onnxruntime (make ort). Prints Markdown rows on stdout and
 # the CPU on stderr; exits 1 if a default int8 model is slower than FP32 at
-# either size (a speedup under MIN_SPEEDUP, default 1.00).
+# either size (a fastest-run speedup under MIN_SPEEDUP, default 1.00).
 set -euo pipefail
 shopt -s inherit_errexit 2>/dev/null || true
 cd "$(dirname "$0")/.."
-VARIANTS=${VARIANTS:-int8,int8-pc,int8-all,int4,int4-acc0,fp16}
+VARIANTS=${VARIANTS:-int8,int8-pc,int8-static,int8-static-qlinear,int8-static-pct,int4,fp16,auto@0.99,int8-all,int4-acc0}
 MODELS=${MODELS:-synthetic ppocr deepa silero}
 THREADS=${THREADS:-1}
 MIN_SPEEDUP=${MIN_SPEEDUP:-1.00}
@@ -27,7 +28,7 @@ go run ./quantize/synth/cmd/synth -o "$work/synthetic" -hidden 512 -layers 4 >/d
 
 echo "CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) CPUs," \
 	"$(grep -o -w -E 'avx2|avx512_vnni|avx_vnni' /proc/cpuinfo | sort -u | tr '\n' ' ')load $(cut -d' ' -f1-3 /proc/loadavg), threads $THREADS" >&2
-echo "| model | version | data size | cosine | MSE | MAE | speedup size 1 | speedup size 2 |"
+echo "| model | version | data size | cosine | MSE | MAE | speedup, size 1 | speedup, size 2 |"
 echo "|---|---|---|---|---|---|---|---|"
 fail=0
 for m in $MODELS; do
@@ -41,8 +42,10 @@ for m in $MODELS; do
 	esac
 	"$work/quantable" -name "$m" -variants "$VARIANTS" -threads "$THREADS" -work "$work/$m" "${args[@]}" | tee "$work/$m.rows"
 	# The default int8 row: both speedups at least MIN_SPEEDUP.
+	# The gate reads the fastest-run ratio (in parentheses): on a shared
+	# machine the median moves with the neighbours' load.
 	awk -F'|' -v min="$MIN_SPEEDUP" -v m="$m" '$3 ~ /^ int8 $/ {
-		for (i = 8; i <= 9; i++) { v = $i; gsub(/[ ×]/, "", v); if (v + 0 < min) { print "FAIL: " m " default int8 " v "x FP32" > "/dev/stderr"; bad = 1 } }
+		for (i = 8; i <= 9; i++) { v = $i; sub(/.*\(/, "", v); gsub(/[ ×)]/, "", v); if (v + 0 < min) { print "FAIL: " m " default int8 " v "x FP32" > "/dev/stderr"; bad = 1 } }
 	} END { exit bad }' "$work/$m.rows" || fail=1
 done
 exit $fail

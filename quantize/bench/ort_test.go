@@ -134,3 +134,37 @@ func TestProviders(t *testing.T) {
 		t.Errorf("auto: provider %s, warning %q; want cpu with a warning", s.Provider(), warn.String())
 	}
 }
+
+// TestPaired: versions of a model run in one process against the
+// baseline; the same model scores 1, a rescaled one is told apart.
+func TestPaired(t *testing.T) {
+	dir := t.TempDir()
+	base := writeClassifier(t, dir, 1)
+	other := writeClassifier(t, t.TempDir(), 2) // weights twice as large
+	inputs, err := GenerateInputs(base, map[string][]int64{"x": {2, 8}}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p50, res, err := Paired(context.Background(), PairedConfig{Baseline: base, Models: []string{base, other}, Inputs: inputs,
+		Warmup: 1, Runs: 5, Options: Options{Threads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p50 <= 0 || len(res) != 2 || res[0].Path != base || res[1].Path != other {
+		t.Fatalf("p50 %v, results %+v", p50, res)
+	}
+	for i, r := range res {
+		if r.P50 <= 0 || r.Speedup <= 0 || r.SpeedupMin <= 0 || math.IsInf(r.Speedup, 0) {
+			t.Errorf("result %d: %+v", i, r)
+		}
+	}
+	if res[0].Worst.Cosine != 1 || res[0].Worst.MSE != 0 {
+		t.Errorf("the baseline against itself: %+v", res[0].Worst)
+	}
+	if res[1].Worst.MSE == 0 {
+		t.Errorf("a model with other weights scored identical: %+v", res[1].Worst)
+	}
+	if _, _, err := Paired(context.Background(), PairedConfig{Baseline: base, Models: []string{base}, Inputs: inputs}); err == nil {
+		t.Error("0 runs: no error")
+	}
+}

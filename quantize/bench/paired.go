@@ -28,6 +28,9 @@ type PairedResult struct {
 	Path    string
 	P50     time.Duration
 	Speedup float64 // baseline p50 over this p50 (>1: faster)
+	// SpeedupMin is the same for the fastest run of each: on a shared,
+	// loaded machine it is the steadier estimate of what each costs alone.
+	SpeedupMin float64
 	Worst   Quality // worst figure over the outputs, against the baseline
 }
 
@@ -81,7 +84,7 @@ func Paired(ctx context.Context, cfg PairedConfig) (time.Duration, []PairedResul
 	if err != nil {
 		return 0, nil, fmt.Errorf("paired benchmark: outputs of %s: %w", cfg.Baseline, err)
 	}
-	base := median(times[0])
+	base, baseMin := median(times[0]), slices.Min(times[0])
 	results := make([]PairedResult, 0, len(cfg.Models))
 	for i, s := range sessions[1:] {
 		got, err := s.Outputs()
@@ -97,7 +100,8 @@ func Paired(ctx context.Context, cfg PairedConfig) (time.Duration, []PairedResul
 			return 0, nil, errors.New("paired benchmark: the model has no floating-point output to compare")
 		}
 		p50 := median(times[i+1])
-		results = append(results, PairedResult{Path: paths[i+1], P50: p50, Speedup: float64(base) / float64(p50), Worst: *w})
+		results = append(results, PairedResult{Path: paths[i+1], P50: p50, Speedup: float64(base) / float64(p50),
+			SpeedupMin: float64(baseMin) / float64(slices.Min(times[i+1])), Worst: *w})
 	}
 	return base, results, nil
 }

@@ -129,14 +129,14 @@ func run() error {
 	}
 	fmt.Printf("| %s | fp32 | %s | 1 | 0 | 0 |", *name, mib(fp32Size))
 	for range sizes {
-		fmt.Print(" 1.00× |")
+		fmt.Print(" 1.00× (1.00×) |")
 	}
 	fmt.Println()
 	for i, v := range versions {
 		q := speed[0][i].Worst
 		fmt.Printf("| %s | %s | %s (%.1f%%) | %.6f | %.2e | %.2e |", *name, v.name, mib(v.size), 100*float64(v.size)/float64(fp32Size), q.Cosine, q.MSE, q.MAE)
 		for j := range sizes {
-			fmt.Printf(" %.2f× |", speed[j][i].Speedup)
+			fmt.Printf(" %.2f× (%.2f×) |", speed[j][i].Speedup, speed[j][i].SpeedupMin)
 		}
 		fmt.Println()
 	}
