@@ -31,7 +31,7 @@ type PairedResult struct {
 	// SpeedupMin is the same for the fastest run of each: on a shared,
 	// loaded machine it is the steadier estimate of what each costs alone.
 	SpeedupMin float64
-	Worst   Quality // worst figure over the outputs, against the baseline
+	Worst      Quality // worst figure over the outputs, against the baseline
 }
 
 // Paired loads the baseline and every model, runs them round-robin and
