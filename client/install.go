@@ -1,17 +1,24 @@
 package client
 
 import (
+	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sort"
 	"strings"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/modelctl/modelctl/internal/atomicfile"
 	"github.com/modelctl/modelctl/manifests"
@@ -49,14 +56,18 @@ func ReadReceipt(dir string) (*Receipt, error) {
 	return &rc, nil
 }
 
-func writeReceipt(dir string, rc *Receipt) error {
+// writeReceipt writes the receipt as the last step of the install.
+func (tx *installTx) writeReceipt(dir string, rc *Receipt) error {
 	b, err := json.MarshalIndent(rc, "", "  ")
 	if err != nil {
 		return err
 	}
 	rdir := filepath.Join(dir, manifests.ReservedDir)
-	if err := mkdirNoLinks(dir, manifests.ReservedDir); err != nil {
+	if err := tx.mkdirNoLinks(dir, manifests.ReservedDir); err != nil {
 		return err
+	}
+	if err := fault("receipt", rdir); err != nil {
+		return fmt.Errorf("write receipt: %w", err)
 	}
 	if err := atomicfile.WriteFile(filepath.Join(rdir, "receipt.json"), b, 0o644, true); err != nil {
 		return fmt.Errorf("write receipt: %w", Explain(err, ""))
@@ -70,10 +81,126 @@ func randomSuffix() string {
 	return hex.EncodeToString(b[:])
 }
 
+// linkThreshold is the size from which installs hardlink the cache blob.
+const linkThreshold = 4 << 20
+
+// KeptSuffix marks a file that an install found at a destination with
+// bytes that neither the new artifact nor the cache holds: it is moved
+// aside under NAME + KeptSuffix + TIME, never overwritten.
+const KeptSuffix = ".modelctl-kept-"
+
+// installFault, when set (tests only), is asked before every step of an
+// install that changes the target; an error it returns is that step
+// failing, and the install must undo every earlier step.
+var installFault func(step, path string) error
+
+func fault(step, path string) error {
+	if installFault == nil {
+		return nil
+	}
+	return installFault(step, path)
+}
+
+// installTx is an installation in progress. Every file is staged beside
+// its destination (a link of the cache blob, or a fsynced copy) before any
+// destination is switched, and each replaced file is kept under a second
+// name until the whole set is switched, so a failure at any step (a
+// refused path, a full disk, a receipt that cannot be written) puts every
+// file back as it was and removes the directories the install created.
+type installTx struct {
+	c       *Client
+	dir     string
+	created []string // directories created, in creation order
+	steps   []*txFile
+	stamp   string
+	// Kept lists the files found with unknown bytes, moved aside.
+	Kept []string
+}
+
+type txFile struct {
+	f      manifests.File
+	dest   string
+	tmp    string // staged new content; "" once renamed (or when skipped)
+	bak    string // the previous file under a second name, "" when none
+	known  bool   // the previous bytes are a blob the cache holds
+	moved  bool   // bak was made by renaming dest (no hardlinks here)
+	placed bool   // tmp is at dest
+}
+
+// install places verified cache blobs at their paths under dir, all or
+// nothing; the returned transaction is committed (call finish) or undone
+// (rollback) by the caller, after whatever else belongs to the install
+// (the receipt) has been written.
+func (c *Client) install(ctx context.Context, dir string, files []manifests.File) (*installTx, error) {
+	tx := &installTx{c: c, dir: dir, stamp: time.Now().UTC().Format("20060102T150405")}
+	if err := tx.mkdirAll(dir); err != nil {
+		tx.rollback()
+		return nil, err
+	}
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			tx.rollback()
+			return nil, err
+		}
+		if err := tx.stage(ctx, f); err != nil {
+			tx.rollback()
+			return nil, err
+		}
+	}
+	for _, s := range tx.steps {
+		if err := tx.place(s); err != nil {
+			tx.rollback()
+			return nil, err
+		}
+	}
+	return tx, nil
+}
+
+// mkdirAll creates dir and its missing parents, remembering them.
+func (tx *installTx) mkdirAll(dir string) error {
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("%s exists and is not a directory", d)
+			}
+			break
+		}
+		if !isNotExist(err) {
+			return Explain(err, "")
+		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := tx.mkdir(missing[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (tx *installTx) mkdir(d string) error {
+	if err := fault("mkdir", d); err != nil {
+		return fmt.Errorf("create %s: %w", d, err)
+	}
+	if err := os.Mkdir(d, 0o755); err != nil {
+		if os.IsExist(err) {
+			return nil
+		}
+		return fmt.Errorf("create %s: %w", d, Explain(err, ""))
+	}
+	tx.created = append(tx.created, d)
+	return nil
+}
+
 // mkdirNoLinks creates root/rel directory by directory, refusing to go
 // through anything that is not a real directory (a symlink planted in the
 // target could otherwise redirect a write outside it).
-func mkdirNoLinks(root, rel string) error {
+func (tx *installTx) mkdirNoLinks(root, rel string) error {
 	cur := root
 	for _, elem := range strings.Split(rel, "/") {
 		cur = filepath.Join(cur, elem)
@@ -82,60 +209,59 @@ func mkdirNoLinks(root, rel string) error {
 		case err == nil && fi.IsDir():
 			continue
 		case err == nil && fi.Mode()&os.ModeSymlink != 0:
-			return fmt.Errorf("%s is a symbolic link: refusing to install through it", cur)
+			return fmt.Errorf("%s is a symbolic link: refusing to install through it (nothing was changed)", cur)
 		case err == nil:
-			return fmt.Errorf("%s exists and is not a directory", cur)
+			return fmt.Errorf("%s exists and is not a directory (nothing was changed)", cur)
 		case !isNotExist(err):
 			return err
 		}
-		if err := os.Mkdir(cur, 0o755); err != nil && !os.IsExist(err) {
-			return fmt.Errorf("create %s: %w", cur, Explain(err, ""))
-		}
-	}
-	return nil
-}
-
-// linkThreshold is the size from which installs hardlink the cache blob.
-const linkThreshold = 4 << 20
-
-// install places verified cache blobs at their paths under dir.
-func (c *Client) install(dir string, files []manifests.File) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return Explain(err, "")
-	}
-	for _, f := range files {
-		if err := c.installFile(dir, f); err != nil {
+		if err := tx.mkdir(cur); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (c *Client) installFile(dir string, f manifests.File) error {
+// stage puts the new content of one file beside its destination.
+func (tx *installTx) stage(ctx context.Context, f manifests.File) error {
+	c := tx.c
 	// Validated again here: install must be safe whatever called it.
 	if err := manifests.ValidatePath(f.Path); err != nil {
 		return err
 	}
-	parentRel := ""
 	if i := strings.LastIndexByte(f.Path, '/'); i >= 0 {
-		parentRel = f.Path[:i]
-		if err := mkdirNoLinks(dir, parentRel); err != nil {
+		if err := tx.mkdirNoLinks(tx.dir, f.Path[:i]); err != nil {
 			return err
 		}
 	}
-	dest := filepath.Join(dir, filepath.FromSlash(f.Path))
-	parent := filepath.Dir(dest)
+	s := &txFile{f: f, dest: filepath.Join(tx.dir, filepath.FromSlash(f.Path))}
 	src := c.cache.BlobPath(f.Digest)
 	c.cache.touchBlob(f.Digest)
-	if fi, err := os.Lstat(dest); err == nil {
+	if fi, err := os.Lstat(s.dest); err == nil {
 		if fi.IsDir() {
-			return fmt.Errorf("%s is a directory", dest)
+			return fmt.Errorf("%s is a directory (nothing was changed)", s.dest)
 		}
-		if si, err := os.Stat(src); err == nil && fi.Mode().IsRegular() && os.SameFile(fi, si) {
-			return nil // already this blob
+		if fi.Mode().IsRegular() {
+			if si, err := os.Stat(src); err == nil && os.SameFile(fi, si) {
+				return nil // already this blob
+			}
+			d, err := c.fileDigest(ctx, s.dest, fi)
+			if err != nil {
+				return fmt.Errorf("read %s, which is in the way: %w", s.dest, err)
+			}
+			if d == f.Digest {
+				return nil // already these bytes: kept as they are
+			}
+			s.known = c.cache.HasBlob(d, fi.Size())
 		}
+		s.bak = s.dest + KeptSuffix + tx.stamp
+	} else if !isNotExist(err) {
+		return fmt.Errorf("install %s: %w", f.Path, err)
 	}
-	tmp := filepath.Join(parent, ".modelctl-tmp-"+randomSuffix())
+	tmp := filepath.Join(filepath.Dir(s.dest), ".modelctl-tmp-"+randomSuffix())
+	if err := fault("stage", s.dest); err != nil {
+		return fmt.Errorf("install %s: %w", f.Path, err)
+	}
 	// Large files (weights) are hardlinked so a model is not stored twice;
 	// small ones (the graph, docs) are copied, since tools such as onnx's
 	// shape inference rewrite a graph in place, which through a link would
@@ -147,13 +273,269 @@ func (c *Client) installFile(dir string, f manifests.File) error {
 			return fmt.Errorf("install %s: %w", f.Path, err)
 		}
 	}
-	// rename replaces a symlink at dest, never its target.
-	if err := atomicfile.Rename(tmp, dest); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("install %s: %w", f.Path, Explain(err, ""))
-	}
-	_ = atomicfile.SyncDir(parent)
+	s.tmp = tmp
+	tx.steps = append(tx.steps, s)
 	return nil
+}
+
+// place switches one destination to its staged content, keeping the
+// previous file under its backup name.
+func (tx *installTx) place(s *txFile) error {
+	if s.bak != "" {
+		if err := fault("backup", s.dest); err != nil {
+			return fmt.Errorf("install %s: keep %s: %w", s.f.Path, s.dest, err)
+		}
+		// A second name for the old file keeps dest in place until the
+		// rename below replaces it; without hardlinks it moves aside.
+		if err := os.Link(s.dest, s.bak); err != nil {
+			if err := atomicfile.Rename(s.dest, s.bak); err != nil {
+				return fmt.Errorf("install %s: keep %s: %w", s.f.Path, s.dest, Explain(err, ""))
+			}
+			s.moved = true
+		}
+	}
+	if err := fault("switch", s.dest); err != nil {
+		return fmt.Errorf("install %s: %w", s.f.Path, err)
+	}
+	// rename replaces a symlink at dest, never its target.
+	if err := atomicfile.Rename(s.tmp, s.dest); err != nil {
+		return fmt.Errorf("install %s: %w", s.f.Path, Explain(err, ""))
+	}
+	s.tmp, s.placed = "", true
+	_ = atomicfile.SyncDir(filepath.Dir(s.dest))
+	return nil
+}
+
+// rollback puts every destination back as it was, removes what was
+// staged and the directories the install created.
+func (tx *installTx) rollback() {
+	for i := len(tx.steps) - 1; i >= 0; i-- {
+		s := tx.steps[i]
+		if s.tmp != "" {
+			os.Remove(s.tmp)
+		}
+		switch {
+		case s.bak != "" && (s.placed || s.moved):
+			_ = atomicfile.Rename(s.bak, s.dest)
+		case s.bak != "":
+			os.Remove(s.bak) // a second name only; dest was never replaced
+		case s.placed:
+			os.Remove(s.dest)
+		}
+		_ = atomicfile.SyncDir(filepath.Dir(s.dest))
+	}
+	for i := len(tx.created) - 1; i >= 0; i-- {
+		os.Remove(tx.created[i]) // only empty ones go
+	}
+	tx.steps, tx.created = nil, nil
+}
+
+// finish ends a successful install: previous files whose bytes the cache
+// holds are dropped; any other is kept, moved aside, and listed in Kept.
+func (tx *installTx) finish() {
+	for _, s := range tx.steps {
+		if s.bak == "" {
+			continue
+		}
+		if s.known {
+			os.Remove(s.bak)
+			continue
+		}
+		tx.Kept = append(tx.Kept, s.bak)
+	}
+	sort.Strings(tx.Kept)
+}
+
+// fileDigest returns the digest of a local file: from the digest cache
+// when the file is unchanged since it was recorded, else by hashing it
+// (and recording it).
+func (c *Client) fileDigest(ctx context.Context, path string, fi fs.FileInfo) (digest.Digest, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	if d, ok := c.cache.LookupDigest(abs, fi); ok {
+		return d, nil
+	}
+	d, err := hashLocal(ctx, abs)
+	if err != nil {
+		return "", err
+	}
+	_ = c.cache.StoreDigest(abs, fi, d)
+	return d, nil
+}
+
+// hashLocal hashes a file with SHA-256, stopping when ctx is cancelled.
+func hashLocal(ctx context.Context, path string) (digest.Digest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	buf := make([]byte, 4<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		n, err := f.Read(buf)
+		h.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	return digest.NewDigest(digest.SHA256, h), nil
+}
+
+// Adopt looks at the files already at the paths of an artifact under dir
+// before anything is fetched: a file whose bytes are the layer's (hashed
+// once, its digest recorded) becomes the cache's blob for it, linked (or
+// copied, where links cannot be made) into the cache, so the pull that
+// follows downloads nothing for it. It returns the paths adopted; a file
+// that differs is left for the install, which moves it aside.
+func (c *Client) Adopt(ctx context.Context, dir string, files []manifests.File) ([]string, error) {
+	var adopted []string
+	for _, f := range files {
+		if manifests.ValidatePath(f.Path) != nil || c.cache.HasBlob(f.Digest, f.Size) {
+			continue
+		}
+		path := filepath.Join(dir, filepath.FromSlash(f.Path))
+		fi, err := os.Lstat(path)
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() != f.Size {
+			continue
+		}
+		d, err := c.fileDigest(ctx, path, fi)
+		if err != nil {
+			if ctx.Err() != nil {
+				return adopted, ctx.Err()
+			}
+			continue
+		}
+		if d != f.Digest {
+			continue
+		}
+		tmp := filepath.Join(c.cache.Dir(), "tmp", "adopt-"+randomSuffix())
+		if f.Size < linkThreshold || os.Link(path, tmp) != nil {
+			// Small files are copied (their installs are copies too, and
+			// addBlob makes a blob read-only); verified again as copied.
+			if err := copyFile(path, tmp); err != nil {
+				return adopted, fmt.Errorf("adopt %s: %w", path, err)
+			}
+			if got, err := hashLocal(ctx, tmp); err != nil || got != f.Digest {
+				os.Remove(tmp)
+				continue
+			}
+		}
+		if err := c.cache.addBlob(f.Digest, tmp); err != nil {
+			os.Remove(tmp)
+			return adopted, fmt.Errorf("adopt %s: %w", path, err)
+		}
+		if fi2, err := os.Lstat(path); err == nil {
+			if abs, err := filepath.Abs(path); err == nil {
+				_ = c.cache.StoreDigest(abs, fi2, f.Digest)
+			}
+		}
+		adopted = append(adopted, path)
+	}
+	return adopted, nil
+}
+
+// ErrNotCached is returned by InstallCached when a blob of the artifact
+// is not in the local cache.
+var ErrNotCached = errors.New("not in the local cache")
+
+// InstallCached installs an artifact whose manifest the caller holds
+// (raw, checked against ref's digest) from the local cache alone, without
+// contacting any registry: every blob must be in the cache, and every byte
+// of it is hashed again before a file is switched. It installs like Pull
+// (all or nothing, receipt) and reports every file as "cached".
+func (c *Client) InstallCached(ctx context.Context, ref Reference, raw []byte, dir string) (*PullResult, error) {
+	if ref.Digest == "" {
+		return nil, fmt.Errorf("install %s from the cache: name a digest", ref)
+	}
+	if got := ref.Digest.Algorithm().FromBytes(raw); got != ref.Digest {
+		return nil, fmt.Errorf("install %s from the cache: the manifest given is %s: %w", ref, got, ErrDigestMismatch)
+	}
+	m, err := manifests.ParseManifest(raw)
+	if err != nil {
+		return nil, fmt.Errorf("install %s from the cache: %w", ref, err)
+	}
+	files := m.Files
+	var missing []string
+	for _, f := range files {
+		if !c.cache.HasBlob(f.Digest, f.Size) {
+			missing = append(missing, f.Path)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("install %s from the cache: %s %w", ref, strings.Join(missing, ", "), ErrNotCached)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, runtime.GOMAXPROCS(0)))
+	seen := map[digest.Digest]bool{}
+	for _, f := range files {
+		if seen[f.Digest] {
+			continue
+		}
+		seen[f.Digest] = true
+		g.Go(func() error {
+			got, err := hashLocal(gctx, c.cache.BlobPath(f.Digest))
+			if err != nil {
+				return fmt.Errorf("layer %s: read the cached blob: %w", f.Path, err)
+			}
+			if got != f.Digest {
+				// Dropped so that the next online sync fetches it again.
+				os.Remove(c.cache.BlobPath(f.Digest))
+				return fmt.Errorf("layer %s: the cached blob is %s, want %s: %w", f.Path, got, f.Digest, ErrDigestMismatch)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, fmt.Errorf("install %s from the cache: %w", ref, err)
+	}
+	return c.installFiles(ctx, ref, ref.Digest, files, dir, nil)
+}
+
+// installFiles is the end of every install (Pull's and InstallCached's):
+// the files, then the receipt, all or nothing.
+func (c *Client) installFiles(ctx context.Context, ref Reference, d digest.Digest, files []manifests.File, dir string, transferred []int64) (*PullResult, error) {
+	res := &PullResult{Reference: ref.String(), Digest: d}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	res.Dir = abs
+	tx, err := c.install(ctx, abs, files)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: install into %s: %w", ref, dir, err)
+	}
+	receipt := Receipt{Reference: ref.String(), Digest: d, InstalledAt: time.Now().UTC()}
+	for i, f := range files {
+		var n int64
+		if transferred != nil {
+			n = transferred[i]
+		}
+		st := "downloaded"
+		if n == 0 && f.Size > 0 {
+			st = "cached"
+		}
+		res.Files = append(res.Files, FileResult{Path: f.Path, Digest: f.Digest, Size: f.Size, Status: st, Transferred: n})
+		res.Size += f.Size
+		res.Transferred += n
+		receipt.Files = append(receipt.Files, ReceiptFile{Path: f.Path, Digest: f.Digest, Size: f.Size})
+	}
+	res.Receipt = filepath.Join(abs, filepath.FromSlash(ReceiptPath))
+	if err := tx.writeReceipt(abs, &receipt); err != nil {
+		tx.rollback()
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	tx.finish()
+	res.Kept = tx.Kept
+	return res, nil
 }
 
 func copyFile(src, dst string) error {
