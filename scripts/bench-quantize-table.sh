@@ -8,6 +8,12 @@
 #
 #   scripts/bench-quantize-table.sh                   # all four models
 #   MODELS=deepa THREADS=2 scripts/bench-quantize-table.sh
+#   MODELS= RSS_SIZE=1GiB scripts/bench-quantize-table.sh   # only the RSS part
+#
+# Then (RSS_SIZE, default 1GiB; RSS_SIZE=0 skips it) the peak RSS of
+# `modelctl quantize --mode int8-static` (calibration) and of
+# `--target-cosine 0.99` (the search) on a synthetic model of that size,
+# onnxruntime's sessions included (VmHWM of the process).
 #
 # Needs cgo and onnxruntime (make ort). Prints Markdown rows on stdout and
 # the CPU on stderr; exits 1 if a default int8 model is slower than FP32 at
@@ -48,4 +54,23 @@ for m in $MODELS; do
 		for (i = 8; i <= 9; i++) { v = $i; sub(/.*\(/, "", v); gsub(/[ ×)]/, "", v); if (v + 0 < min) { print "FAIL: " m " default int8 " v "x FP32" > "/dev/stderr"; bad = 1 } }
 	} END { exit bad }' "$work/$m.rows" || fail=1
 done
+
+RSS_SIZE=${RSS_SIZE:-1GiB}
+if [ "$RSS_SIZE" != 0 ]; then
+	CGO_ENABLED=1 go build -o "$work/modelctl" ./cmd/modelctl
+	"$work/modelctl" synth -o "$work/big" --size "$RSS_SIZE" --hidden 1024 >/dev/null
+	big=$work/big/model.onnx
+	for run in "static:--mode int8-static" "auto:--target-cosine 0.99"; do
+		name=${run%%:*}
+		t0=$(date +%s.%N)
+		# shellcheck disable=SC2086
+		"$work/modelctl" quantize "$big" -o "$work/big-$name/m.onnx" ${run#*:} --shape input=1x16x1024 --samples 4 \
+			--threads "$THREADS" --json >"$work/$name.json"
+		rss=$(sed -n 's/.*"peakRSSBytes":\([0-9]*\).*/\1/p' "$work/$name.json")
+		secs=$(awk "BEGIN{print $(date +%s.%N) - $t0}")
+		printf 'peak RSS, %s on a %s synthetic model (%d MiB of FP32 data): %d MiB, %.0f s\n' "$name" "$RSS_SIZE" \
+			"$(( $(stat -c %s "$big.data") >> 20 ))" "$(( rss >> 20 ))" "$secs" >&2
+		rm -rf "$work/big-$name"
+	done
+fi
 exit $fail

@@ -35,6 +35,14 @@ type Result struct {
 // activations for int8-static, or the plan a search chose for a target.
 func Quantize(ctx context.Context, in, out string, o Options) (*Result, error) {
 	o.Calibration.Options = o.Bench
+	if o.Target != nil || o.Mode == quantize.ModeInt8Static {
+		// Both run onnxruntime: say it is missing before any work.
+		lib, err := bench.LibraryPath(o.Bench.LibraryPath)
+		if err != nil {
+			return nil, fmt.Errorf("quantize: %w", err)
+		}
+		o.Bench.LibraryPath, o.Calibration.LibraryPath = lib, lib
+	}
 	if o.Target != nil {
 		return Search(ctx, in, out, o)
 	}
