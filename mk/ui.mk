@@ -17,6 +17,7 @@ $(CHROMIUM):
 ui-screenshots: $(CHROMIUM) $(ORT_LIB)
 	MODELCTL_UI_SCREENSHOTS=$(ROOT)/docs/ui $(GO) test -count=1 -timeout 10m -run 'TestUIInBrowser$$' ./e2e/
 
-# Render time of a repository page with 1,000 tags (docs/ui.md).
-bench-ui:
-	$(GO) test -count=1 -run 'TestRepositoryPageRenderTime$$' -v ./registry/ui/ | grep -E 'repository page|ok|FAIL'
+# Render time of a repository page with 1,000 tags (docs/ui.md), on the
+# filesystem and on S3 (versitygw).
+bench-ui: $(VERSITYGW) $(TOOLBIN)/versitygw
+	$(GO) test -count=1 -run 'TestRepositoryPageRenderTime$$' -bench 'RepositoryPage1000TagsS3$$' -benchtime 5x -v ./registry/ui/ | grep -E 'repository page|ok|FAIL'

@@ -27,6 +27,9 @@ const (
 	// loadParallel is how many tags are resolved and summarized at once
 	// (S3 round trips overlap; the filesystem does not mind).
 	loadParallel = 16
+	// tagParallel is how many tag links are read at once: on S3 each is
+	// one small GET whose time is mostly waiting.
+	tagParallel = 16
 	// signatureTTL is how long a version's signature count is reused: new
 	// signatures show within this time.
 	signatureTTL = 15 * time.Second
@@ -193,36 +196,39 @@ type tagRow struct {
 }
 
 // loadTags resolves every tag of name and summarizes what it points at,
-// loadParallel at a time. Signature counts are added when withSigs.
+// loadParallel at a time. Signature counts are added when withSigs, for
+// the versions that have referrers at all (one listing tells which).
 func (h *Handler) loadTags(ctx context.Context, name string, withSigs bool) ([]tagRow, error) {
-	tags, err := h.store.Tags(ctx, name, -1, "")
+	digests, err := h.store.TagDigests(ctx, name, tagParallel)
 	if err != nil {
 		return nil, err
 	}
-	rows := make([]tagRow, len(tags))
-	errs := make([]error, len(tags))
+	var withRefs map[digest.Digest]bool
+	if withSigs {
+		if withRefs, err = h.store.ReferrerSubjects(ctx, name); err != nil {
+			return nil, err
+		}
+	}
+	rows := make([]tagRow, 0, len(digests))
+	for tag, d := range digests {
+		rows = append(rows, tagRow{Tag: tag, summary: summary{Digest: d}})
+	}
 	var wg sync.WaitGroup
 	next := make(chan int)
-	for w := 0; w < min(loadParallel, len(tags)); w++ {
+	for w := 0; w < min(loadParallel, len(rows)); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				d, err := h.store.ResolveTag(ctx, name, tags[i])
-				if err != nil {
-					if !errors.Is(err, storage.ErrManifestUnknown) {
-						errs[i] = err
-					}
-					continue // deleted meanwhile
-				}
-				rows[i] = tagRow{Tag: tags[i], summary: h.summarize(ctx, name, d)}
-				if withSigs {
+				d := rows[i].Digest
+				rows[i].summary = h.summarize(ctx, name, d)
+				if withRefs[d] {
 					rows[i].Signatures = len(h.signatures(ctx, name, d))
 				}
 			}
 		}()
 	}
-	for i := range tags {
+	for i := range rows {
 		if ctx.Err() != nil {
 			break
 		}
@@ -233,23 +239,14 @@ func (h *Handler) loadTags(ctx context.Context, name string, withSigs bool) ([]t
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	out := rows[:0]
-	for i, r := range rows {
-		if errs[i] != nil {
-			return nil, fmt.Errorf("tag %s: %w", tags[i], errs[i])
-		}
-		if r.Tag != "" {
-			out = append(out, r)
-		}
-	}
 	// Newest first; tags of one version stay together, in name order.
-	sort.SliceStable(out, func(i, j int) bool {
-		if !out[i].Created.Equal(out[j].Created) {
-			return out[i].Created.After(out[j].Created)
+	sort.Slice(rows, func(i, j int) bool {
+		if !rows[i].Created.Equal(rows[j].Created) {
+			return rows[i].Created.After(rows[j].Created)
 		}
-		return out[i].Tag < out[j].Tag
+		return rows[i].Tag < rows[j].Tag
 	})
-	return out, nil
+	return rows, nil
 }
 
 // What package signing writes (a test holds them equal): the registry

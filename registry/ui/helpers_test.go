@@ -91,6 +91,14 @@ func sortedKeysOf(m map[string]string) []string {
 // storeModel writes m through the storage layer and returns its digest.
 func storeModel(t testing.TB, s *storage.Store, m testModel) digest.Digest {
 	t.Helper()
+	d, err := tryStoreModel(t, s, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func tryStoreModel(t testing.TB, s *storage.Store, m testModel) (digest.Digest, error) {
 	ctx := context.Background()
 	body, blobs := modelManifest(t, m)
 	for d, b := range blobs {
@@ -98,16 +106,14 @@ func storeModel(t testing.TB, s *storage.Store, m testModel) digest.Digest {
 			continue
 		}
 		if _, err := s.PutBlob(ctx, m.Repo, d, bytes.NewReader(b)); err != nil {
-			t.Error(err)
-			return ""
+			return "", err
 		}
 	}
 	info, err := s.PutManifest(ctx, storage.PutManifestRequest{Name: m.Repo, Reference: m.Tag, ContentType: v1.MediaTypeImageManifest, Body: body, User: "tester"})
 	if err != nil {
-		t.Error(err) // from several goroutines: Fatal would not stop them
-		return ""
+		return "", err
 	}
-	return info.Digest
+	return info.Digest, nil
 }
 
 // pushModel pushes m through the registry's HTTP API, as a client does,
@@ -160,6 +166,12 @@ func newTestServer(t testing.TB, auth Authorizer, regAuth registry.Authorizer) *
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newTestServerOn(t, drv, auth, regAuth)
+}
+
+// newTestServerOn is newTestServer over another driver.
+func newTestServerOn(t testing.TB, drv storage.Driver, auth Authorizer, regAuth registry.Authorizer) *testServer {
+	t.Helper()
 	st := storage.NewStore(drv)
 	h, err := New(Config{Store: st, Auth: auth})
 	if err != nil {

@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"github.com/modelctl/modelctl/manifests"
 	"github.com/modelctl/modelctl/registry"
 	"github.com/modelctl/modelctl/registry/auth"
+	"github.com/modelctl/modelctl/registry/storage"
 	"github.com/modelctl/modelctl/signing"
 )
 
@@ -345,5 +347,31 @@ func TestSessionExpires(t *testing.T) {
 	s.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
 	if _, ok := s.user(req); ok {
 		t.Fatal("an expired session was accepted")
+	}
+}
+
+// TagDigests lists current tags only, with their digests; ReferrerSubjects
+// names the versions that have referrers.
+func TestTagDigestsAndReferrerSubjects(t *testing.T) {
+	ts := newTestServer(t, nil, nil)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	a := storeModel(t, ts.Store, testModel{Repo: "r/m", Tag: "a", Created: t0, Files: map[string]string{"f": "1"}})
+	b := storeModel(t, ts.Store, testModel{Repo: "r/m", Tag: "b", Created: t0.Add(time.Hour), Files: map[string]string{"f": "2"}})
+	if err := ts.Store.DeleteTag(context.Background(), "r/m", "b", "tester"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ts.Store.TagDigests(context.Background(), "r/m", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got["a"] != a {
+		t.Fatalf("TagDigests: %v, want only a=%s (b=%s deleted)", got, a, b)
+	}
+	if _, err := ts.Store.TagDigests(context.Background(), "no/such", 4); !errors.Is(err, storage.ErrNameUnknown) {
+		t.Fatalf("TagDigests of a missing repository: %v", err)
+	}
+	subj, err := ts.Store.ReferrerSubjects(context.Background(), "r/m")
+	if err != nil || len(subj) != 0 {
+		t.Fatalf("ReferrerSubjects without referrers: %v %v", subj, err)
 	}
 }
