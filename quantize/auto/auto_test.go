@@ -283,3 +283,32 @@ func TestSearch(t *testing.T) {
 		}
 	}
 }
+
+func TestAgreement(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		a, b          [][]float64 // samples
+		cos, mse, mae float64
+	}{
+		{"equal", [][]float64{{1, 2}, {3, 4}}, [][]float64{{1, 2}, {3, 4}}, 1, 0, 0},
+		// One value per sample: the cosine is over the samples together.
+		{"scalar outputs", [][]float64{{1}, {0}}, [][]float64{{0}, {1}}, 0, 1, 1},
+		{"scaled", [][]float64{{1, 1}}, [][]float64{{2, 2}}, 1, 1, 1},
+		{"opposite", [][]float64{{1, -1}}, [][]float64{{-1, 1}}, -1, 4, 2},
+		{"both zero", [][]float64{{0, 0}}, [][]float64{{0, 0}}, 1, 0, 0},
+	} {
+		g := &agreement{}
+		for i := range tc.a {
+			g.add(tc.a[i], tc.b[i])
+		}
+		q := g.quality()
+		if math.Abs(q.Cosine-tc.cos) > 1e-12 || math.Abs(q.MSE-tc.mse) > 1e-12 || math.Abs(q.MAE-tc.mae) > 1e-12 {
+			t.Errorf("%s: %+v, want cosine %g MSE %g MAE %g", tc.name, q, tc.cos, tc.mse, tc.mae)
+		}
+	}
+	g := &agreement{}
+	g.add([]float64{0, 0}, []float64{1, 0}) // FP32 all zero, the model not
+	if q := g.quality(); !math.IsNaN(q.Cosine) || (Target{MinCosine: 0.5}).met(q) {
+		t.Errorf("zero against non-zero: %+v, want a NaN cosine that meets no target", q)
+	}
+}

@@ -89,8 +89,9 @@ func candidates(base quantize.Options) []Candidate {
 }
 
 // Search tries the candidate plans on the samples, each against FP32 in
-// onnxruntime (quality over every sample; speed paired with FP32 in one
-// process on the first sample), and writes the plan that meets the target
+// onnxruntime (quality over all samples together, per output, judged on
+// the worst output; speed paired with FP32 in one process on the first
+// sample), and writes the plan that meets the target
 // and is fastest (or smallest, with PreferSize). The plan, the target and
 // the reason are recorded in the model's metadata. One candidate model is
 // on disk and loaded at a time; reference outputs are kept on disk.
@@ -180,7 +181,7 @@ func Search(ctx context.Context, in, out string, o Options) (*Result, error) {
 		if c.Bytes, err = modelBytes(path); err != nil {
 			return nil, err
 		}
-		worst := bench.Quality{Cosine: math.Inf(1)}
+		acc := map[int]*agreement{}
 		err := runSamples(ctx, path, set, o.Bench, func(i int, outs []bench.Tensor) error {
 			for j, got := range outs {
 				ref, err := bench.ReadNPY(filepath.Join(refDir, fmt.Sprintf("%d_%d.npy", i, j)), got.Name)
@@ -190,17 +191,26 @@ func Search(ctx context.Context, in, out string, o Options) (*Result, error) {
 				if !ref.IsFloat() {
 					continue
 				}
-				q, err := bench.Similarity(ref, got)
-				if err != nil {
-					return fmt.Errorf("output %s: %w", got.Name, err)
+				a, err1 := ref.Float64s()
+				b, err2 := got.Float64s()
+				if err1 != nil || err2 != nil || len(a) != len(b) {
+					return fmt.Errorf("output %s: %d values against FP32's %d (%v, %v)", got.Name, len(b), len(a), err1, err2)
 				}
-				worst.Cosine = math.Min(worst.Cosine, q.Cosine)
-				worst.MSE, worst.MAE, worst.MaxAbs = math.Max(worst.MSE, q.MSE), math.Max(worst.MAE, q.MAE), math.Max(worst.MaxAbs, q.MaxAbs)
+				if acc[j] == nil {
+					acc[j] = &agreement{}
+				}
+				acc[j].add(a, b)
 			}
 			return nil
 		})
 		if err != nil {
 			return nil, fmt.Errorf("quantize: search: candidate %s: %w", c.Name, err)
+		}
+		worst := bench.Quality{Cosine: math.Inf(1)}
+		for _, a := range acc {
+			q := a.quality()
+			worst.Cosine = math.Min(worst.Cosine, q.Cosine)
+			worst.MSE, worst.MAE, worst.MaxAbs = math.Max(worst.MSE, q.MSE), math.Max(worst.MAE, q.MAE), math.Max(worst.MaxAbs, q.MaxAbs)
 		}
 		c.Quality, c.Meets = worst, t.met(worst)
 		if c.Meets {
@@ -337,4 +347,40 @@ func modelBytes(path string) (int64, error) {
 		n += f.Bytes
 	}
 	return n, nil
+}
+
+// agreement accumulates, sample by sample, how one output agrees with
+// FP32's over all samples together: a one-value output (a probability)
+// has a meaningful cosine only across samples, and nothing but these sums
+// is kept.
+type agreement struct {
+	ab, aa, bb, se, ae, maxAbs float64
+	n                          int64
+}
+
+func (g *agreement) add(a, b []float64) {
+	for i := range a {
+		d := a[i] - b[i]
+		g.ab += a[i] * b[i]
+		g.aa += a[i] * a[i]
+		g.bb += b[i] * b[i]
+		g.se += d * d
+		g.ae += math.Abs(d)
+		g.maxAbs = math.Max(g.maxAbs, math.Abs(d))
+	}
+	g.n += int64(len(a))
+}
+
+func (g *agreement) quality() bench.Quality {
+	q := bench.Quality{Cosine: 1, MaxAbs: g.maxAbs}
+	if g.aa > 0 || g.bb > 0 {
+		q.Cosine = g.ab / math.Sqrt(g.aa*g.bb)
+	}
+	if math.IsNaN(q.Cosine) || math.IsNaN(g.se) {
+		q.Cosine = math.NaN()
+	}
+	if g.n > 0 {
+		q.MSE, q.MAE = g.se/float64(g.n), g.ae/float64(g.n)
+	}
+	return q
 }
