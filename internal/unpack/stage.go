@@ -39,7 +39,9 @@ func NewStage(target string) (*Stage, error) {
 	}
 	s := &Stage{target: abs, claims: map[string]claimed{}}
 	parent, prefix := filepath.Dir(abs), "."+filepath.Base(abs)+".unpack-"
-	fi, err := os.Lstat(abs)
+	// The target itself may be a link to a directory (a models directory
+	// kept elsewhere); only what is inside it must not be.
+	fi, err := os.Stat(abs)
 	switch {
 	case err == nil && fi.IsDir():
 		parent, prefix = filepath.Join(abs, manifests.ReservedDir), "unpack-"

@@ -374,6 +374,29 @@ func TestHostileArchives(t *testing.T) {
 	}
 }
 
+// TestTargetIsALink checks that a target that is a symbolic link to a
+// directory is installed into, through the link.
+func TestTargetIsALink(t *testing.T) {
+	root := t.TempDir()
+	real, link := filepath.Join(root, "real"), filepath.Join(root, "link")
+	os.Mkdir(real, 0o755)
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	blob := buildTar(t, reg("m/a.txt", "a"))
+	s, err := NewStage(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Unpack(context.Background(), bytes.NewReader(blob), layerFor(blob, ""), Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	sameSnapshot(t, "real target", snapshot(t, real), map[string]string{".": "<dir>", "m": "<dir>", filepath.Join("m", "a.txt"): "a"})
+}
+
 // TestRefusalIntoMissingTarget checks that a refused archive does not
 // create the target.
 func TestRefusalIntoMissingTarget(t *testing.T) {
