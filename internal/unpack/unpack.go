@@ -109,13 +109,8 @@ type File struct {
 	Executable bool
 }
 
-// bufSize is the size of the reads from the archive and of the writes to
-// the files: large enough that a 1 GiB layer is a thousand syscalls.
+// bufSize is the buffer of small files' writes and of draining a stream.
 const bufSize = 1 << 20
-
-// writebackStep is how much of a file is written before its writeback is
-// started, so the final fsync finds little left.
-const writebackStep = 8 << 20
 
 // Unpack reads one archive layer from r into the stage. r yields the
 // layer's bytes as stored in the registry (compressed); it is read to its
@@ -134,8 +129,8 @@ func (s *Stage) Unpack(ctx context.Context, r io.Reader, l Layer, lim Limits) (f
 			}
 		}
 	}()
-	if err := l.Digest.Validate(); err != nil {
-		return nil, fmt.Errorf("layer digest %q: %w", l.Digest, err)
+	if err := l.Digest.Validate(); err != nil || l.Digest.Algorithm() != digest.SHA256 {
+		return nil, fmt.Errorf("layer digest %q: only valid sha256 digests are supported", l.Digest)
 	}
 	if l.Size < 0 {
 		return nil, fmt.Errorf("negative layer size %d", l.Size)
@@ -175,8 +170,8 @@ func (s *Stage) Unpack(ctx context.Context, r io.Reader, l Layer, lim Limits) (f
 	u.tarStream = &boundedReader{r: tarStream, limit: u.streamLimit, what: "the uncompressed archive"}
 	var tarReader io.Reader = u.tarStream
 	if l.DiffID != "" && l.Compression != manifests.CompressionNone {
-		if err := l.DiffID.Validate(); err != nil {
-			return nil, fmt.Errorf("declared uncompressed digest %q: %w", l.DiffID, err)
+		if err := l.DiffID.Validate(); err != nil || l.DiffID.Algorithm() != digest.SHA256 {
+			return nil, fmt.Errorf("declared uncompressed digest %q: only valid sha256 digests are supported", l.DiffID)
 		}
 		u.diff = &hashingReader{r: tarReader, h: sha256.New()}
 		tarReader = u.diff
@@ -370,25 +365,16 @@ func (u *unpacker) file(tr *tar.Reader, hdr *tar.Header, name string) error {
 	return nil
 }
 
-// copyFile writes exactly size bytes of r to f in large writes, starting
-// writeback as it goes.
+// copyFile writes exactly size bytes of r to f (a small file).
 func (u *unpacker) copyFile(f *os.File, r io.Reader, size int64) (int64, error) {
-	var written, synced int64
+	var written int64
 	for written < size {
-		if err := u.ctx.Err(); err != nil {
-			return written, err
-		}
-		want := min(int64(len(u.buf)), size-written)
-		n, err := io.ReadFull(r, u.buf[:want])
+		n, err := io.ReadFull(r, u.buf[:min(int64(len(u.buf)), size-written)])
 		if n > 0 {
 			if _, werr := f.Write(u.buf[:n]); werr != nil {
 				return written, &writeError{werr}
 			}
 			written += int64(n)
-			if written-synced >= writebackStep {
-				startWriteback(f, synced, written-synced)
-				synced = written
-			}
 		}
 		if err != nil {
 			if err == io.EOF {

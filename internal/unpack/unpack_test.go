@@ -550,3 +550,26 @@ func sameSnapshotT(t *testing.T, got, want map[string]string) {
 		t.Fatalf("target changed by a refused archive: %v", keys(got))
 	}
 }
+
+// TestBadDescriptor checks that a layer described with a digest this
+// package cannot check is refused before anything is read.
+func TestBadDescriptor(t *testing.T) {
+	blob := buildTar(t, reg("a", "1"))
+	for _, l := range []Layer{
+		{Name: "x", Digest: "nonsense", Size: int64(len(blob))},
+		{Name: "x", Digest: digest.SHA512.FromBytes(blob), Size: int64(len(blob))},
+		{Name: "x", Digest: digest.FromBytes(blob), Size: -1},
+		{Name: "x", Digest: digest.FromBytes(blob), Size: int64(len(blob)), Compression: manifests.CompressionGzip, DiffID: "md5:00"},
+		{Name: "x", Digest: digest.FromBytes(blob), Size: int64(len(blob)), Compression: "bzip2"},
+	} {
+		root := t.TempDir()
+		s, err := NewStage(filepath.Join(root, "m"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Unpack(context.Background(), bytes.NewReader(blob), l, Limits{}); err == nil {
+			t.Errorf("%+v accepted", l)
+		}
+		sameSnapshot(t, "root", snapshot(t, root), map[string]string{".": "<dir>"})
+	}
+}
