@@ -225,13 +225,24 @@ func (h *Handler) serveArtifact(w http.ResponseWriter, r *http.Request, name str
 			p.Referrers = append(p.Referrers, refRow{Digest: ref.Digest, ArtifactType: ref.ArtifactType, Created: ref.Annotations[v1.AnnotationCreated]})
 		}
 	}
+	// The history of every tag that points here, and, in a repository
+	// small enough to read every history, of the tags that did once (a
+	// version rolled back from is found by the tag it left).
+	pointsHere := map[string]bool{}
 	for _, t := range p.Tags {
-		moves, err := h.store.TagHistory(ctx, name, t)
-		if err != nil {
+		pointsHere[t] = true
+	}
+	for _, t := range tags {
+		if !pointsHere[t.Tag] && len(tags) > maxHistoryScan {
 			continue
 		}
-		p.History = append(p.History, tagHistory{Tag: t, Moves: h.moveRows(name, moves)})
+		moves, err := h.store.TagHistory(ctx, name, t.Tag)
+		if err != nil || (!pointsHere[t.Tag] && !mentions(moves, d)) {
+			continue
+		}
+		p.History = append(p.History, tagHistory{Tag: t.Tag, Moves: h.moveRows(name, moves)})
 	}
+	sort.Slice(p.History, func(i, j int) bool { return p.History[i].Tag < p.History[j].Tag })
 	if ds, err := registry.Deployments(ctx, h.store, name); err == nil {
 		for _, dep := range ds {
 			if dep.Digest == d {
@@ -240,6 +251,19 @@ func (h *Handler) serveArtifact(w http.ResponseWriter, r *http.Request, name str
 		}
 	}
 	h.render(w, r, http.StatusOK, "artifact", name+"@"+short(d), p)
+}
+
+// maxHistoryScan is the most tags whose histories an artifact page reads
+// to find the tags that pointed at it once.
+const maxHistoryScan = 100
+
+func mentions(moves []storage.TagMove, d digest.Digest) bool {
+	for _, mv := range moves {
+		if mv.From == d || mv.To == d {
+			return true
+		}
+	}
+	return false
 }
 
 // moveRows labels a tag's moves: created, moved, rolled back (to a digest

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/modelctl/modelctl/registry"
 	"github.com/modelctl/modelctl/registry/auth"
 	"github.com/modelctl/modelctl/registry/storage"
+	"github.com/modelctl/modelctl/registry/storage/filesystem"
 	"github.com/modelctl/modelctl/signing"
 )
 
@@ -83,6 +85,10 @@ func TestPagesShowWhatWasPushed(t *testing.T) {
 	parent := get(t, c, ts.URL+"/ui/r/sarai/audio-core/-/a/"+string(fp32), http.StatusOK)
 	mustContain(t, parent, `id="children"`, `href="/ui/r/sarai/audio-core/-/a/`+string(int8)+`"`, "(int8)",
 		`data-tag="prod"`, `class="move-rollback"`, `class="move-created"`)
+
+	// int8 is no longer under prod, but prod's history still shows it.
+	art = get(t, c, ts.URL+"/ui/r/sarai/audio-core/-/a/"+string(int8), http.StatusOK)
+	mustContain(t, art, `data-tag="prod"`, `data-tag="int8"`)
 
 	cmp := get(t, c, ts.URL+"/ui/r/sarai/audio-core/-/compare?a=fp32&b=int8", http.StatusOK)
 	mustContain(t, cmp, `id="compare-figures"`, `id="compare-files"`, "model.onnx.data", "3.9 KiB", "1000 B", "differs (0.250×)", "8.5", "3.9", "0.459×")
@@ -373,5 +379,37 @@ func TestTagDigestsAndReferrerSubjects(t *testing.T) {
 	subj, err := ts.Store.ReferrerSubjects(context.Background(), "r/m")
 	if err != nil || len(subj) != 0 {
 		t.Fatalf("ReferrerSubjects without referrers: %v %v", subj, err)
+	}
+}
+
+// Under TLS the cookies are Secure.
+func TestCookiesSecureUnderTLS(t *testing.T) {
+	a, err := auth.New(auth.Config{Users: users(t, "u:p"), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drv, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := storage.NewStore(drv)
+	h, err := New(Config{Store: st, Auth: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := registry.New(registry.Config{Store: st, Auth: a, UI: h, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewTLSServer(srv)
+	defer ts.Close()
+	resp, err := ts.Client().Get(ts.URL + "/ui/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cs := resp.Cookies()
+	if len(cs) != 1 || cs[0].Name != loginCSRFCookie || !cs[0].Secure || !cs[0].HttpOnly || cs[0].SameSite != http.SameSiteStrictMode {
+		t.Fatalf("cookies under TLS: %+v", cs)
 	}
 }
