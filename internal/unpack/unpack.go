@@ -132,6 +132,11 @@ func (s *Stage) Unpack(ctx context.Context, r io.Reader, l Layer, lim Limits) (f
 	if err := l.Digest.Validate(); err != nil || l.Digest.Algorithm() != digest.SHA256 {
 		return nil, fmt.Errorf("layer digest %q: only valid sha256 digests are supported", l.Digest)
 	}
+	if l.DiffID != "" {
+		if err := l.DiffID.Validate(); err != nil || l.DiffID.Algorithm() != digest.SHA256 {
+			return nil, fmt.Errorf("declared uncompressed digest %q: only valid sha256 digests are supported", l.DiffID)
+		}
+	}
 	if l.Size < 0 {
 		return nil, fmt.Errorf("negative layer size %d", l.Size)
 	}
@@ -170,9 +175,6 @@ func (s *Stage) Unpack(ctx context.Context, r io.Reader, l Layer, lim Limits) (f
 	u.tarStream = &boundedReader{r: tarStream, limit: u.streamLimit, what: "the uncompressed archive"}
 	var tarReader io.Reader = u.tarStream
 	if l.DiffID != "" && l.Compression != manifests.CompressionNone {
-		if err := l.DiffID.Validate(); err != nil || l.DiffID.Algorithm() != digest.SHA256 {
-			return nil, fmt.Errorf("declared uncompressed digest %q: only valid sha256 digests are supported", l.DiffID)
-		}
 		u.diff = &hashingReader{r: tarReader, h: sha256.New()}
 		tarReader = u.diff
 	}
