@@ -62,6 +62,16 @@ type Section struct {
 	// RequireSignature and SigningKey are the section's signature policy.
 	RequireSignature bool
 	SigningKey       string
+	// AppDir is the application's directory (app_dir), "" when unset.
+	AppDir string
+	// Restart and Health are the section's service commands (restart,
+	// health), HealthTimeout how long health may take to pass
+	// (health_timeout, a Go duration such as 90s).
+	Restart, Health string
+	HealthTimeout   string
+
+	base    string // the directory a relative model_path was resolved in
+	relPath string // model_path as written, when it was resolved
 }
 
 // Config is a parsed YAML config file. It keeps the file's bytes so that
@@ -69,6 +79,9 @@ type Section struct {
 type Config struct {
 	// Path is the file the config was loaded from ("" when parsed).
 	Path string
+	// Dir, when set (-C DIR), is the application's directory: relative
+	// model_paths of every section are relative to it.
+	Dir  string
 	data []byte
 	doc  *yaml.Node // the mapping at the root of the document
 }
@@ -225,7 +238,8 @@ func sectionOf(m *yaml.Node, key string) (Section, error) {
 	for _, f := range []struct {
 		name string
 		dst  *string
-	}{{KeyName, &s.Name}, {KeyModelPath, &s.ModelPath}, {KeyArtifact, &s.Artifact}, {KeySigningKey, &s.SigningKey}} {
+	}{{KeyName, &s.Name}, {KeyModelPath, &s.ModelPath}, {KeyArtifact, &s.Artifact}, {KeySigningKey, &s.SigningKey},
+		{KeyAppDir, &s.AppDir}, {KeyRestart, &s.Restart}, {KeyHealth, &s.Health}, {KeyHealthTimeout, &s.HealthTimeout}} {
 		v, err := scalarValue(m, f.name, key)
 		if err != nil {
 			return Section{}, err

@@ -44,7 +44,7 @@ func findInstall(local, modelPath string, d digest.Digest) (*install, error) {
 		inst, err := readRecord(dir, d)
 		switch {
 		case err == nil:
-			root, _, rerr := installRoot(runtime.GOOS, modelPath, inst.Manifest.Files)
+			root, rerr := installRootOf(runtime.GOOS, modelPath, inst.Manifest)
 			if rerr == nil && filepath.Clean(filepath.FromSlash(root)) == filepath.Clean(dir) {
 				return inst, nil
 			}
@@ -105,4 +105,40 @@ func writeRecord(root string, d digest.Digest, raw []byte) error {
 		}
 	}
 	return writeAtomic(recordPath(root, d), raw)
+}
+
+// writeRecordUndoable writes the record of d in root and returns what
+// takes it away again, with the directories writing it created, unless
+// it was there already.
+func writeRecordUndoable(root string, d digest.Digest, raw []byte) (undo func(), err error) {
+	var created []string
+	for p := root; ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) || filepath.Dir(p) == p {
+			break
+		}
+		created = append([]string{p}, created...)
+	}
+	for _, p := range []string{filepath.Join(root, manifests.ReservedDir), filepath.Join(root, manifests.ReservedDir, pinsDir)} {
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			created = append(created, p)
+		}
+	}
+	_, statErr := os.Lstat(recordPath(root, d))
+	existed := statErr == nil
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, err
+	}
+	undo = func() {
+		if !existed {
+			os.Remove(recordPath(root, d))
+		}
+		for i := len(created) - 1; i >= 0; i-- {
+			os.Remove(created[i]) // only when empty
+		}
+	}
+	if err := writeRecord(root, d, raw); err != nil {
+		undo()
+		return nil, err
+	}
+	return undo, nil
 }

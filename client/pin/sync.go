@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"io"
 	"runtime"
+	"slices"
 	"sort"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -25,6 +28,11 @@ type Resolver interface {
 type Puller interface {
 	Resolver
 	Pull(ctx context.Context, ref client.Reference, dir string) (*client.PullResult, error)
+	// InstallCached installs a digest whose manifest is known from the
+	// cache alone, without the registry.
+	InstallCached(ctx context.Context, ref client.Reference, raw []byte, dir string) (*client.PullResult, error)
+	// Adopt links bytes already at an artifact's paths into the cache.
+	Adopt(ctx context.Context, dir string, files []manifests.File) ([]string, error)
 	Cache() *client.Cache
 }
 
@@ -47,8 +55,15 @@ func (c *Config) Pin(ctx context.Context, r Resolver, key, ref string) (digest.D
 	}
 	// A model_path that sync could not install is refused now, not later.
 	if s, err := c.Section(key); err == nil && s.ModelPath != "" {
-		if _, _, err := installRoot(runtime.GOOS, s.ModelPath, art.Manifest.Files); err != nil {
+		if _, err := installRootOf(runtime.GOOS, s.ModelPath, art.Manifest); err != nil {
 			return "", fmt.Errorf("pin %s: %w", key, err)
+		}
+		// Where the pin is made is where the application reads: a later
+		// sync from another directory is refused (see resolved).
+		if rs, err := c.resolved(s); err == nil {
+			if err := c.recordAppDir(rs); err != nil {
+				return "", fmt.Errorf("pin %s: %w", key, err)
+			}
 		}
 	}
 	if err := c.SetPin(key, ref, art.Digest); err != nil {
@@ -76,6 +91,20 @@ type SyncOptions struct {
 	// A section that wants a check when Check is nil fails.
 	Check    CheckFunc
 	CheckAll bool
+	// Restart and Health override the sections' restart and health
+	// commands; HealthTimeout their health_timeout.
+	Restart, Health string
+	HealthTimeout   time.Duration
+	// Pins, when set, are digests to install for those sections instead
+	// of their pins (a rollback); Keys, when set, limits the sync to those
+	// sections.
+	Pins map[string]digest.Digest
+	Keys []string
+	// Why is recorded in the local pin history with each move ("update"
+	// by default, "rollback").
+	Why string
+	// Log, when set, is told what the service commands do as they run.
+	Log io.Writer
 }
 
 // SyncResult is what Sync did for one section.
@@ -98,31 +127,69 @@ type SyncResult struct {
 	// Removed lists files of the previous pin that the new one lacks,
 	// removed because no section uses them and they were unchanged.
 	Removed []string `json:"removed,omitempty"`
+	// FromCache: installed from the local cache and the pin records
+	// alone; the registry was not consulted.
+	FromCache bool `json:"from_cache,omitempty"`
+	// Adopted lists files already in place with the pinned bytes, taken
+	// into the cache instead of downloaded; Kept, files in the way with
+	// other bytes, moved aside (NAME.modelctl-kept-TIME).
+	Adopted []string `json:"adopted,omitempty"`
+	Kept    []string `json:"kept,omitempty"`
+	// Restart and Health are the service commands run after the switch.
+	Restart *CommandResult `json:"restart,omitempty"`
+	Health  *CommandResult `json:"health,omitempty"`
+	// RolledBack: the service failed with the new model and the section
+	// was switched back to Previous.
+	RolledBack bool `json:"rolled_back,omitempty"`
 }
 
 // Sync installs the pinned artifact of every section into the directory of
 // its model_path: files are fetched into the cache and verified before
 // they appear (client.Pull), and an installation that is already complete
 // is left alone without asking the registry anything, so a second sync
-// transfers nothing. With Update, tags are resolved first and the pins of
-// the sections installed are rewritten in the file, after their files are
-// in place. Sections are independent: each failure is reported and the
-// others proceed.
+// transfers nothing. A digest whose manifest this host recorded and whose
+// blobs are in the cache is installed from there, the registry not
+// consulted. With Update, tags are resolved first and the pins of the
+// sections installed are rewritten in the file, after their files are in
+// place; then the service is restarted and checked (restart, health) and,
+// if it fails, every switched section goes back to its previous model, the
+// pins back to what they were, and the service is restarted again.
+// Sections are independent: each failure is reported and the others
+// proceed.
 func Sync(ctx context.Context, cfg *Config, p Puller, opts SyncOptions) ([]SyncResult, error) {
-	secs, err := cfg.Sections()
+	all, err := cfg.Sections()
 	if err != nil {
 		return nil, err
 	}
-	if len(secs) == 0 {
+	if len(all) == 0 {
 		return nil, fmt.Errorf("no model sections (with %s or %s) in the config", KeyArtifact, KeyDigest)
 	}
 	var results []SyncResult
 	var errs []error
-	changed := false
+	var secs []Section
+	for _, s := range all {
+		if len(opts.Keys) > 0 && !slices.Contains(opts.Keys, s.Key) {
+			continue
+		}
+		if s.ModelPath != "" {
+			rs, err := cfg.resolved(s)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("sync %s: %w", s.Key, err))
+				continue
+			}
+			s = rs
+		}
+		secs = append(secs, s)
+	}
 	claims := map[string]map[string]digest.Digest{} // section key -> files its pin installs
 	for _, s := range secs {
 		claims[s.Key] = installedFiles(s, s.Digest)
 	}
+	type switched struct {
+		sec Section
+		res int // index in results
+	}
+	var changed []switched
 	for _, s := range secs {
 		if s.SigningKey != "" && !filepath.IsAbs(s.SigningKey) && cfg.Path != "" {
 			s.SigningKey = filepath.Join(filepath.Dir(cfg.Path), filepath.FromSlash(s.SigningKey))
@@ -137,25 +204,182 @@ func Sync(ctx context.Context, cfg *Config, p Puller, opts SyncOptions) ([]SyncR
 			errs = append(errs, fmt.Errorf("sync %s: %w", s.Key, err))
 			continue
 		}
+		if err := cfg.recordAppDir(s); err != nil {
+			errs = append(errs, fmt.Errorf("sync %s: %w", s.Key, err))
+		}
 		if res.Digest != s.Digest {
 			if err := cfg.SetPin(s.Key, s.Artifact, res.Digest); err != nil {
-				errs = append(errs, err)
+				// The file cannot hold the new pin: the old model goes back.
+				errs = append(errs, fmt.Errorf("sync %s: %w", s.Key, err))
+				if _, berr := switchBack(ctx, p, s, opts); berr != nil {
+					errs = append(errs, fmt.Errorf("sync %s: switch back to %s: %w", s.Key, s.Digest, berr))
+				}
 				continue
 			}
 			res.Previous = s.Digest
-			changed = true
-			old := claims[s.Key]
-			claims[s.Key] = installedFiles(s, res.Digest)
-			res.Removed = removeStale(p.Cache(), old, claims)
+			changed = append(changed, switched{s, len(results)})
 		}
 		results = append(results, *res)
 	}
-	if changed && cfg.Path != "" {
+	if len(changed) == 0 {
+		return results, errors.Join(errs...)
+	}
+	if cfg.Path != "" {
 		if err := cfg.Save(); err != nil {
+			// The files must not disagree with the pins: switch back.
 			errs = append(errs, err)
+			for _, ch := range changed {
+				if _, berr := switchBack(ctx, p, ch.sec, opts); berr != nil {
+					errs = append(errs, fmt.Errorf("sync %s: switch back to %s: %w", ch.sec.Key, ch.sec.Digest, berr))
+				}
+				results[ch.res].RolledBack = true
+			}
+			return results, errors.Join(errs...)
 		}
 	}
+
+	// One service may carry several sections: each distinct one is
+	// restarted and checked once, after all its sections are switched.
+	groups := map[Service][]switched{}
+	var order []Service
+	for _, ch := range changed {
+		svc, err := serviceOf(ch.sec, opts)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sync %s: %w", ch.sec.Key, err))
+			svc = Service{Dir: ch.sec.base}
+		}
+		if _, ok := groups[svc]; !ok {
+			order = append(order, svc)
+		}
+		groups[svc] = append(groups[svc], ch)
+	}
+	ok := map[string]bool{}
+	for _, svc := range order {
+		group := groups[svc]
+		if svc.empty() {
+			for _, ch := range group {
+				ok[ch.sec.Key] = true
+			}
+			continue
+		}
+		restart := svc.restart(ctx)
+		logCommand(opts.Log, "restart", restart)
+		var health *CommandResult
+		if restart == nil || restart.OK {
+			health = svc.check(ctx)
+			logCommand(opts.Log, "health", health)
+		}
+		for _, ch := range group {
+			results[ch.res].Restart, results[ch.res].Health = restart, health
+		}
+		if (restart == nil || restart.OK) && (health == nil || health.OK) {
+			for _, ch := range group {
+				ok[ch.sec.Key] = true
+			}
+			continue
+		}
+		// The new model does not serve: every section of this service
+		// goes back, its pin too, and the service is restarted on it.
+		he := &HealthError{Restart: restart, Health: health, RolledBack: true}
+		for _, ch := range group {
+			he.Keys = append(he.Keys, ch.sec.Key)
+			if ch.sec.Digest == "" {
+				he.RolledBack, he.Cause = false, fmt.Errorf("%s had no model before this sync", ch.sec.Key)
+				continue
+			}
+			if _, err := switchBack(ctx, p, ch.sec, opts); err != nil {
+				he.RolledBack, he.Cause = false, err
+				continue
+			}
+			if err := cfg.SetPin(ch.sec.Key, ch.sec.Artifact, ch.sec.Digest); err != nil {
+				he.RolledBack, he.Cause = false, err
+				continue
+			}
+			results[ch.res].RolledBack = true
+			if root := results[ch.res].Root; root != "" {
+				_ = appendPinMove(root, PinMove{Time: time.Now().UTC(), Config: cfg.Path, Key: ch.sec.Key, From: results[ch.res].Digest, To: ch.sec.Digest, Why: "health"})
+			}
+		}
+		if cfg.Path != "" {
+			if err := cfg.Save(); err != nil {
+				he.RolledBack, he.Cause = false, err
+			}
+		}
+		he.AfterRestart = svc.restart(ctx)
+		logCommand(opts.Log, "restart after switching back", he.AfterRestart)
+		if he.AfterRestart == nil || he.AfterRestart.OK {
+			he.AfterHealth = svc.check(ctx)
+			logCommand(opts.Log, "health after switching back", he.AfterHealth)
+		}
+		errs = append(errs, fmt.Errorf("sync: %w", he))
+	}
+	why := opts.Why
+	if why == "" {
+		why = "update"
+	}
+	for _, ch := range changed {
+		if !ok[ch.sec.Key] {
+			continue
+		}
+		r := &results[ch.res]
+		if r.Root != "" {
+			if err := appendPinMove(r.Root, PinMove{Time: time.Now().UTC(), Config: cfg.Path, Key: ch.sec.Key, From: ch.sec.Digest, To: r.Digest, Why: why}); err != nil {
+				errs = append(errs, fmt.Errorf("sync %s: %w", ch.sec.Key, err))
+			}
+		}
+		old := claims[ch.sec.Key]
+		claims[ch.sec.Key] = installedFiles(ch.sec, r.Digest)
+		r.Removed = removeStale(p.Cache(), old, claims)
+	}
 	return results, errors.Join(errs...)
+}
+
+// switchBack installs a section's pinned digest again (its previous
+// model, after a switch that has to be undone): from the cache when it
+// can, which the previous install normally left complete.
+func switchBack(ctx context.Context, p Puller, s Section, opts SyncOptions) (*SyncResult, error) {
+	if s.Digest == "" {
+		return nil, fmt.Errorf("no previous pin")
+	}
+	o := opts
+	o.Update, o.Pins = false, map[string]digest.Digest{s.Key: s.Digest}
+	return syncSection(ctx, p, s, o, false)
+}
+
+// serviceOf is the service of a section: its restart, health and
+// health_timeout, the options' when set; commands run in the
+// application's directory.
+func serviceOf(s Section, opts SyncOptions) (Service, error) {
+	svc := Service{Restart: s.Restart, Health: s.Health, Dir: s.base}
+	if opts.Restart != "" {
+		svc.Restart = opts.Restart
+	}
+	if opts.Health != "" {
+		svc.Health = opts.Health
+	}
+	svc.Timeout = opts.HealthTimeout
+	if svc.Timeout == 0 && s.HealthTimeout != "" {
+		d, err := time.ParseDuration(s.HealthTimeout)
+		if err != nil || d <= 0 {
+			return svc, fmt.Errorf("%s %q: want a duration such as 90s", KeyHealthTimeout, s.HealthTimeout)
+		}
+		svc.Timeout = d
+	}
+	if svc.Dir == "" {
+		svc.Dir = filepath.Dir(filepath.FromSlash(s.ModelPath))
+	}
+	return svc, nil
+}
+
+func logCommand(w io.Writer, what string, r *CommandResult) {
+	if w == nil || r == nil {
+		return
+	}
+	state := "ok"
+	if !r.OK {
+		state = "failed: " + r.Error
+	}
+	fmt.Fprintf(w, "%s: %s: %s (%s)\n", what, r.Command, state, r.Took.Round(time.Millisecond))
 }
 
 func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions, check bool) (*SyncResult, error) {
@@ -182,9 +406,14 @@ func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions, che
 	want := s.Digest
 	var art *client.Artifact
 	switch {
+	case opts.Pins[s.Key] != "":
+		want = opts.Pins[s.Key]
 	case opts.Update && ref.Digest == "" && ref.Tag != "":
 		art, err = p.Resolve(ctx, ref)
 		if err != nil {
+			if want != "" && errors.Is(err, client.ErrUnreachable) {
+				return nil, fmt.Errorf("%w (sync without --update installs the pin, and rollback CONFIG goes back, from the local cache without the registry)", err)
+			}
 			return nil, err
 		}
 		want = art.Digest
@@ -222,6 +451,26 @@ func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions, che
 	}
 
 	pinned := ref.WithDigest(want)
+	// A digest this host installed before (its manifest is in the pin
+	// records) whose blobs are all in the cache is installed from there:
+	// a rollback or a re-sync works with the registry down.
+	if inst, err := findInstall(local, s.ModelPath, want); err == nil && art == nil && !check &&
+		cached(p.Cache(), inst.Manifest.Files) && (!s.RequireSignature || installedSigned(inst.Root, want, s)) {
+		if err := checkCPU(&client.Artifact{Digest: want, Manifest: inst.Manifest}, opts.CPU); err != nil {
+			return nil, err
+		}
+		pr, err := p.InstallCached(ctx, pinned, inst.Raw, inst.Root)
+		if err == nil {
+			recordDigests(p.Cache(), pr.Dir, pr.Files)
+			res.Status, res.Root, res.FromCache = "installed", pr.Dir, true
+			res.Files, res.Size, res.Kept = len(pr.Files), pr.Size, pr.Kept
+			return res, nil
+		}
+		if !errors.Is(err, client.ErrNotCached) && !errors.Is(err, client.ErrDigestMismatch) {
+			return nil, err
+		}
+		// A blob went missing or bad in the cache: fetch it.
+	}
 	if art == nil || art.Digest != want {
 		if art, err = p.Resolve(ctx, pinned); err != nil {
 			return nil, err
@@ -230,7 +479,7 @@ func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions, che
 	if err := checkCPU(art, opts.CPU); err != nil {
 		return nil, err
 	}
-	root, _, err := installRoot(runtime.GOOS, s.ModelPath, art.Manifest.Files)
+	root, err := installRootOf(runtime.GOOS, s.ModelPath, art.Manifest)
 	if err != nil {
 		return nil, err
 	}
@@ -243,6 +492,11 @@ func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions, che
 			return nil, err
 		}
 	}
+	// Bytes already where the model goes (copied by hand, say) that are
+	// the pinned ones are taken into the cache instead of downloaded.
+	if res.Adopted, err = p.Adopt(ctx, root, art.Manifest.Files); err != nil {
+		return nil, err
+	}
 	var staged int64
 	if check {
 		if staged, err = stageAndCheck(ctx, p, pinned, art, opts.Check); err != nil {
@@ -250,18 +504,22 @@ func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions, che
 		}
 		res.Checked = true
 	}
-	pr, err := p.Pull(ctx, pinned, root)
+	// The record goes in first, so that nothing can fail after the files
+	// are switched; a failed pull takes it (and what it created) away.
+	undo, err := writeRecordUndoable(root, want, art.Raw)
 	if err != nil {
+		return nil, fmt.Errorf("record the installation: %w", err)
+	}
+	pr, err := p.Pull(ctx, pinned, root)
+	if err == nil && pr.Digest != want {
+		err = fmt.Errorf("pulled %s, want %s", pr.Digest, want)
+	}
+	if err != nil {
+		undo()
 		return nil, err
 	}
 	pr.Transferred += staged
-	if pr.Digest != want {
-		return nil, fmt.Errorf("pulled %s, want %s", pr.Digest, want)
-	}
 	recordDigests(p.Cache(), pr.Dir, pr.Files)
-	if err := writeRecord(root, want, art.Raw); err != nil {
-		return nil, fmt.Errorf("record the installation: %w", err)
-	}
 	if keyID != "" {
 		// Verified before the pull: recorded with the key that did.
 		if err := writeSigned(root, want, keyID); err != nil {
@@ -269,8 +527,21 @@ func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions, che
 		}
 	}
 	res.Status, res.Root = "installed", pr.Dir
-	res.Files, res.Size, res.Transferred = len(pr.Files), pr.Size, pr.Transferred
+	res.Files, res.Size, res.Transferred, res.Kept = len(pr.Files), pr.Size, pr.Transferred, pr.Kept
 	return res, nil
+}
+
+// cached reports whether the cache holds every blob of files.
+func cached(c *client.Cache, files []manifests.File) bool {
+	if c == nil {
+		return false
+	}
+	for _, f := range files {
+		if !c.HasBlob(f.Digest, f.Size) {
+			return false
+		}
+	}
+	return true
 }
 
 // installedOK reports whether every file of an installation is in place

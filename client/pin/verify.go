@@ -82,6 +82,11 @@ func (c *Config) Verified(ctx context.Context, key string) (Model, error) {
 	if err != nil {
 		return Model{}, err
 	}
+	if s.ModelPath != "" {
+		if s, err = c.resolved(s); err != nil {
+			return Model{}, err
+		}
+	}
 	m, problems, err := verifySection(ctx, s)
 	if err != nil {
 		return Model{}, err
@@ -117,6 +122,11 @@ func (c *Config) VerifyAll(ctx context.Context) ([]VerifyResult, error) {
 	}
 	var out []VerifyResult
 	for _, s := range secs {
+		if s.ModelPath != "" {
+			if s, err = c.resolved(s); err != nil {
+				return nil, err
+			}
+		}
 		r := VerifyResult{Key: s.Key, Artifact: s.Artifact, Digest: s.Digest, Path: s.ModelPath}
 		m, problems, err := verifySection(ctx, s)
 		switch {
