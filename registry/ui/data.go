@@ -37,7 +37,7 @@ const (
 	maxReferrersShown = 200
 	// maxChildScan bounds the manifests looked at to find an artifact's
 	// children across repositories.
-	maxChildScan = 20000
+	maxChildScan = 5000
 )
 
 // summary is what the lists show of one manifest. Manifests are content

@@ -215,7 +215,7 @@ func (h *Handler) serveArtifact(w http.ResponseWriter, r *http.Request, name str
 	if p.Parent != nil && p.Parent.Name == name {
 		p.ParentCmpURL = p.CompareURL + "?a=" + string(p.Parent.Digest) + "&b=" + string(d)
 	}
-	p.Children = h.children(r, d)
+	p.Children = h.children(r, name, d)
 	p.Signatures = h.signatures(ctx, name, d)
 	if refs, err := h.store.Referrers(ctx, name, d, ""); err == nil {
 		for _, ref := range refs {
@@ -384,11 +384,19 @@ func repoOfRef(ref string) string {
 
 // children lists the tagged manifests, in every repository the user may
 // pull, whose parent is d.
-func (h *Handler) children(r *http.Request, d digest.Digest) []link {
+func (h *Handler) children(r *http.Request, name string, d digest.Digest) []link {
 	ctx := r.Context()
-	names, err := h.store.Catalog(ctx, -1, "")
+	all, err := h.store.Catalog(ctx, -1, "")
 	if err != nil {
 		return nil
+	}
+	// The artifact's own repository first: most children live there, and
+	// it is read even when the scan bound stops the others.
+	names := []string{name}
+	for _, n := range all {
+		if n != name {
+			names = append(names, n)
+		}
 	}
 	byDigest := map[string]*link{}
 	var out []*link

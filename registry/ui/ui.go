@@ -154,6 +154,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.static.ServeHTTP(w, r)
 		return
 	}
+	hdr.Set("Cache-Control", "no-store")
 	switch rest {
 	case "login":
 		h.serveLogin(w, r)
@@ -167,7 +168,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusMethodNotAllowed, "the UI is read-only")
 		return
 	}
-	hdr.Set("Cache-Control", "no-store")
 	if rest == "" {
 		h.serveRepositories(w, r)
 		return
