@@ -12,9 +12,9 @@ DEEPA_MODEL := $(MODELS_DIR)/hello_deepa.onnx
 VAD_MODEL   := $(MODELS_DIR)/silero_vad_v5.onnx
 
 TEST_DEPS += $(ONNX_PY) $(PPOCR_MODEL) $(DEEPA_MODEL) $(VAD_MODEL)
-BENCH_TARGETS += bench-quantize
+BENCH_TARGETS += bench-quantize bench-quantize-table
 
-.PHONY: onnx-models bench-quantize
+.PHONY: onnx-models bench-quantize bench-quantize-table
 
 onnx-models: $(ONNX_PY) $(PPOCR_MODEL) $(DEEPA_MODEL) $(VAD_MODEL)
 
@@ -48,6 +48,13 @@ $(VAD_MODEL):
 # against `cp` of the same data file (scripts/bench-quantize.sh).
 bench-quantize: bin/modelctl $(ONNX_PY)
 	./scripts/bench-quantize.sh
+
+# The table of docs/quantize.md: the four test models in every mode, paired
+# against FP32 in one process at two input sizes, and the peak RSS of static
+# calibration and of the --target-cosine search on a 1 GiB synthetic model
+# (scripts/bench-quantize-table.sh; about 10 minutes on 2 cores).
+bench-quantize-table: ort $(PPOCR_MODEL) $(DEEPA_MODEL) $(VAD_MODEL)
+	./scripts/bench-quantize-table.sh
 
 # qemu-x86_64 (Debian's qemu-user) runs the int8 tests on an emulated CPU
 # without VNNI (-cpu Haswell), whatever CPU the tests run on: the portable
