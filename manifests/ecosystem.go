@@ -122,25 +122,25 @@ const (
 // LayerPlan is what a pull does with one layer.
 type LayerPlan struct {
 	// Index is the layer's position in the manifest.
-	Index      int
-	Descriptor ocispec.Descriptor
+	Index      int                `json:"index"`
+	Descriptor ocispec.Descriptor `json:"descriptor"`
 	// Role is the layer's kind in its ecosystem: weight, weight.config,
 	// doc, code, dataset (ModelPack); model, modelpart, code, dataset, docs,
 	// prompt (KitOps); file (anything else).
-	Role        string
-	Format      LayerFormat
-	Compression Compression
+	Role        string      `json:"role"`
+	Format      LayerFormat `json:"format"`
+	Compression Compression `json:"compression,omitempty"`
 	// Path is where a raw layer's file goes. For an archive it is the path
 	// the producer packed (informational; entries carry their own paths),
 	// or "".
-	Path string
+	Path string `json:"path,omitempty"`
 	// DiffID is the digest of the uncompressed tar when the config declares
 	// it (ModelPack diffIds, Kitfile diffId); "" when unknown. For raw and
 	// uncompressed tar layers it equals the layer digest.
-	DiffID digest.Digest
+	DiffID digest.Digest `json:"diff_id,omitempty"`
 	// UnpackedSize bounds the bytes an archive's files may hold when the
 	// producer declared it (ModelPack file metadata); -1 when unknown.
-	UnpackedSize int64
+	UnpackedSize int64 `json:"unpacked_size"`
 }
 
 // IsArchive reports whether the layer is unpacked rather than installed as is.
