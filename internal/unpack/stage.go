@@ -28,6 +28,8 @@ type Stage struct {
 	claims   map[string]claimed
 	dirs     []string
 	files    []File
+	// unpacked is the bytes of the files of the archives unpacked so far.
+	unpacked int64
 	done     bool
 }
 

@@ -64,8 +64,10 @@ const (
 
 // Limits bound what one archive may unpack to; zero fields take defaults.
 type Limits struct {
-	// MaxBytes bounds the bytes of the files of one archive (e.g. the free
-	// space of the target's disk); 0 means only the ratio bounds it.
+	// MaxBytes bounds the bytes of the files of all the archives unpacked
+	// into one stage (e.g. the free space of the target's disk; pass the
+	// same value for every layer, so that many small bombs cannot add up);
+	// 0 means only the ratio bounds each archive.
 	MaxBytes int64
 	// MaxRatio bounds the uncompressed tar's size per byte of the layer,
 	// beyond RatioSlack.
@@ -185,6 +187,7 @@ func (s *Stage) Unpack(ctx context.Context, r io.Reader, l Layer, lim Limits) (f
 		return nil, err
 	}
 	s.files = append(s.files, u.files...)
+	s.unpacked += u.fileBytes
 	return u.files, nil
 }
 
@@ -222,7 +225,7 @@ func (u *unpacker) setBounds() {
 	}
 	u.fileLimit = u.streamLimit
 	if u.lim.MaxBytes > 0 {
-		u.fileLimit = min(u.fileLimit, u.lim.MaxBytes)
+		u.fileLimit = min(u.fileLimit, max(u.lim.MaxBytes-u.stage.unpacked, 0))
 	}
 	if u.layer.UnpackedSize >= 0 {
 		u.fileLimit = min(u.fileLimit, u.layer.UnpackedSize)
@@ -392,8 +395,8 @@ func (u *unpacker) boundReason() string {
 	switch {
 	case u.layer.UnpackedSize >= 0 && u.fileLimit == u.layer.UnpackedSize:
 		return "the size the manifest declares"
-	case u.lim.MaxBytes > 0 && u.fileLimit == u.lim.MaxBytes:
-		return "the limit given"
+	case u.lim.MaxBytes > 0 && u.fileLimit == max(u.lim.MaxBytes-u.stage.unpacked, 0):
+		return fmt.Sprintf("the limit given, %d bytes for all archives, %d of them unpacked before", u.lim.MaxBytes, u.stage.unpacked)
 	case u.layer.Compression == manifests.CompressionNone:
 		return "the layer's own size"
 	}

@@ -574,3 +574,24 @@ func TestBadDescriptor(t *testing.T) {
 		sameSnapshot(t, "root", snapshot(t, root), map[string]string{".": "<dir>"})
 	}
 }
+
+// TestMaxBytesAcrossLayers checks that the explicit limit bounds all the
+// archives of a stage together: archives each under it cannot add up.
+func TestMaxBytesAcrossLayers(t *testing.T) {
+	root := t.TempDir()
+	s, err := NewStage(filepath.Join(root, "m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := Limits{MaxBytes: 1000}
+	a := buildTar(t, reg("a.bin", strings.Repeat("a", 600)))
+	b := buildTar(t, reg("b.bin", strings.Repeat("b", 600)))
+	if _, err := s.Unpack(context.Background(), bytes.NewReader(a), layerFor(a, ""), lim); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Unpack(context.Background(), bytes.NewReader(b), layerFor(b, ""), lim)
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "600 of them unpacked before") {
+		t.Fatalf("second archive: %v", err)
+	}
+	sameSnapshot(t, "root", snapshot(t, root), map[string]string{".": "<dir>"})
+}
