@@ -497,12 +497,12 @@ func (c *Client) InstallCached(ctx context.Context, ref Reference, raw []byte, d
 	if err := g.Wait(); err != nil {
 		return nil, fmt.Errorf("install %s from the cache: %w", ref, err)
 	}
-	return c.installFiles(ctx, ref, ref.Digest, files, dir, nil)
+	return c.installFiles(ctx, ref, ref.Digest, files, dir, nil, nil)
 }
 
 // installFiles is the end of every install (Pull's and InstallCached's):
 // the files, then the receipt, all or nothing.
-func (c *Client) installFiles(ctx context.Context, ref Reference, d digest.Digest, files []manifests.File, dir string, transferred []int64) (*PullResult, error) {
+func (c *Client) installFiles(ctx context.Context, ref Reference, d digest.Digest, files []manifests.File, dir string, transferred []int64, arch *archiveSet) (*PullResult, error) {
 	res := &PullResult{Reference: ref.String(), Digest: d}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -512,6 +512,14 @@ func (c *Client) installFiles(ctx context.Context, ref Reference, d digest.Diges
 	tx, err := c.install(ctx, abs, files)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: install into %s: %w", ref, dir, err)
+	}
+	if arch != nil {
+		// The archives' files, unpacked and verified in a stage, go in
+		// once the raw files are in place.
+		if err := arch.stage.Commit(); err != nil {
+			tx.rollback()
+			return nil, fmt.Errorf("pull %s: install into %s: %w", ref, dir, err)
+		}
 	}
 	receipt := Receipt{Reference: ref.String(), Digest: d, InstalledAt: time.Now().UTC()}
 	for i, f := range files {
@@ -527,6 +535,14 @@ func (c *Client) installFiles(ctx context.Context, ref Reference, d digest.Diges
 		res.Size += f.Size
 		res.Transferred += n
 		receipt.Files = append(receipt.Files, ReceiptFile{Path: f.Path, Digest: f.Digest, Size: f.Size})
+	}
+	if arch != nil {
+		res.Transferred += arch.transferred
+		for _, f := range arch.files {
+			res.Files = append(res.Files, FileResult{Path: f.Path, Digest: f.Digest, Size: f.Size, Status: "unpacked"})
+			res.Size += f.Size
+			receipt.Files = append(receipt.Files, ReceiptFile{Path: f.Path, Digest: f.Digest, Size: f.Size})
+		}
 	}
 	res.Receipt = filepath.Join(abs, filepath.FromSlash(ReceiptPath))
 	if err := tx.writeReceipt(abs, &receipt); err != nil {

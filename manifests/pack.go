@@ -57,6 +57,12 @@ type PackOptions struct {
 	Version      string
 	Precision    string
 	Quantization *Quantization
+	// Format is the config's model format (default onnx); Architecture and
+	// ParamSize describe the model when its format tells them (GGUF,
+	// safetensors configs).
+	Format       string
+	Architecture string
+	ParamSize    string
 	CreatedAt    time.Time
 	// Annotations are added to the manifest (bench, provenance); every key
 	// must be under AnnotationPrefix or a standard org.opencontainers key.
@@ -99,7 +105,10 @@ func Pack(files []File, opts PackOptions) (*Artifact, error) {
 		diffIDs = append(diffIDs, f.Digest)
 	}
 
-	cfg := ModelConfig{Format: FormatONNX, Precision: opts.Precision}
+	cfg := ModelConfig{Format: FormatONNX, Precision: opts.Precision, Architecture: opts.Architecture, ParamSize: opts.ParamSize}
+	if opts.Format != "" {
+		cfg.Format = opts.Format
+	}
 	if q := opts.Quantization; q != nil && q.Method != "" {
 		cfg.Quantization = q.Method
 		if len(q.Parameters) > 0 {

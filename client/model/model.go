@@ -21,6 +21,7 @@ import (
 
 	"github.com/modelctl/modelctl/client"
 	"github.com/modelctl/modelctl/manifests"
+	"github.com/modelctl/modelctl/modelfile"
 	"github.com/modelctl/modelctl/quantize"
 	"github.com/modelctl/modelctl/quantize/bench"
 	"github.com/modelctl/modelctl/quantize/onnx"
@@ -59,40 +60,55 @@ type PushOptions struct {
 	// own metadata does not record (a model quantized by another tool).
 	Quantization string
 	QuantParams  []string
+	// Format is how path is read: auto (from its content: ONNX, GGUF,
+	// safetensors, a safetensors index, a directory), one of those, or raw
+	// (one file, as it is).
+	Format string
 }
 
 // Push packs the model at path with everything it needs and pushes it to
-// ref. Every local file is checked before the network is touched.
+// ref: an ONNX graph with every external data file its tensors reference, a
+// sharded safetensors set whole from its index, a GGUF file, a directory
+// with every regular file (package modelfile says which, from the content).
+// Every local file is checked before the network is touched.
 func Push(ctx context.Context, c *client.Client, path string, ref client.Reference, opts PushOptions) (*client.PushResult, error) {
-	m, err := onnx.Open(path)
+	format, err := modelfile.ParseFormat(opts.Format)
+	if err != nil {
+		return nil, fmt.Errorf("push --format: %w", err)
+	}
+	m, err := modelfile.Open(ctx, path, modelfile.Options{Format: format})
 	if err != nil {
 		return nil, fmt.Errorf("push %s: %w", path, err)
 	}
-	files, err := Files(m, path)
-	if err != nil {
-		return nil, fmt.Errorf("push %s: %w", path, err)
+	var files []client.PushFile
+	for _, f := range m.Files {
+		files = append(files, client.PushFile{Path: f.Path, Source: f.Source, MinSize: f.MinSize, MediaType: f.MediaType()})
 	}
-	base := filepath.Base(path)
 	for _, doc := range opts.Docs {
 		files = append(files, client.PushFile{Path: filepath.Base(doc), Source: doc, MediaType: manifests.MediaTypeDocRaw})
 	}
 
-	annotations := map[string]string{}
-	md, err := Metadata(ctx, m)
-	if err != nil {
-		return nil, fmt.Errorf("push %s: %w", path, err)
-	}
-	for k, v := range md {
-		annotations[k] = v
+	annotations := m.Annotations()
+	md := map[string]string{}
+	if m.ONNX != nil {
+		if md, err = Metadata(ctx, m.ONNX); err != nil {
+			return nil, fmt.Errorf("push %s: %w", path, err)
+		}
+		for k, v := range md {
+			annotations[k] = v
+		}
 	}
 	if opts.Bench != "" {
+		if m.ONNX == nil {
+			return nil, fmt.Errorf("push --bench: %s is %s; bench measures ONNX models only", path, m.Format)
+		}
 		check, err := benchAnnotations(opts, path, files, annotations)
 		if err != nil {
 			return nil, err
 		}
 		if check != "" {
 			defer os.RemoveAll(filepath.Dir(check))
-			files = append(files, client.PushFile{Path: base + CheckSuffix, Source: check, MediaType: manifests.MediaTypeDatasetRaw})
+			files = append(files, client.PushFile{Path: filepath.Base(path) + CheckSuffix, Source: check, MediaType: manifests.MediaTypeDatasetRaw})
 		}
 	}
 	quant, precision, err := quantization(md, opts)
@@ -116,31 +132,18 @@ func Push(ctx context.Context, c *client.Client, path string, ref client.Referen
 	}
 	name := opts.Name
 	if name == "" {
+		base := filepath.Base(filepath.Clean(path))
 		name = strings.TrimSuffix(base, filepath.Ext(base))
 	}
+	cfg := m.Config()
 	return c.Push(ctx, ref, client.PushOptions{
 		Files: files,
 		Tags:  opts.Tags,
 		Pack: manifests.PackOptions{
 			Name: name, Version: opts.Version, Precision: precision, Quantization: quant, Annotations: annotations,
+			Format: cfg.Format, Architecture: cfg.Architecture, ParamSize: cfg.ParamSize,
 		},
 	})
-}
-
-// Files lists what pushing the ONNX model at path sends: the graph and
-// every external data file its tensors reference, each with the least
-// size the tensors need.
-func Files(m *onnx.Model, path string) ([]client.PushFile, error) {
-	data, err := m.DataFiles()
-	if err != nil {
-		return nil, err
-	}
-	dir := filepath.Dir(path)
-	files := []client.PushFile{{Path: filepath.Base(path), Source: path, MediaType: manifests.MediaTypeWeightRaw}}
-	for _, d := range data {
-		files = append(files, client.PushFile{Path: d.Path, Source: filepath.Join(dir, filepath.FromSlash(d.Path)), MinSize: d.MinSize, MediaType: manifests.MediaTypeWeightRaw})
-	}
-	return files, nil
 }
 
 // quantization is what the config records: the model's own metadata, or

@@ -3,8 +3,13 @@ package model
 import (
 	"context"
 	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
 
 	"github.com/modelctl/modelctl/client"
+	"github.com/modelctl/modelctl/quantize/onnx"
 	"github.com/modelctl/modelctl/signing"
 )
 
@@ -14,6 +19,9 @@ type PullOptions struct {
 	// one of SignatureKeys (PEM public key files).
 	RequireSignature bool
 	SignatureKeys    []string
+	// Name names the file of an artifact's only layer when the layer has
+	// none.
+	Name string
 }
 
 // Pull installs ref into dir. With a signature required, the signature is
@@ -31,5 +39,43 @@ func Pull(ctx context.Context, c *client.Client, ref client.Reference, dir strin
 	if d != "" {
 		ref = ref.WithDigest(d)
 	}
-	return c.Pull(ctx, ref, dir)
+	res, err := c.PullWith(ctx, ref, dir, client.PullOptions{Name: opts.Name})
+	if err != nil {
+		return nil, err
+	}
+	res.Warnings = append(res.Warnings, CheckExternalData(res.Dir, res.Files)...)
+	return res, nil
+}
+
+// CheckExternalData reports the ONNX graphs among installed files whose
+// external data files are missing or too short in dir: an artifact pushed
+// by another tool may hold a graph without its data.
+func CheckExternalData(dir string, files []client.FileResult) []string {
+	var out []string
+	for _, f := range files {
+		if !strings.EqualFold(path.Ext(f.Path), ".onnx") {
+			continue
+		}
+		p := filepath.Join(dir, filepath.FromSlash(f.Path))
+		m, err := onnx.Open(p)
+		if err != nil {
+			continue // not a graph this reader takes: nothing to check
+		}
+		data, err := m.DataFiles()
+		if err != nil {
+			out = append(out, fmt.Sprintf("%s: %v", f.Path, err))
+			continue
+		}
+		for _, d := range data {
+			dp := filepath.Join(filepath.Dir(p), filepath.FromSlash(d.Path))
+			st, err := os.Stat(dp)
+			switch {
+			case err != nil:
+				out = append(out, fmt.Sprintf("%s references external data %s, which the artifact does not hold: the model will not load", f.Path, d.Path))
+			case st.Size() < d.MinSize:
+				out = append(out, fmt.Sprintf("%s needs %d bytes of %s, the artifact holds %d: the model will not load", f.Path, d.MinSize, d.Path, st.Size()))
+			}
+		}
+	}
+	return out
 }

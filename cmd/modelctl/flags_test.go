@@ -54,7 +54,7 @@ func TestPushOptions(t *testing.T) {
 	err := execute(cmd, "out/m.onnx", "127.0.0.1:5000/team/m:int8",
 		"-t", "latest", "--tag", "prod", "--bench", "r.json", "--allow-failed-gates", "--parent", "127.0.0.1:5000/team/m:fp32",
 		"--name", "audio", "--model-version", "2", "--precision", "int8", "--quantization", "dynamic",
-		"--quant-param", "a=1", "--quant-param", "b=2", "--doc", "README.md",
+		"--quant-param", "a=1", "--quant-param", "b=2", "--doc", "README.md", "--format", "gguf",
 		"--plain-http", "--insecure", "--cache-dir", "/c", "--parallel", "3", "--chunk-size", "16MiB", "--json")
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +62,7 @@ func TestPushOptions(t *testing.T) {
 	want := model.PushOptions{
 		Tags: []string{"latest", "prod"}, Bench: "r.json", AllowFailedGates: true, Parent: "127.0.0.1:5000/team/m:fp32",
 		Docs: []string{"README.md"}, Name: "audio", Version: "2", Precision: "int8",
-		Quantization: "dynamic", QuantParams: []string{"a=1", "b=2"},
+		Quantization: "dynamic", QuantParams: []string{"a=1", "b=2"}, Format: "gguf",
 	}
 	if !reflect.DeepEqual(got.opts, want) {
 		t.Errorf("options = %+v\nwant      %+v", got.opts, want)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/modelctl/modelctl/client"
 	"github.com/modelctl/modelctl/manifests"
+	"github.com/modelctl/modelctl/modelfile"
 )
 
 func init() { register(newInspectCmd) }
@@ -46,13 +47,24 @@ func newInspectCmd() *cobra.Command {
 					Quantization map[string]string `json:"quantization"`
 					RequiresCPU  string            `json:"requires_cpu"`
 					Annotations  map[string]string `json:"annotations"`
+					// Kind is modelpack, modelkit or files; Layers say what
+					// a pull does with each layer; Kitfile is a ModelKit's.
+					Kind    manifests.ArtifactKind `json:"kind"`
+					Layers  []manifests.LayerPlan  `json:"layers"`
+					Kitfile json.RawMessage        `json:"kitfile,omitempty"`
+					Model   []modelfile.Line       `json:"model,omitempty"`
 				}{ref.String(), art.Digest.String(), art.Raw, art.RawConfig, art.Manifest.Files, manifests.Benchmark(art.Manifest.Annotations),
-					manifests.QuantizationAnnotations(art.Manifest.Annotations), art.Manifest.Annotations[manifests.AnnotationRequiresCPU], art.Manifest.Annotations})
+					manifests.QuantizationAnnotations(art.Manifest.Annotations), art.Manifest.Annotations[manifests.AnnotationRequiresCPU], art.Manifest.Annotations,
+					art.Class.Kind, art.Class.Layers, kitfileJSON(art.Class.Kitfile), modelfile.Describe(art.Manifest.Annotations)})
 			}
 			out := cmd.OutOrStdout()
-			cfg := art.Config
-			fmt.Fprintf(out, "Reference:    %s\nDigest:       %s\nArtifactType: %s\n", ref, art.Digest, art.Manifest.ArtifactType)
-			fmt.Fprintf(out, "Name:         %s\nFormat:       %s\nPrecision:    %s\nQuantization: %s\n", cfg.Descriptor.Name, cfg.Config.Format, cfg.Config.Precision, cfg.Config.Quantization)
+			fmt.Fprintf(out, "Reference:    %s\nDigest:       %s\nArtifactType: %s\nKind:         %s\n", ref, art.Digest, orNone(art.Manifest.ArtifactType), describeKind(art))
+			if cfg := art.Config; cfg != nil {
+				fmt.Fprintf(out, "Name:         %s\nFormat:       %s\nPrecision:    %s\nQuantization: %s\n", cfg.Descriptor.Name, cfg.Config.Format, cfg.Config.Precision, cfg.Config.Quantization)
+				if cfg.Descriptor.CreatedAt != nil {
+					fmt.Fprintf(out, "Created:      %s\n", cfg.Descriptor.CreatedAt.Format("2006-01-02T15:04:05Z07:00"))
+				}
+			}
 			if req := art.Manifest.Annotations[manifests.AnnotationRequiresCPU]; req != "" {
 				fmt.Fprintf(out, "Requires:     a CPU that is %s (full-range int8: wrong results without VNNI on x86-64)\n", manifests.DescribeCPURequirement(req))
 			} else {
@@ -61,8 +73,11 @@ func newInspectCmd() *cobra.Command {
 			if art.Manifest.Annotations[manifests.AnnotationGatesOverridden] == "true" {
 				fmt.Fprintf(out, "Gates:        FAILED, pushed with --allow-failed-gates\n")
 			}
-			if cfg.Descriptor.CreatedAt != nil {
-				fmt.Fprintf(out, "Created:      %s\n", cfg.Descriptor.CreatedAt.Format("2006-01-02T15:04:05Z07:00"))
+			if facts := modelfile.Describe(art.Manifest.Annotations); len(facts) > 0 {
+				fmt.Fprintln(out, "Model:")
+				for _, f := range facts {
+					fmt.Fprintf(out, "  %-15s %s\n", f.Label+":", f.Value)
+				}
 			}
 			var total int64
 			fmt.Fprintln(out, "Files:")
@@ -70,7 +85,16 @@ func newInspectCmd() *cobra.Command {
 				total += f.Size
 				fmt.Fprintf(out, "  %12d  %s  %s\n", f.Size, f.Digest, f.Path)
 			}
+			for _, l := range art.Class.Layers {
+				if l.IsArchive() {
+					total += l.Descriptor.Size
+					fmt.Fprintf(out, "  %12d  %s  (%s archive, unpacked on pull)\n", l.Descriptor.Size, l.Descriptor.Digest, l.Descriptor.MediaType)
+				}
+			}
 			fmt.Fprintf(out, "  %12d  total\n", total)
+			if len(art.Class.Kitfile) > 0 {
+				fmt.Fprintf(out, "Kitfile:\n%s\n", indent(string(art.Class.Kitfile), "  "))
+			}
 			printAnnotations := func(title string, m map[string]string) {
 				if len(m) == 0 {
 					return
@@ -99,4 +123,41 @@ func newInspectCmd() *cobra.Command {
 	}
 	cf.register(cmd.Flags())
 	return cmd
+}
+
+func describeKind(art *client.Artifact) string {
+	switch art.Class.Kind {
+	case manifests.KindModelKit:
+		return "KitOps ModelKit"
+	case manifests.KindFiles:
+		return "an artifact of files (no model config)"
+	}
+	if art.Class.Native {
+		return "ModelPack model"
+	}
+	return "ModelPack model (archive layers)"
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func indent(s, by string) string {
+	return by + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+by)
+}
+
+// kitfileJSON is the Kitfile as JSON for --json (a Kitfile in YAML is
+// given as a JSON string).
+func kitfileJSON(b []byte) json.RawMessage {
+	if len(b) == 0 {
+		return nil
+	}
+	if json.Valid(b) {
+		return b
+	}
+	q, _ := json.Marshal(string(b))
+	return q
 }

@@ -90,6 +90,7 @@ other content in.`,
 	cmd.Flags().StringVarP(&o.dir, "output", "o", "", "directory to install into (created if missing)")
 	cmd.Flags().BoolVar(&o.opts.RequireSignature, "require-signature", false, "refuse REF unless it is signed by one of the --signature-key keys")
 	cmd.Flags().StringArrayVar(&o.opts.SignatureKeys, "signature-key", nil, "public key (PEM) a required signature must verify with (repeatable)")
+	cmd.Flags().StringVar(&o.opts.Name, "name", "", "file name for an artifact whose only layer names none")
 	o.register(cmd.Flags())
 	cmd.Flags().Lookup("chunk-size").Hidden = true
 	return cmd
@@ -115,6 +116,12 @@ func runPull(cmd *cobra.Command, o *pullOptions, refArg string) error {
 	fmt.Fprintf(out, "pulled %s@%s into %s: %d files, %s, transferred %s\n", refArg, res.Digest, res.Dir, len(res.Files), xferMiB(res.Size), xferMiB(res.Transferred))
 	for _, f := range res.Files {
 		fmt.Fprintf(out, "  %-10s %s  %s\n", f.Status, f.Digest.Encoded()[:12], f.Path)
+	}
+	for _, k := range res.Kept {
+		fmt.Fprintf(out, "  kept       %s (other bytes were in the way; moved aside)\n", k)
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintf(cmd.ErrOrStderr(), "modelctl: warning: %s\n", w)
 	}
 	return nil
 }

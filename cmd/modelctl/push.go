@@ -24,13 +24,21 @@ func newPushCmd() *cobra.Command { return pushCmd(runPush) }
 func pushCmd(run func(*cobra.Command, *pushFlags, string, string) error) *cobra.Command {
 	var pf pushFlags
 	cmd := &cobra.Command{
-		Use:   "push MODEL.onnx REF",
-		Short: "Pack an ONNX model with its external data and push it to a registry",
-		Long: `Push MODEL.onnx and every external data file its tensors reference as a
-ModelPack artifact to REF (host[:port]/repo:tag). A missing or short data file is
-an error before any byte is sent. Unchanged files are not re-hashed (a digest
-cache keyed by path, size, mtime and inode) nor re-sent (HEAD/mount); an
-interrupted push continues from the registry's committed offset.`,
+		Use:   "push PATH REF",
+		Short: "Pack a model (ONNX with its external data, GGUF, safetensors, a directory) and push it",
+		Long: `Push the model at PATH as a ModelPack artifact to REF (host[:port]/repo:tag, or
+s3://bucket/prefix/repo:tag). The format comes from the content: an ONNX graph
+goes with every external data file its tensors reference (a missing or short one
+is an error before any byte is sent); a GGUF file, checked, its metadata
+(architecture, parameters, quantization, context length) as annotations; a
+safetensors file, or a sharded set whole from its model.safetensors.index.json
+(a missing shard is an error); a directory, every regular file with its relative
+path (weights, config/tokenizer files as weight.config, README/licence as doc).
+Anything else is pushed as one file with --format raw.
+
+Unchanged files are not re-hashed (a digest cache keyed by path, size, mtime and
+inode) nor re-sent (HEAD/mount); an interrupted push continues from the
+registry's committed offset.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return run(cmd, &pf, args[0], args[1])
@@ -46,6 +54,7 @@ interrupted push continues from the registry's committed offset.`,
 	f.StringVar(&pf.opts.Precision, "precision", "", "precision in the config (fp32, fp16, int8, int4, mixed)")
 	f.StringVar(&pf.opts.Quantization, "quantization", "", "quantization method (e.g. dynamic)")
 	f.StringSliceVar(&pf.opts.QuantParams, "quant-param", nil, "quantization parameter KEY=VALUE (repeatable)")
+	f.StringVar(&pf.opts.Format, "format", "auto", "how PATH is read: auto (from its content), onnx, gguf, safetensors, directory, or raw (one file as it is)")
 	f.StringSliceVar(&pf.opts.Docs, "doc", nil, "documentation file to include next to the model (repeatable)")
 	pf.clientFlags.register(f)
 	return cmd
