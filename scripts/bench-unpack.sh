@@ -10,13 +10,22 @@
 # (tar / modelctl: above 1 means modelctl is faster). The machine's load is
 # printed too: on a shared VM the wall times move with it, the CPU less.
 #
-#   scripts/bench-unpack.sh [SIZE] [RUNS]      e.g. scripts/bench-unpack.sh 256MiB 3
+#   scripts/bench-unpack.sh [SIZE] [RUNS] [gzip|zstd]    e.g. scripts/bench-unpack.sh 256MiB 3
 #
-# Needs: go, python3, GNU tar and gzip.
+# With zstd the layer is tar+zstd (`tar --zstd`, zstd's default level) and
+# tar unpacks it with `tar --zstd -xf`.
+#
+# Needs: go, python3, GNU tar, gzip (zstd for zstd).
 set -euo pipefail
 
 SIZE=${1:-1GiB}
 RUNS=${2:-5}
+COMP=${3:-gzip}
+case $COMP in
+gzip) TARFLAG=--gzip ;;
+zstd) TARFLAG=--zstd ;;
+*) echo "bench-unpack: compression $COMP: want gzip or zstd" >&2; exit 2 ;;
+esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-unpack.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
@@ -24,12 +33,13 @@ trap 'rm -rf "$WORK"' EXIT
 
 echo "building unpackbench and the model generator..." >&2
 (cd "$ROOT" && go build -o "$WORK/unpackbench" ./internal/unpack/unpackbench && go build -o "$WORK/synth" ./quantize/synth/cmd/synth)
-echo "generating a $SIZE synthetic model and its tar+gzip layer..." >&2
+echo "generating a $SIZE synthetic model and its tar+$COMP layer..." >&2
 "$WORK/synth" -o "$WORK/model" -size "$SIZE" >/dev/null
-tar czf "$WORK/layer.tar.gz" -C "$WORK/model" .
-LAYER_BYTES=$(stat -c %s "$WORK/layer.tar.gz")
+LAYER=$WORK/layer.tar.$COMP
+tar $TARFLAG -cf "$LAYER" -C "$WORK/model" .
+LAYER_BYTES=$(stat -c %s "$LAYER")
 MODEL_BYTES=$(du -cb "$WORK/model"/* | tail -1 | cut -f1)
-DIGEST=sha256:$(sha256sum "$WORK/layer.tar.gz" | cut -d' ' -f1)
+DIGEST=sha256:$(sha256sum "$LAYER" | cut -d' ' -f1)
 rm -rf "$WORK/model"
 
 # measure CMD... runs CMD and prints "WALL CPU" in seconds (CPU: user+sys
@@ -48,9 +58,9 @@ EOF
 TAR_WALL=() TAR_CPU=() OURS_WALL=() OURS_CPU=()
 for i in $(seq "$RUNS"); do
 	rm -rf "$WORK/a" "$WORK/b"
-	read -r w c < <(measure bash -c 'mkdir "$1" && tar xzf "$2" -C "$1" && sync "$1" "$1"/*' _ "$WORK/a" "$WORK/layer.tar.gz")
+	read -r w c < <(measure bash -c 'mkdir "$1" && tar "$3" -xf "$2" -C "$1" && sync "$1" "$1"/*' _ "$WORK/a" "$LAYER" "$TARFLAG")
 	TAR_WALL+=("$w") TAR_CPU+=("$c")
-	read -r w c < <(measure "$WORK/unpackbench" -layer "$WORK/layer.tar.gz" -compression gzip -digest "$DIGEST" -o "$WORK/b")
+	read -r w c < <(measure "$WORK/unpackbench" -layer "$LAYER" -compression "$COMP" -digest "$DIGEST" -o "$WORK/b")
 	OURS_WALL+=("$w") OURS_CPU+=("$c")
 	echo "run $i: tar ${TAR_WALL[-1]} s (cpu ${TAR_CPU[-1]}), modelctl $w s (cpu $c), load $(cut -d' ' -f1 /proc/loadavg)" >&2
 done
@@ -58,7 +68,7 @@ diff -r "$WORK/a" "$WORK/b" >/dev/null || { echo "bench-unpack: the two unpacks 
 
 tw=$(median_of "${TAR_WALL[@]}") tc=$(median_of "${TAR_CPU[@]}")
 ow=$(median_of "${OURS_WALL[@]}") oc=$(median_of "${OURS_CPU[@]}")
-echo "layer: $LAYER_BYTES bytes tar+gzip of $MODEL_BYTES bytes of model files; $RUNS runs; $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-printf 'tar xzf + sync:   median %6.2f s wall, %6.2f s cpu\n' "$tw" "$tc"
+echo "layer: $LAYER_BYTES bytes tar+$COMP of $MODEL_BYTES bytes of model files; $RUNS runs; $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+printf 'tar -x + sync:    median %6.2f s wall, %6.2f s cpu\n' "$tw" "$tc"
 printf 'modelctl unpack:  median %6.2f s wall, %6.2f s cpu\n' "$ow" "$oc"
 awk -v tw="$tw" -v ow="$ow" -v tc="$tc" -v oc="$oc" 'BEGIN { printf "ratio tar/modelctl: wall %.2fx, cpu %.2fx\n", tw / ow, tc / oc }'
