@@ -239,6 +239,11 @@ func Classify(data []byte, mediaType string, opts ClassifyOptions) (*Classificat
 	if err := json.Unmarshal(data, &p); err != nil {
 		return nil, invalidf("manifest is not valid JSON: %v", err)
 	}
+	// A Content-Type may carry parameters ("; charset=utf-8").
+	if i := strings.IndexByte(mediaType, ';'); i >= 0 {
+		mediaType = mediaType[:i]
+	}
+	mediaType = strings.TrimSpace(mediaType)
 	if mediaType != "" && p.MediaType != "" && mediaType != p.MediaType {
 		return nil, invalidf("manifest served as %q says it is %q", mediaType, p.MediaType)
 	}

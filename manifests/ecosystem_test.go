@@ -179,7 +179,7 @@ func TestClassifyModelctlArtifact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := Classify(a.Manifest, ocispec.MediaTypeImageManifest, ClassifyOptions{})
+	c, err := Classify(a.Manifest, ocispec.MediaTypeImageManifest+"; charset=utf-8", ClassifyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
