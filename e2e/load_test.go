@@ -72,6 +72,8 @@ type loadReport struct {
 	InjectedWrong  int64   `json:"injectedAnsweredWrongly"`
 	SlowCutOff     int64   `json:"slowBodiesCutOff"`
 	PeakRSSMiB     float64 `json:"serverPeakRSSMiB"`
+	BuffersMax     uint64  `json:"largeBuffersMostInUse"` // of the restarted server
+	BuffersBudget  uint64  `json:"largeBuffersBudget"`
 	GCDeleted      int     `json:"gcDeleted"`
 	GCKept         int     `json:"gcKept"`
 	GCSecondPass   int     `json:"gcSecondPassDeleted"`
@@ -324,7 +326,7 @@ func runLoad(t *testing.T, backend string, cfg loadConfig) loadReport {
 	wg.Wait()
 	<-hostileDone
 	rep.Seconds = time.Since(start).Seconds()
-	rep.Requests, rep.Server5xx = scrapeRequests(t, addr)
+	rep.Requests, rep.Server5xx, rep.BuffersMax, rep.BuffersBudget = scrapeRequests(t, addr)
 	srvMu.Lock()
 	srv.Kill()
 	srv = nil
@@ -530,28 +532,36 @@ func badRequest(addr string) bool {
 	}
 }
 
-// scrapeRequests reads the request counters of /metrics: all, and 5xx.
-func scrapeRequests(t *testing.T, addr string) (total, fivexx uint64) {
+// scrapeRequests reads the request counters of /metrics (all, and 5xx)
+// and the upload buffer budget's most in use at once and size.
+func scrapeRequests(t *testing.T, addr string) (total, fivexx, buffersMax, buffersBudget uint64) {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Errorf("metrics: %v", err)
-		return 0, 0
+		return 0, 0, 0, 0
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "modelctl_http_requests_total{") {
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 || strings.HasPrefix(line, "#") {
 			continue
 		}
-		i := strings.LastIndexByte(line, ' ')
 		n, _ := strconv.ParseUint(line[i+1:], 10, 64)
-		total += n
-		if strings.Contains(line, `code="5`) {
-			fivexx += n
+		switch {
+		case strings.HasPrefix(line, "modelctl_http_requests_total{"):
+			total += n
+			if strings.Contains(line, `code="5`) {
+				fivexx += n
+			}
+		case strings.HasPrefix(line, "modelctl_upload_buffers_max_in_use "):
+			buffersMax = n
+		case strings.HasPrefix(line, "modelctl_upload_buffers_budget "):
+			buffersBudget = n
 		}
 	}
-	return total, fivexx
+	return total, fivexx, buffersMax, buffersBudget
 }
 
 // vmHWM is a process's peak resident set in KiB, 0 when unknown.

@@ -12,20 +12,24 @@ import (
 )
 
 // Memory for request bodies is bounded by a server-wide budget, not by the
-// number of connections. A body is read in small chunks first; only when a
-// small chunk fills (the bytes are flowing) does the copy take a large
-// buffer, and only if the budget has one free: otherwise it goes on in small
-// chunks. A body that trickles (a byte a second, or a client that stalls)
-// never holds more than one small buffer, so a thousand of them cost what
-// a thousand idle connections cost, and a fast client still gets the large
-// buffers that keep syscalls, hashing and direct writes cheap.
+// number of connections. A body is waited for with a 512-byte read; bytes
+// that come slower than that are written as they come (a trickle costs a
+// small write, not a buffer held while it waits). A body whose read fills
+// goes on in a small chunk, and once a small chunk fills (the bytes flow)
+// in a large buffer, if the budget has one free: otherwise in small chunks.
+// So a body that trickles (a byte a second, or a client that stalls) holds
+// no buffer at all while it waits, a thousand of them cost what a thousand
+// idle connections cost, and a fast client still gets the large buffers
+// that keep syscalls, hashing and direct writes cheap.
 const (
-	// SmallBufferSize is the chunk every body is read in until it flows:
-	// 32 KiB (a multiple of the direct-I/O block), about what net/http
-	// itself holds per connection.
+	// probeSize is the read that waits for a body's next bytes.
+	probeSize = 512
+	// SmallBufferSize is the chunk of a body that is not known to flow
+	// yet: 32 KiB (a multiple of the direct-I/O block), about what
+	// net/http itself holds per connection.
 	SmallBufferSize = 32 << 10
-	// LargeBufferSize is the chunk of a flowing body (see copyBufferSize's
-	// history in docs/registry.md: 4 MiB took less CPU than 1 MiB).
+	// LargeBufferSize is the chunk of a flowing body (4 MiB took less
+	// CPU than 1 MiB: fewer syscalls, hash calls and direct writes).
 	LargeBufferSize = 4 << 20
 	// DefaultLargeBuffers is the budget's size in large buffers: 32 MiB.
 	// One upload request uses at most two (one filling, one being written).
@@ -100,9 +104,9 @@ func (p *BufferPool) InUse() int { return int(p.out.Load()) }
 // HighWater is the most buffers that were out at once.
 func (p *BufferPool) HighWater() int { return int(p.high.Load()) }
 
-// smallBuffers are per request, so they are not budgeted: one is what a
-// waiting body holds, like the connection's own buffers. They are aligned so
-// that the filesystem driver can write a full one directly.
+// smallBuffers are taken per chunk, not per request: a body that waits
+// holds none. They are aligned so that the filesystem driver could write
+// one directly.
 var smallBuffers = sync.Pool{New: func() any { b := directio.Buffer(SmallBufferSize); return &b }}
 
 // Copy copies r into w through the server's buffer budget (see
@@ -113,12 +117,20 @@ func Copy(w io.Writer, r io.Reader) (int64, error) {
 
 // copyHashed copies r into w and h, keeping them in step: h sees exactly the
 // bytes w accepted, even when w fails part-way. pos is where the copy
-// starts in the object being written: the first chunk is cut so that the
-// following ones start on block boundaries (the filesystem driver writes
-// aligned chunks directly).
+// starts in the object being written: chunks are cut so that full ones end
+// on block boundaries (the filesystem driver writes aligned chunks
+// directly).
 func copyHashed(w io.Writer, h hash.Hash, r io.Reader, pos int64) (int64, error) {
 	return copyChunks(w, h, r, pos, LargeBuffers)
 }
+
+type bufKind uint8
+
+const (
+	ownBuf   bufKind = iota // allocated for the chunk: a few bytes
+	smallBuf                // from smallBuffers
+	largeBuf                // from the budget
+)
 
 // copyChunks is copyHashed with h optional and the budget given. Reading
 // the next chunk, writing the current one and hashing it run at the same
@@ -126,72 +138,64 @@ func copyHashed(w io.Writer, h hash.Hash, r io.Reader, pos int64) (int64, error)
 // slowest of the three (hashing, here) rather than of their sum.
 func copyChunks(w io.Writer, h hash.Hash, r io.Reader, pos int64, pool *BufferPool) (int64, error) {
 	type chunk struct {
-		buf   *[]byte
-		large bool
-		n     int
-		err   error // the read error that followed these n bytes
+		buf  *[]byte
+		kind bufKind
+		n    int
+		err  error // the read error that followed these n bytes
 	}
-	// At most two small buffers: one being read into while the other is
-	// written. The reader takes the second only when the first is still
-	// being written, so a waiting body holds one.
-	smalls := make(chan *[]byte, 2)
+	release := func(c chunk) {
+		switch c.kind {
+		case smallBuf:
+			smallBuffers.Put(c.buf)
+		case largeBuf:
+			pool.Put(c.buf)
+		}
+	}
 	// Unbuffered: a chunk is the writer's once it is received, else the
 	// reader's, which puts it back when the copy ends early.
 	full := make(chan chunk)
 	quit := make(chan struct{})
-	release := func(c chunk) {
-		if c.large {
-			pool.Put(c.buf)
-		} else {
-			smalls <- c.buf
-		}
-	}
-	defer func() {
-		close(quit)
-		for {
-			select {
-			case bp := <-smalls:
-				smallBuffers.Put(bp)
-			default:
-				return
-			}
-		}
-	}()
-	skew := int(pos % directio.Align)
+	defer close(quit)
 	go func() {
-		taken := 0
-		for {
-			var sp *[]byte
-			select {
-			case sp = <-smalls:
-			case <-quit:
-				return
-			default:
-				if taken < 2 {
-					taken++
-					sp = smallBuffers.Get().(*[]byte)
-					break
-				}
-				select {
-				case sp = <-smalls:
-				case <-quit:
-					return
+		probe := make([]byte, probeSize)
+		for zero := 0; ; {
+			n, err := r.Read(probe)
+			if n == 0 && err == nil {
+				if zero++; zero > 100 {
+					err = io.ErrNoProgress
+				} else {
+					continue
 				}
 			}
-			want := SmallBufferSize - skew
-			n, err := io.ReadFull(r, (*sp)[:want])
-			c := chunk{buf: sp, n: n, err: err}
-			if err == nil {
-				// The small chunk filled: the body flows. Go on in a large
-				// buffer if the budget has one free.
-				if lp := pool.TryGet(); lp != nil {
-					copy(*lp, (*sp)[:n])
-					smalls <- sp
-					m, err := io.ReadFull(r, (*lp)[n:pool.Size()-skew])
-					c = chunk{buf: lp, large: true, n: n + m, err: err}
+			zero = 0
+			var c chunk
+			if n < len(probe) || err != nil {
+				// Not flowing, or the end: write what came.
+				b := make([]byte, n)
+				copy(b, probe[:n])
+				c = chunk{buf: &b, kind: ownBuf, n: n, err: err}
+			} else {
+				// Cut full chunks to end on the block grid.
+				skew := int(pos % directio.Align)
+				sp := smallBuffers.Get().(*[]byte)
+				copy(*sp, probe)
+				m, err := io.ReadFull(r, (*sp)[n:SmallBufferSize-skew])
+				c = chunk{buf: sp, kind: smallBuf, n: n + m, err: err}
+				if err == nil {
+					// The small chunk filled: the body flows. Go on in a
+					// large buffer if the budget has one free.
+					if lp := pool.TryGet(); lp != nil {
+						copy(*lp, (*sp)[:c.n])
+						smallBuffers.Put(sp)
+						m, err := io.ReadFull(r, (*lp)[c.n:pool.Size()-skew])
+						c = chunk{buf: lp, kind: largeBuf, n: c.n + m, err: err}
+					}
 				}
 			}
-			skew = 0
+			if c.err == io.ErrUnexpectedEOF {
+				c.err = io.EOF
+			}
+			pos += int64(c.n)
 			select {
 			case full <- c:
 			case <-quit:
@@ -248,7 +252,7 @@ func copyChunks(w io.Writer, h hash.Hash, r io.Reader, pos int64, pool *BufferPo
 		}
 		release(c)
 		switch {
-		case c.err == io.EOF || c.err == io.ErrUnexpectedEOF:
+		case c.err == io.EOF:
 			return total, nil
 		case c.err != nil:
 			return total, c.err
