@@ -12,6 +12,7 @@ import (
 	"github.com/modelctl/modelctl/quantize"
 	"github.com/modelctl/modelctl/quantize/bench"
 	"github.com/modelctl/modelctl/quantize/onnx"
+	"github.com/modelctl/modelctl/quantize/onnx/onnxtest"
 	"github.com/modelctl/modelctl/quantize/synth"
 )
 
@@ -310,5 +311,26 @@ func TestAgreement(t *testing.T) {
 	g.add([]float64{0, 0}, []float64{1, 0}) // FP32 all zero, the model not
 	if q := g.quality(); !math.IsNaN(q.Cosine) || (Target{MinCosine: 0.5}).met(q) {
 		t.Errorf("zero against non-zero: %+v, want a NaN cosine that meets no target", q)
+	}
+}
+
+// TestSearchNothingToQuantize: silero's weights are all inside If
+// subgraphs, so no plan changes it: the search says so and writes it as
+// the default run does, instead of timing identical models.
+func TestSearchNothingToQuantize(t *testing.T) {
+	ortLib(t)
+	in := onnxtest.Model(t, onnxtest.SileroVAD)
+	out := filepath.Join(t.TempDir(), "auto.onnx")
+	res, err := Quantize(context.Background(), in, out, Options{Target: &Target{MinCosine: 0.99},
+		Samples: Samples{Shapes: map[string][]int64{"input": {1, 512}, "state": {2, 1, 128}}, Count: 1}, Bench: bench.Options{Threads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := res.Search
+	if s.Chosen != "unchanged" || len(s.Candidates) != 0 || len(s.Unchanged) != 5 || !strings.Contains(s.Why, "no plan changes this model") {
+		t.Errorf("search %+v", s)
+	}
+	if len(res.Quantized) != 0 {
+		t.Errorf("quantized %v", res.Quantized)
 	}
 }

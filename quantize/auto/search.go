@@ -59,8 +59,10 @@ type SearchResult struct {
 	Prefer     string      `json:"prefer"`
 	FP32Bytes  int64       `json:"fp32_bytes"`
 	Candidates []Candidate `json:"candidates"`
-	Chosen     string      `json:"chosen"`
-	Why        string      `json:"why"`
+	// Unchanged are the plans that quantize nothing in this model.
+	Unchanged []string `json:"unchanged,omitempty"`
+	Chosen    string   `json:"chosen"`
+	Why       string   `json:"why"`
 }
 
 // candidates are the plans the search tries, smallest first: int4 (with
@@ -175,14 +177,23 @@ func Search(ctx context.Context, in, out string, o Options) (*Result, error) {
 			c.opts.PerChannel = true
 		}
 		path := filepath.Join(tmp, c.Name+".onnx")
-		if _, err := quantize.Quantize(ctx, in, path, c.opts); err != nil {
+		sum, err := quantize.Quantize(ctx, in, path, c.opts)
+		if err != nil {
 			return nil, fmt.Errorf("quantize: search: candidate %s: %w", c.Name, err)
+		}
+		if len(sum.Quantized) == 0 {
+			// The plan changes nothing (no weight it applies to): it is
+			// FP32, and timing it would only measure noise.
+			res.Unchanged = append(res.Unchanged, c.Name)
+			os.Remove(path)
+			os.Remove(path + ".data")
+			continue
 		}
 		if c.Bytes, err = modelBytes(path); err != nil {
 			return nil, err
 		}
 		acc := map[int]*agreement{}
-		err := runSamples(ctx, path, set, o.Bench, func(i int, outs []bench.Tensor) error {
+		err = runSamples(ctx, path, set, o.Bench, func(i int, outs []bench.Tensor) error {
 			for j, got := range outs {
 				ref, err := bench.ReadNPY(filepath.Join(refDir, fmt.Sprintf("%d_%d.npy", i, j)), got.Name)
 				if err != nil {
@@ -225,6 +236,20 @@ func Search(ctx context.Context, in, out string, o Options) (*Result, error) {
 		os.Remove(path + ".data")
 	}
 	best := choose(res.Candidates, o.Prefer)
+	if len(res.Candidates) == 0 {
+		// Nothing in the model can be quantized (e.g. every weight inside
+		// If subgraphs): the default run writes it as it is.
+		res.Chosen = "unchanged"
+		res.Why = fmt.Sprintf("no plan changes this model (%s quantize nothing in it), so it is written as the default int8 run leaves it: FP32", strings.Join(res.Unchanged, ", "))
+		qo := o.Options
+		qo.Activations, qo.ExtraOutputs = nil, nil
+		qo.Notes = map[string]string{"auto.target": t.String(), "auto.prefer": o.Prefer, "auto.plan": "none", "auto.why": res.Why}
+		sum, err := quantize.Quantize(ctx, in, out, qo)
+		if err != nil {
+			return nil, err
+		}
+		return &Result{Summary: sum, Search: res}, nil
+	}
 	if best < 0 {
 		return nil, fmt.Errorf("quantize: no plan meets %s on %d samples: %s", t, set.n, describe(res.Candidates))
 	}
