@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/modelctl/modelctl/client"
 	"github.com/modelctl/modelctl/client/model"
@@ -25,6 +29,7 @@ func newSyncCmd() *cobra.Command {
 	var update, check bool
 	var ortLib string
 	var df deployFlags
+	var sf serviceFlags
 	cmd := &cobra.Command{
 		Use:   "sync CONFIG.yaml [--update]",
 		Short: "Install every pinned model of a config, verified, next to its model_path",
@@ -45,13 +50,28 @@ into a staging directory and run here through onnxruntime on the reference
 inputs that push --bench stored with it (MODEL.onnx.check.json); its outputs
 must pass the recorded gates against the FP32 outputs, on this CPU, before
 anything is switched. On any failure the pin and the installed files stay as
-they were.`,
+they were.
+
+Relative model_paths are relative to the application's directory: -C DIR, or
+app_dir in the section (relative to the config file), or else the directory
+the pin was made in (running from elsewhere is an error that says the fix).
+A digest this host installed before whose blobs are in the local cache is
+installed from there, with the registry not consulted (sync, rollback CONFIG).
+Bytes already at a model's paths that are the pinned ones are adopted, not
+downloaded; other bytes in the way are moved aside (NAME.modelctl-kept-TIME).
+
+After a switch, --restart CMD (or restart: in the section) restarts the
+application and --health CMD (or health:) must then pass within
+--health-timeout (health_timeout:, default 60s); if it does not, the previous
+model and pin are put back, the application restarted again, and sync exits 1
+with the output of both.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := pin.Load(args[0])
 			if err != nil {
 				return fmt.Errorf("sync: %w", err)
 			}
+			cfg.Dir = sf.appDir
 			c, err := cf.client(cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -59,6 +79,7 @@ they were.`,
 			host := hostcpu.Host()
 			opts := pin.SyncOptions{Update: update, Signing: signing.Options{Open: c.OrasRepository},
 				CPU: &host, CheckAll: check, Check: model.Check(cmd.ErrOrStderr(), ortLib)}
+			sf.apply(&opts, cmd.ErrOrStderr())
 			if update {
 				if t, err := tags.New(tags.Options{Client: c}); err == nil {
 					opts.Resolved = func(ctx context.Context, ref client.Reference, d digest.Digest) {
@@ -70,36 +91,94 @@ they were.`,
 			}
 			results, err := pin.Sync(cmd.Context(), cfg, c, opts)
 			reportDeployments(cmd.Context(), c, &df, args[0], results, cmd.ErrOrStderr())
-			if cf.json {
-				if perr := xferPrintJSON(cmd.OutOrStdout(), results); perr != nil {
-					return perr
-				}
-			} else {
-				out := cmd.OutOrStdout()
-				for _, r := range results {
-					switch {
-					case r.Previous != "" && r.Previous != r.Digest:
-						fmt.Fprintf(out, "%s: updated %s -> %s\n", r.Key, short(string(r.Previous)), r.Digest)
-					case r.Previous == "" && r.Status == "installed" && update:
-						fmt.Fprintf(out, "%s: pinned %s\n", r.Key, r.Digest)
-					}
-					fmt.Fprintf(out, "%s: %s %s at %s (%d files, %s, transferred %s)\n", r.Key, r.Status, short(string(r.Digest)), r.Path, r.Files, xferMiB(r.Size), xferMiB(r.Transferred))
-					for _, f := range r.Removed {
-						fmt.Fprintf(out, "%s: removed %s (not in the new version)\n", r.Key, f)
-					}
-				}
-			}
-			if err != nil {
-				return fmt.Errorf("sync %s: %w", args[0], oneLine(err))
-			}
-			return nil
+			return printSync(cmd, &cf, results, err, args[0], update)
 		},
 	}
 	cmd.Flags().BoolVar(&update, "update", false, "resolve the tags again and rewrite the pins")
 	cmd.Flags().BoolVar(&check, "check", false, "run each new model here against its stored reference and gates before switching")
 	cmd.Flags().StringVar(&ortLib, "ort-lib", "", "onnxruntime shared library for --check (default: $"+bench.LibraryEnv+", then the bundled or `make ort` one)")
 	df.register(cmd.Flags())
+	sf.register(cmd.Flags())
 	cf.register(cmd.Flags())
 	cmd.Flags().Lookup("chunk-size").Hidden = true
 	return cmd
+}
+
+// serviceFlags are the application's directory and service commands of
+// sync and rollback.
+type serviceFlags struct {
+	appDir        string
+	restart       string
+	health        string
+	healthTimeout time.Duration
+}
+
+func (f *serviceFlags) register(fs *pflag.FlagSet) {
+	fs.StringVarP(&f.appDir, "app-dir", "C", "", "the application's directory: relative model_paths are relative to it (default: app_dir in the section, else the directory the pin was made in)")
+	fs.StringVar(&f.restart, "restart", "", "command that restarts the application after a switch (default: restart in the section); runs in the application's directory")
+	fs.StringVar(&f.health, "health", "", "command that must pass after the restart, retried until --health-timeout (default: health in the section); on failure the previous model goes back")
+	fs.DurationVar(&f.healthTimeout, "health-timeout", 0, "how long the health command may take to pass (default: health_timeout in the section, else 60s)")
+}
+
+func (f *serviceFlags) apply(o *pin.SyncOptions, log io.Writer) {
+	o.Restart, o.Health, o.HealthTimeout, o.Log = f.restart, f.health, f.healthTimeout, log
+}
+
+// printSync prints what sync or rollback did, and the outputs of a
+// failed service check in full, then returns the one-line error.
+func printSync(cmd *cobra.Command, cf *clientFlags, results []pin.SyncResult, err error, config string, update bool) error {
+	verb := "sync"
+	if cmd.Name() == "rollback" {
+		verb = "rollback"
+	}
+	var he *pin.HealthError
+	if errors.As(err, &he) {
+		fmt.Fprint(cmd.ErrOrStderr(), he.Outputs())
+	}
+	if cf.json {
+		if perr := xferPrintJSON(cmd.OutOrStdout(), results); perr != nil {
+			return perr
+		}
+	} else {
+		out := cmd.OutOrStdout()
+		for _, r := range results {
+			switch {
+			case r.RolledBack:
+				fmt.Fprintf(out, "%s: %s failed the service check: back to %s\n", r.Key, short(string(r.Digest)), r.Previous)
+			case r.Previous != "" && r.Previous != r.Digest && verb == "rollback":
+				fmt.Fprintf(out, "%s: rolled back %s -> %s\n", r.Key, short(string(r.Previous)), r.Digest)
+			case r.Previous != "" && r.Previous != r.Digest:
+				fmt.Fprintf(out, "%s: updated %s -> %s\n", r.Key, short(string(r.Previous)), r.Digest)
+			case r.Previous == "" && r.Status == "installed" && update:
+				fmt.Fprintf(out, "%s: pinned %s\n", r.Key, r.Digest)
+			}
+			for _, f := range r.Adopted {
+				fmt.Fprintf(out, "%s: adopted %s (already the pinned bytes: not downloaded)\n", r.Key, f)
+			}
+			for _, f := range r.Kept {
+				fmt.Fprintf(out, "%s: kept %s (other bytes were in the way: moved aside, not overwritten)\n", r.Key, f)
+			}
+			if r.RolledBack {
+				continue
+			}
+			from := ""
+			if r.FromCache {
+				from = " from the local cache (the registry was not consulted)"
+			}
+			fmt.Fprintf(out, "%s: %s %s at %s%s (%d files, %s, transferred %s)\n", r.Key, r.Status, short(string(r.Digest)), r.Path, from, r.Files, xferMiB(r.Size), xferMiB(r.Transferred))
+			if r.Restart != nil {
+				fmt.Fprintf(out, "%s: restarted (%s) in %s\n", r.Key, r.Restart.Command, r.Restart.Took.Round(time.Millisecond))
+			}
+			if r.Health != nil {
+				fmt.Fprintf(out, "%s: healthy (%s) after %s\n", r.Key, r.Health.Command, r.Health.Took.Round(time.Millisecond))
+			}
+			for _, f := range r.Removed {
+				fmt.Fprintf(out, "%s: removed %s (not in the new version)\n", r.Key, f)
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", verb, config, oneLine(err))
+	}
+	return nil
 }

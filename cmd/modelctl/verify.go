@@ -14,19 +14,22 @@ func init() { register(newVerifyCmd) }
 
 func newVerifyCmd() *cobra.Command {
 	var asJSON bool
+	var appDir string
 	cmd := &cobra.Command{
 		Use:   "verify CONFIG.yaml",
 		Short: "Re-hash every installed model file against the pins of a config",
 		Long: `Re-hash every file of every pinned model of CONFIG.yaml against the manifest of
 its pin (kept next to the installation, its digest checked against the pin),
 without the network. Exits non-zero naming every file that differs or is
-missing.`,
+missing. Relative model_paths are relative to the application's directory, as
+for sync (-C DIR, app_dir, or the directory the pin was made in).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := pin.Load(args[0])
 			if err != nil {
 				return fmt.Errorf("verify: %w", err)
 			}
+			cfg.Dir = appDir
 			results, err := cfg.VerifyAll(cmd.Context())
 			if err != nil {
 				return fmt.Errorf("verify %s: %w", args[0], err)
@@ -60,6 +63,7 @@ missing.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the results as JSON")
+	cmd.Flags().StringVarP(&appDir, "app-dir", "C", "", "the application's directory: relative model_paths are relative to it")
 	return cmd
 }
 

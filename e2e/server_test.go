@@ -1,0 +1,445 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelctl/modelctl/client/pin"
+	"github.com/modelctl/modelctl/internal/testenv"
+)
+
+// The server half of the workflow as an operator meets it (issue 14): the
+// application runs in ~/app, reads config/app.yaml and opens model_path
+// relative to ~/app.
+
+// srvHost is a server host whose application lives in dir/app.
+type srvHost struct {
+	*wfHost
+	app string
+}
+
+func newSrvHost(t *testing.T) *srvHost {
+	h := &srvHost{wfHost: newWFHost(t, "server")}
+	h.app = h.path("app")
+	if err := os.MkdirAll(filepath.Join(h.app, "config"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// in runs modelctl in dir (relative to the host's home).
+func (h *srvHost) in(dir string, args ...string) (string, string, int) {
+	h.t.Helper()
+	cmd := exec.Command(testenv.Modelctl(h.t), args...)
+	cmd.Dir = filepath.Join(h.dir, filepath.FromSlash(dir))
+	cmd.Env = append(os.Environ(), h.env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return stdout.String(), stderr.String(), 0
+	case errors.As(err, &ee):
+		return stdout.String(), stderr.String(), ee.ExitCode()
+	}
+	h.t.Fatalf("modelctl %s: %v", strings.Join(args, " "), err)
+	return "", "", -1
+}
+
+func (h *srvHost) mustIn(dir string, args ...string) string {
+	h.t.Helper()
+	out, errOut, code := h.in(dir, args...)
+	if code != 0 {
+		h.t.Fatalf("modelctl %s (in %s): exit %d\n%s\n%s", strings.Join(args, " "), dir, code, out, errOut)
+	}
+	return out
+}
+
+func (h *srvHost) writeConfig(ref string, extra string) string {
+	h.t.Helper()
+	cfg := filepath.Join(h.app, "config", "app.yaml")
+	body := "# the application's settings\nport: 8080\naudio:\n  name: \"audio\"\n  model_path: \"models/audio.onnx\"\n  artifact: \"" + ref + "\"\n" + extra
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+	return cfg
+}
+
+func pinnedDigest(t *testing.T, cfg string) string {
+	t.Helper()
+	c, err := pin.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Section("audio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(s.Digest)
+}
+
+// srvModels are two versions of a small FP32 model with external data,
+// pushed by a workstation; v1 and v2 both take the application's input
+// (1x8x64), bad takes a wider one (its input is 1x8x128), so the
+// application cannot run it.
+type srvModels struct {
+	ws           *wfHost
+	v1, v2, bad  string // model paths
+	dv1, dv2, db string // pushed digests
+}
+
+func makeSrvModels(t *testing.T, repo string) *srvModels {
+	ws := newWFHost(t, "workstation")
+	m := &srvModels{ws: ws}
+	for _, v := range []struct {
+		name, seed, hidden string
+		path, dig          *string
+	}{{"v1", "1", "64", &m.v1, &m.dv1}, {"v2", "2", "64", &m.v2, &m.dv2}, {"bad", "3", "128", &m.bad, &m.db}} {
+		ws.run("synth", "-o", v.name, "--size", "6MiB", "--hidden", v.hidden, "--seed", v.seed, "--name", "audio.onnx")
+		*v.path = ws.path(v.name + "/audio.onnx")
+		var res struct {
+			Digest string `json:"digest"`
+		}
+		ws.runJSON(&res, "push", *v.path, repo+":"+v.name)
+		*v.dig = res.Digest
+	}
+	return m
+}
+
+// retag points tag at what from names (a push of the same model).
+func (m *srvModels) retag(repo, from, tag string) {
+	m.ws.run("tag", repo+":"+from, tag)
+}
+
+// Problem 1: with the registry stopped, rollback CONFIG goes back to the
+// previous model from the local cache and the pin history, every byte
+// verified, and says the registry was not consulted; verify agrees.
+func TestServerRollbackWithRegistryDown(t *testing.T) {
+	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
+	repo := srv.Addr + "/sarai/audio"
+	m := makeSrvModels(t, repo)
+	m.retag(repo, "v1", "int8")
+	h := newSrvHost(t)
+	cfg := h.writeConfig(repo+":int8", "")
+	h.mustIn("app", "sync", "config/app.yaml", "--update")
+	m.retag(repo, "v2", "int8")
+	out := h.mustIn("app", "sync", "config/app.yaml", "--update")
+	if pinnedDigest(t, cfg) != m.dv2 || !strings.Contains(out, "updated") {
+		t.Fatalf("update to v2: %s", out)
+	}
+	wfSameBytes(t, filepath.Join(h.app, "models"), filepath.Dir(m.v2), "audio.onnx", "audio.onnx.data")
+
+	srv.Kill() // an incident: the registry is gone
+	start := time.Now()
+	out = h.mustIn("app", "rollback", "config/app.yaml")
+	took := time.Since(start)
+	t.Logf("rollback with the registry down: %s\n%s", took, out)
+	if !strings.Contains(out, "registry was not consulted") || !strings.Contains(out, "rolled back") {
+		t.Fatalf("rollback output: %s", out)
+	}
+	if pinnedDigest(t, cfg) != m.dv1 {
+		t.Fatalf("pin after rollback: %s, want v1 %s", pinnedDigest(t, cfg), m.dv1)
+	}
+	wfSameBytes(t, filepath.Join(h.app, "models"), filepath.Dir(m.v1), "audio.onnx", "audio.onnx.data")
+	h.mustIn("app", "verify", "config/app.yaml")
+	// A second rollback has nothing earlier than v1 here.
+	if _, errOut, code := h.in("app", "rollback", "config/app.yaml"); code == 0 || !strings.Contains(errOut, "no section has an earlier pin") && !strings.Contains(errOut, "no earlier digest") {
+		t.Fatalf("second rollback: exit %d: %s", code, errOut)
+	}
+	// Setting the pin by hand to v2 and syncing works offline too.
+	b, _ := os.ReadFile(cfg)
+	if err := os.WriteFile(cfg, bytes.Replace(b, []byte(m.dv1), []byte(m.dv2), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out = h.mustIn("app", "sync", "config/app.yaml")
+	if !strings.Contains(out, "registry was not consulted") {
+		t.Fatalf("offline sync: %s", out)
+	}
+	wfSameBytes(t, filepath.Join(h.app, "models"), filepath.Dir(m.v2), "audio.onnx", "audio.onnx.data")
+	// --update needs the registry, and says what works without it.
+	if _, errOut, code := h.in("app", "sync", "config/app.yaml", "--update"); code == 0 || !strings.Contains(errOut, "from the local cache") {
+		t.Fatalf("sync --update with the registry down: exit %d: %s", code, errOut)
+	}
+}
+
+// Problem 2: paths follow the application, not the shell.
+func TestServerPathsFollowTheApplication(t *testing.T) {
+	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
+	repo := srv.Addr + "/sarai/audio"
+	m := makeSrvModels(t, repo)
+	m.retag(repo, "v1", "int8")
+	h := newSrvHost(t)
+	cfg := h.writeConfig(repo+":int8", "")
+	h.mustIn("app", "pin", "config/app.yaml", "--key", "audio", repo+":int8")
+	h.mustIn("app", "sync", "config/app.yaml")
+	m.retag(repo, "v2", "int8")
+
+	// From ~: refused with the fix, nothing installed under ~, pin kept.
+	_, errOut, code := h.in(".", "sync", "app/config/app.yaml", "--update")
+	if code == 0 || !strings.Contains(errOut, "-C "+h.app) || !strings.Contains(errOut, "app_dir") {
+		t.Fatalf("sync from ~: exit %d: %s", code, errOut)
+	}
+	if _, err := os.Stat(h.path("models")); !os.IsNotExist(err) {
+		t.Fatalf("a second install appeared under ~: %v", err)
+	}
+	if pinnedDigest(t, cfg) != m.dv1 {
+		t.Fatal("the pin moved although nothing was installed")
+	}
+	if _, _, code := h.in(".", "verify", "app/config/app.yaml"); code == 0 {
+		t.Fatal("verify from ~ said ok")
+	}
+	// -C names the application's directory.
+	h.mustIn(".", "sync", "-C", "app", "app/config/app.yaml", "--update")
+	wfSameBytes(t, filepath.Join(h.app, "models"), filepath.Dir(m.v2), "audio.onnx", "audio.onnx.data")
+	h.mustIn(".", "verify", "-C", "app", "app/config/app.yaml")
+	// app_dir in the section does it for every command, from anywhere.
+	b, _ := os.ReadFile(cfg)
+	if err := os.WriteFile(cfg, append(b, []byte("  app_dir: \"..\"\n")...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.mustIn(".", "verify", "app/config/app.yaml")
+	h.mustIn("/", "verify", cfg)
+}
+
+// Problem 3: bytes already in place are adopted (not downloaded), other
+// bytes are moved aside and reported, never lost.
+func TestServerAdoptsOrKeepsFilesInPlace(t *testing.T) {
+	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
+	repo := srv.Addr + "/sarai/audio"
+	m := makeSrvModels(t, repo)
+	m.retag(repo, "v1", "int8")
+	h := newSrvHost(t)
+	h.writeConfig(repo+":int8", "")
+	models := filepath.Join(h.app, "models")
+	if err := os.MkdirAll(models, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Copied by hand earlier: the right data file, and a graph edited by hand.
+	data := wfReadFile(t, m.v1+".data")
+	if err := os.WriteFile(filepath.Join(models, "audio.onnx.data"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(models, "audio.onnx"), []byte("a graph edited by hand"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, code := h.in("app", "sync", "config/app.yaml", "--update", "--json")
+	if code != 0 {
+		t.Fatalf("sync: exit %d: %s", code, out)
+	}
+	var res []pin.SyncResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res) != 1 {
+		t.Fatalf("%v: %s", err, out)
+	}
+	r := res[0]
+	if len(r.Adopted) != 1 || !strings.HasSuffix(r.Adopted[0], "audio.onnx.data") {
+		t.Fatalf("adopted %v", r.Adopted)
+	}
+	if r.Transferred >= int64(len(data)) {
+		t.Fatalf("transferred %d bytes: the data file in place was downloaded again", r.Transferred)
+	}
+	if len(r.Kept) != 1 || !bytes.Equal(wfReadFile(t, r.Kept[0]), []byte("a graph edited by hand")) {
+		t.Fatalf("kept %v", r.Kept)
+	}
+	wfSameBytes(t, models, filepath.Dir(m.v1), "audio.onnx", "audio.onnx.data")
+	h.mustIn("app", "verify", "config/app.yaml")
+}
+
+// Problem 4: a pull or sync that fails at any point leaves every file of
+// the target as it was: a refused path found after the model files were
+// ready (the target's .modelctl is a link), a disk that fills while files
+// are installed, a digest mismatch, a registry that goes away.
+func TestServerFailedInstallLeavesTheTarget(t *testing.T) {
+	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
+	repo := srv.Addr + "/sarai/audio"
+	m := makeSrvModels(t, repo)
+	h := newSrvHost(t)
+
+	// A refused path: .modelctl is a link planted in the target.
+	target := h.path("pulled")
+	h.run("pull", repo+":v1", "-o", target)
+	elsewhere := t.TempDir()
+	if err := os.RemoveAll(filepath.Join(target, ".modelctl")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, filepath.Join(target, ".modelctl")); err != nil {
+		t.Fatal(err)
+	}
+	before := treeOf(t, target)
+	_, errOut, code := h.try("pull", repo+":v2", "-o", target)
+	if code == 0 || !strings.Contains(errOut, "symbolic link") {
+		t.Fatalf("pull through a linked .modelctl: exit %d: %s", code, errOut)
+	}
+	if after := treeOf(t, target); after != before {
+		t.Fatalf("a failed pull changed the target:\nbefore %s\nafter  %s", before, after)
+	}
+
+	// A disk that fills during the install: the target is on a small
+	// filesystem, the cache is not, so every file is copied.
+	small := smallFilesystem(t, "9m")
+	target = filepath.Join(small, "models")
+	h.run("pull", repo+":v1", "-o", target)
+	before = treeOf(t, target)
+	_, errOut, code = h.try("pull", repo+":v2", "-o", target)
+	if code == 0 || !strings.Contains(errOut, "no space left") {
+		t.Fatalf("pull into a full disk: exit %d: %s", code, errOut)
+	}
+	if after := treeOf(t, target); after != before {
+		t.Fatalf("a pull that filled the disk changed the target:\nbefore %s\nafter  %s", before, after)
+	}
+
+	// The registry goes away before v2's blobs are fetched (a network
+	// drop): the target stays v1.
+	cfg := h.writeConfig(repo+":v1", "")
+	h.mustIn("app", "sync", "config/app.yaml", "--update")
+	before = treeOf(t, filepath.Join(h.app, "models"))
+	b, _ := os.ReadFile(cfg)
+	_ = os.WriteFile(cfg, bytes.Replace(b, []byte(m.dv1), []byte(m.dv2), 1), 0o644)
+	srv.Kill()
+	if _, _, code := h.in("app", "sync", "config/app.yaml"); code == 0 {
+		t.Fatal("sync of an uncached digest with the registry down succeeded")
+	}
+	if after := treeOf(t, filepath.Join(h.app, "models")); after != before {
+		t.Fatalf("a sync that could not fetch changed the target:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
+// treeOf describes every entry under dir (names, sizes, link targets,
+// content hashes of small files).
+func treeOf(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	_ = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, p)
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			l, _ := os.Readlink(p)
+			fmt.Fprintf(&b, "%s -> %s; ", rel, l)
+		case fi.IsDir():
+			fmt.Fprintf(&b, "%s/; ", rel)
+		default:
+			c, _ := os.ReadFile(p)
+			fmt.Fprintf(&b, "%s %d %x; ", rel, fi.Size(), c[:min(len(c), 64)])
+		}
+		return nil
+	})
+	return b.String()
+}
+
+// buildAppsvc builds the test application (it loads models through
+// onnxruntime, so with cgo) and returns its path and the environment that
+// finds onnxruntime.
+func buildAppsvc(t *testing.T) (string, []string) {
+	t.Helper()
+	lib := filepath.Join(testenv.Root(t), ".cache", "onnxruntime-1.30.0", "linux-x64", "libonnxruntime.so.1")
+	if _, err := os.Stat(lib); err != nil {
+		t.Fatalf("onnxruntime is not installed at %s: run `make ort` first", lib)
+	}
+	bin := filepath.Join(t.TempDir(), "appsvc")
+	cmd := exec.Command("go", "build", "-o", bin, "./e2e/testdata/appsvc")
+	cmd.Dir = testenv.Root(t)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build appsvc: %v\n%s", err, out)
+	}
+	return bin, []string{"ONNXRUNTIME_LIB=" + lib}
+}
+
+// Problem 5: sync restarts the application and checks its health; a
+// model the application cannot run is switched back automatically: the
+// application serves v1 again and the YAML holds v1's digest.
+func TestServerRestartHealthRollsBack(t *testing.T) {
+	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
+	repo := srv.Addr + "/sarai/audio"
+	m := makeSrvModels(t, repo)
+	m.retag(repo, "v1", "int8")
+	appsvc, env := buildAppsvc(t)
+	h := newSrvHost(t)
+	h.env = append(h.env, env...)
+	restart := filepath.Join(h.app, "restart.sh")
+	script := `#!/bin/sh
+# stop the running application, start it again in the background
+if [ -f run/pid ]; then kill "$(cat run/pid)" 2>/dev/null; sleep 0.2; fi
+rm -f run/port run/pid
+mkdir -p run
+nohup "` + appsvc + `" serve -config config/app.yaml -key audio -state run -shape 1x8x64 >run/app.log 2>&1 &
+echo "started $!"
+`
+	if err := os.WriteFile(restart, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(filepath.Join(h.app, "run", "pid")); err == nil {
+			var pid int
+			if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	// The service commands live in the section: cron needs no flags.
+	cfg := h.writeConfig(repo+":int8", "  restart: \"sh restart.sh\"\n  health: \""+appsvc+" probe -state run\"\n  health_timeout: 10s\n")
+	out := h.mustIn("app", "sync", "config/app.yaml", "--update")
+	if !strings.Contains(out, "healthy") || pinnedDigest(t, cfg) != m.dv1 {
+		t.Fatalf("first sync: %s", out)
+	}
+	probe := func() string {
+		t.Helper()
+		cmd := exec.Command(appsvc, "probe", "-state", "run")
+		cmd.Dir = h.app
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("the application does not answer: %v: %s", err, b)
+		}
+		return string(b)
+	}
+	if got := probe(); !strings.Contains(got, m.dv1) {
+		t.Fatalf("application serves %q, want v1", got)
+	}
+
+	// v2 is a good model: switched to, restarted, healthy.
+	m.retag(repo, "v2", "int8")
+	out = h.mustIn("app", "sync", "config/app.yaml", "--update")
+	if pinnedDigest(t, cfg) != m.dv2 || !strings.Contains(probe(), m.dv2) {
+		t.Fatalf("update to v2: %s", out)
+	}
+
+	// A model the application cannot run: rolled back automatically.
+	m.retag(repo, "bad", "int8")
+	stdout, stderr, code := h.in("app", "sync", "config/app.yaml", "--update")
+	t.Logf("sync to a broken model: exit %d\n%s\n%s", code, stdout, stderr)
+	if code == 0 {
+		t.Fatal("sync to a model the application cannot run exited 0")
+	}
+	for _, want := range []string{"health with the new model", "does not run", "health after switching back", "ok models/audio.onnx " + m.dv2, "switched back to the previous model, which passes its health check"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q", want)
+		}
+	}
+	if got := pinnedDigest(t, cfg); got != m.dv2 {
+		t.Fatalf("YAML holds %s after the automatic rollback, want v2 %s", got, m.dv2)
+	}
+	if got := probe(); !strings.Contains(got, m.dv2) {
+		t.Fatalf("application serves %q after the automatic rollback, want v2", got)
+	}
+	wfSameBytes(t, filepath.Join(h.app, "models"), filepath.Dir(m.v2), "audio.onnx", "audio.onnx.data")
+	h.mustIn("app", "verify", "config/app.yaml")
+
+	// And back to v1 by hand, with the registry down, restarting too.
+	srv.Kill()
+	out = h.mustIn("app", "rollback", "config/app.yaml")
+	if pinnedDigest(t, cfg) != m.dv1 || !strings.Contains(probe(), m.dv1) || !strings.Contains(out, "healthy") {
+		t.Fatalf("rollback to v1: %s", out)
+	}
+}
