@@ -123,7 +123,7 @@ func TestConnectionFlags(t *testing.T) {
 		transfer bool
 	}{
 		{"push", true}, {"pull", true}, {"sync", true}, {"pin", true}, {"inspect", true}, {"ls", true},
-		{"tag", false}, {"history", false}, {"rollback", false}, {"sign", false}, {"verify-signature", false}, {"doctor", false},
+		{"rollback", true}, {"tag", false}, {"history", false}, {"sign", false}, {"verify-signature", false}, {"doctor", false},
 	} {
 		cmd, _, err := root.Find([]string{tt.name})
 		if err != nil || cmd.Name() != tt.name {
