@@ -49,6 +49,9 @@ type Options struct {
 	S3Region   string
 	// Credentials overrides the Docker config credential store.
 	Credentials credentials.Store
+	// Settings are modelctl's own settings file (per-registry plain HTTP
+	// and insecure TLS, the default registry); nil: none.
+	Settings *Settings
 }
 
 // Client talks to registries on behalf of one user.
@@ -125,10 +128,16 @@ func New(opts Options) (*Client, error) {
 	if opts.Insecure {
 		base.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the user asked for --insecure
 	}
+	var rt http.RoundTripper = base
+	if insecure := insecureHosts(opts.Settings); len(insecure) > 0 && !opts.Insecure {
+		ins := base.Clone()
+		ins.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the settings file asks for it for these hosts
+		rt = &hostTransport{base: base, insecure: ins, hosts: insecure}
+	}
 	return &Client{
 		opts:  opts,
 		creds: creds,
-		http:  &http.Client{Transport: base},
+		http:  &http.Client{Transport: rt},
 		auth:  auth.NewCache(),
 		cache: cache,
 	}, nil
@@ -147,6 +156,15 @@ type repo struct {
 }
 
 func (c *Client) scheme(host string) string {
+	if c.opts.PlainHTTP {
+		return "http" // the flag wins
+	}
+	if r, ok := c.opts.Settings.registry(host); ok && r.PlainHTTP != nil {
+		if *r.PlainHTTP {
+			return "http"
+		}
+		return "https"
+	}
 	if c.opts.PlainHTTP || IsLoopback(host) {
 		return "http"
 	}
@@ -229,3 +247,19 @@ func resolveLocation(resp *http.Response) (string, error) {
 	}
 	return u.String(), nil
 }
+
+func insecureHosts(s *Settings) map[string]bool {
+	out := map[string]bool{}
+	if s == nil {
+		return out
+	}
+	for h, r := range s.Registries {
+		if r.Insecure {
+			out[h] = true
+		}
+	}
+	return out
+}
+
+// Settings returns the client's settings (nil when none were given).
+func (c *Client) Settings() *Settings { return c.opts.Settings }

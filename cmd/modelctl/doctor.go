@@ -32,6 +32,9 @@ type doctorReport struct {
 	System      bench.SystemInfo      `json:"system"`
 	Advice      []string              `json:"advice,omitempty"`
 	Registry    *client.RegistryCheck `json:"registry,omitempty"`
+	// Settings is modelctl's own settings file and what it says.
+	Settings     string   `json:"settings"`
+	SettingsNote []string `json:"settings_registries,omitempty"`
 }
 
 func newDoctorCmd() *cobra.Command {
@@ -69,6 +72,25 @@ func runDoctor(cmd *cobra.Command, o *doctorOptions, args []string) error {
 	} else {
 		rep.ONNXRuntime = info
 	}
+	if st, err := o.settings(); err != nil {
+		problems = append(problems, err.Error())
+	} else {
+		rep.Settings = st.Path
+		if st.DefaultRegistry != "" {
+			rep.SettingsNote = append(rep.SettingsNote, "default_registry "+st.DefaultRegistry)
+		}
+		for _, h := range st.Hosts() {
+			r := st.Registries[h]
+			note := h + ":"
+			if r.PlainHTTP != nil {
+				note += fmt.Sprintf(" plain_http %v", *r.PlainHTTP)
+			}
+			if r.Insecure {
+				note += " insecure"
+			}
+			rep.SettingsNote = append(rep.SettingsNote, note)
+		}
+	}
 	if !rep.System.VNNI {
 		rep.Advice = append(rep.Advice, "this CPU has no VNNI: models quantized with --full-range compute wrong here (sync refuses them); the default portable int8 is exact here")
 	}
@@ -77,10 +99,13 @@ func runDoctor(cmd *cobra.Command, o *doctorOptions, args []string) error {
 		if err != nil {
 			return err
 		}
-		rc := c.CheckRegistry(ctx, args[0], o.timeout)
+		rc := c.CheckRegistry(ctx, o.expandRef(args[0]), o.timeout)
 		rep.Registry = &rc
 		if !rc.Reachable {
 			problems = append(problems, "registry "+rc.Registry+": "+rc.Error)
+			if a := registryAdvice(rc, c.Settings()); a != "" {
+				rep.Advice = append(rep.Advice, a)
+			}
 		} else if rc.AuthRequired && !rc.HaveCredentials {
 			rep.Advice = append(rep.Advice, fmt.Sprintf("%s needs credentials: run `modelctl login %s -u USER --password-stdin`", rc.Registry, rc.Registry))
 		}
@@ -148,6 +173,12 @@ func printDoctor(w io.Writer, r doctorReport) {
 			fmt.Fprintf(w, "registry %s: reachable (%s: %d), no credentials needed\n", rc.Registry, rc.URL, rc.Status)
 		}
 	}
+	if r.Settings != "" {
+		fmt.Fprintf(w, "settings: %s\n", r.Settings)
+		for _, n := range r.SettingsNote {
+			fmt.Fprintf(w, "  %s\n", n)
+		}
+	}
 	for _, a := range r.Advice {
 		fmt.Fprintf(w, "advice: %s\n", a)
 	}
@@ -165,4 +196,32 @@ func gib(n uint64) string {
 		return "unknown"
 	}
 	return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+}
+
+// registryAdvice says what to change when a registry did not answer as
+// expected: the scheme, the certificate, or where it runs.
+func registryAdvice(rc client.RegistryCheck, st *client.Settings) string {
+	path := "$" + client.SettingsEnv
+	if st != nil && st.Path != "" {
+		path = st.Path
+	}
+	h := rc.Registry
+	e := strings.ToLower(rc.Error)
+	switch {
+	case strings.Contains(e, "server gave http response to https client"):
+		return fmt.Sprintf("%s answers plain HTTP, not HTTPS: add it to %s once (registries:\n  %s:\n    plain_http: true) instead of --plain-http on every command", h, path, h)
+	case rc.Status == 400 && strings.HasPrefix(rc.URL, "http://"):
+		return fmt.Sprintf("%s refused plain HTTP (400): it speaks HTTPS: set plain_http: false for %s in %s (and insecure: true if its certificate is self-signed), or drop --plain-http", h, h, path)
+	case strings.Contains(e, "x509") || strings.Contains(e, "certificate"):
+		return fmt.Sprintf("%s's TLS certificate is not trusted here: install its CA, or set insecure: true for %s in %s (or pass --insecure)", h, h, path)
+	case strings.Contains(e, "tls: first record does not look like a tls handshake"):
+		return fmt.Sprintf("%s answers plain HTTP, not HTTPS: add it to %s with plain_http: true", h, path)
+	case strings.Contains(e, "connection refused") || strings.Contains(e, "no such host") || strings.Contains(e, "timeout") || strings.Contains(e, "deadline"):
+		d := ""
+		if st != nil && st.DefaultRegistry != "" {
+			d = fmt.Sprintf(" (default_registry in %s is %s)", path, st.DefaultRegistry)
+		}
+		return fmt.Sprintf("nothing answers at %s: is the registry running there? check the host and port%s; sync, verify and rollback CONFIG still work from the local cache", h, d)
+	}
+	return ""
 }

@@ -55,8 +55,12 @@ func (f *clientFlags) client(stderr io.Writer) (*client.Client, error) {
 			return nil, fmt.Errorf("--chunk-size: %w", err)
 		}
 	}
+	settings, err := f.settings()
+	if err != nil {
+		return nil, err
+	}
 	opts := client.Options{PlainHTTP: f.plainHTTP, Insecure: f.insecure, CacheDir: f.cacheDir, Parallel: f.parallel, ChunkSize: chunk,
-		S3Endpoint: f.s3Endpoint, S3Region: f.s3Region}
+		S3Endpoint: f.s3Endpoint, S3Region: f.s3Region, Settings: settings}
 	if !f.json && xferIsTerminal(stderr) {
 		opts.Progress = stderr
 	}
@@ -79,4 +83,25 @@ func (f *clientFlags) signing(stderr io.Writer) (signing.Options, error) {
 		return signing.Options{}, err
 	}
 	return signing.Options{Open: c.OrasRepository}, nil
+}
+
+// settings reads modelctl's own settings file ($MODELCTL_CONFIG or the
+// user config directory + modelctl/config.yaml): per-registry plain HTTP
+// and TLS, the default registry.
+func (f *clientFlags) settings() (*client.Settings, error) {
+	p, err := client.SettingsPath()
+	if err != nil {
+		return nil, err
+	}
+	return client.LoadSettings(p)
+}
+
+// expandRef puts the settings' default registry in front of a reference
+// without a host.
+func (f *clientFlags) expandRef(ref string) string {
+	s, err := f.settings()
+	if err != nil {
+		return ref
+	}
+	return s.Expand(ref)
 }

@@ -13,7 +13,7 @@ func init() { register(newPinCmd) }
 
 func newPinCmd() *cobra.Command {
 	var cf clientFlags
-	var key string
+	var key, appDir string
 	cmd := &cobra.Command{
 		Use:   "pin CONFIG.yaml --key KEY REF",
 		Short: "Resolve REF and write it and its digest into a section of a YAML config",
@@ -21,7 +21,10 @@ func newPinCmd() *cobra.Command {
 to follow) and "artifact_digest: sha256:..." (the pin) under the section KEY of
 CONFIG.yaml (a dotted KEY reaches a nested section). Only those two lines change:
 comments, order, quoting and the rest of the formatting are kept, and the file
-is replaced atomically. "modelctl sync CONFIG.yaml" then installs the pin.`,
+is replaced atomically. "modelctl sync CONFIG.yaml" then installs the pin.
+A relative model_path is the application's: the directory pin runs in (or
+-C DIR) is recorded, and sync or verify from another directory is refused
+with the fix (-C, or app_dir in the section).`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if key == "" {
@@ -31,6 +34,8 @@ is replaced atomically. "modelctl sync CONFIG.yaml" then installs the pin.`,
 			if err != nil {
 				return fmt.Errorf("pin: %w", err)
 			}
+			cfg.Dir = appDir
+			args[1] = cf.expandRef(args[1])
 			c, err := cf.client(cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -57,6 +62,7 @@ is replaced atomically. "modelctl sync CONFIG.yaml" then installs the pin.`,
 		},
 	}
 	cmd.Flags().StringVar(&key, "key", "", "config section to pin (e.g. audio_omni, or models.asr for a nested one)")
+	cmd.Flags().StringVarP(&appDir, "app-dir", "C", "", "the application's directory: relative model_paths are relative to it (default: the working directory)")
 	cf.register(cmd.Flags())
 	cmd.Flags().Lookup("chunk-size").Hidden = true
 	cmd.Flags().Lookup("parallel").Hidden = true

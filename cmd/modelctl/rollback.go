@@ -57,7 +57,7 @@ will install what the tag names again.`,
 			if key != "" {
 				return fmt.Errorf("rollback: --key applies to a config file; %s is not one", args[0])
 			}
-			ref, err := client.ParseReference(args[0])
+			ref, err := client.ParseReference(tf.expandRef(args[0]))
 			if err != nil {
 				return err
 			}
