@@ -158,34 +158,37 @@ func TestUIInBrowser(t *testing.T) {
 	ws.run("sign", repo+":int8", "--key", models.keyPrefix+".key")
 	ws.run("push", models.fp32, addr+"/secret/model:v1")
 
-	// Server A syncs v1.
+	// Two servers sync v1.
 	cfgText := "audio_omni:\n  model_path: \"models/audio_int8.onnx\"\n"
-	serverA := newWFHost(t, "server-a")
-	serverA.login(addr, "deployer", "deployer-pw")
-	if err := os.WriteFile(serverA.path("app.yaml"), []byte(cfgText), 0o644); err != nil {
-		t.Fatal(err)
+	servers := map[string]*wfHost{}
+	for _, name := range []string{"server-a", "server-b"} {
+		h := newWFHost(t, name)
+		h.login(addr, "deployer", "deployer-pw")
+		if err := os.WriteFile(h.path("app.yaml"), []byte(cfgText), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		h.run("pin", "app.yaml", "--key", "audio_omni", repo+":int8")
+		if _, errOut, code := h.try("sync", "app.yaml", "--report-host", name); code != 0 || strings.Contains(errOut, "not reported") {
+			t.Fatalf("sync on %s: exit %d\n%s", name, code, errOut)
+		}
+		servers[name] = h
 	}
-	serverA.run("pin", "app.yaml", "--key", "audio_omni", repo+":int8")
-	_, errOut, code := serverA.try("sync", "app.yaml", "--report-host", "server-a")
-	if code != 0 || strings.Contains(errOut, "not reported") {
-		t.Fatalf("sync on server-a: exit %d\n%s", code, errOut)
-	}
+	serverA, serverB := servers["server-a"], servers["server-b"]
 
-	// A per-channel v2 moves the tag; server B syncs it.
+	// A per-channel v2 moves the tag. Server B updates to it and its
+	// service passes the health check.
 	ws.runJSON(&pushed, "push", models.int8b, repo+":int8", "-t", "int8-pc", "--bench", models.benchB, "--parent", repo+":fp32", "--precision", "int8", "--quantization", "dynamic", "--quant-param", "per_channel=true")
 	v2 := pushed.Digest
 	if v2 == v1 {
 		t.Fatal("the per-channel model has the per-tensor model's digest")
 	}
-	serverB := newWFHost(t, "server-b")
-	serverB.login(addr, "deployer", "deployer-pw")
-	if err := os.WriteFile(serverB.path("app.yaml"), []byte(cfgText), 0o644); err != nil {
-		t.Fatal(err)
+	if _, errOut, code := serverB.try("sync", "app.yaml", "--update", "--report-host", "server-b", "--health", "true"); code != 0 || strings.Contains(errOut, "not reported") {
+		t.Fatalf("sync --update on server-b: exit %d\n%s", code, errOut)
 	}
-	serverB.run("pin", "app.yaml", "--key", "audio_omni", repo+":int8")
-	_, errOut, code = serverB.try("sync", "app.yaml", "--report-host", "server-b")
-	if code != 0 || strings.Contains(errOut, "not reported") {
-		t.Fatalf("sync on server-b: exit %d\n%s", code, errOut)
+	// Server A's service fails its health check with v2: sync switches back
+	// to v1, exits 1, and reports v1 with the reason.
+	if _, errOut, code := serverA.try("sync", "app.yaml", "--update", "--report-host", "server-a", "--health", "false", "--health-timeout", "1s"); code == 0 || strings.Contains(errOut, "not reported") {
+		t.Fatalf("sync --update on server-a with a failing health check: exit %d, want 1, with a report\n%s", code, errOut)
 	}
 	// Then int8 is rolled back to v1, as during an incident.
 	ws.run("rollback", repo+":int8")
@@ -198,13 +201,24 @@ func TestUIInBrowser(t *testing.T) {
 		}
 	}
 	var targets []struct {
-		Host   string `json:"host"`
-		Digest string `json:"digest"`
-		User   string `json:"user"`
+		Host     string `json:"host"`
+		Digest   string `json:"digest"`
+		User     string `json:"user"`
+		Status   string `json:"status"`
+		Health   string `json:"health"`
+		Detail   string `json:"detail"`
+		Previous []struct {
+			Digest string `json:"digest"`
+		} `json:"previous"`
 	}
 	serverB.runJSON(&targets, "history", repo+":int8", "--deployments")
-	if len(targets) != 2 || targets[0].Host != "server-a" || targets[0].Digest != v1 || targets[1].Host != "server-b" || targets[1].Digest != v2 || targets[1].User != "deployer" {
+	if len(targets) != 2 || targets[1].Host != "server-b" || targets[1].Digest != v2 || targets[1].User != "deployer" || targets[1].Health != "passed" ||
+		len(targets[1].Previous) != 1 || targets[1].Previous[0].Digest != v1 {
 		t.Fatalf("history --deployments --json: %+v", targets)
+	}
+	if a := targets[0]; a.Host != "server-a" || a.Digest != v1 || a.Status != "rolled back" || a.Health != "failed" ||
+		!strings.Contains(a.Detail, "switched back from "+v2) || len(a.Previous) != 1 || a.Previous[0].Digest != v1 {
+		t.Fatalf("server-a after its failed update: %+v", a)
 	}
 	// A sync by a user who may not report still succeeds, with a warning.
 	serverC := newWFHost(t, "server-c")
@@ -213,7 +227,7 @@ func TestUIInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	serverC.run("pin", "app.yaml", "--key", "audio_omni", repo+":int8")
-	_, errOut, code = serverC.try("sync", "app.yaml", "--report-host", "server-c")
+	_, errOut, code := serverC.try("sync", "app.yaml", "--report-host", "server-c")
 	if code != 0 || !strings.Contains(errOut, "deployment not reported") {
 		t.Fatalf("sync by a pull-only user: exit %d, want 0 with a warning\n%s", code, errOut)
 	}
@@ -415,7 +429,7 @@ func runUIBrowser(t *testing.T, browser, base, v1, v2 string) {
 			t.Fatalf("deployments by digest lack %q:\n%s", w, byDigest)
 		}
 	}
-	for _, w := range []string{"app.yaml", "audio_omni", "deployer", "installed"} {
+	for _, w := range []string{"app.yaml", "audio_omni", "deployer", "installed", "rolled back", "switched back from " + v2, "1 earlier"} {
 		if !strings.Contains(rows, w) {
 			t.Fatalf("deployments lack %q:\n%s", w, rows)
 		}

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -65,12 +66,8 @@ func reportDeployments(ctx context.Context, c *client.Client, f *deployFlags, co
 			// An s3:// artifact has no registry to report to.
 			continue
 		}
-		check := client.DeploymentNotRun
-		if r.Checked {
-			check = client.DeploymentPassed
-		}
-		rep := client.DeploymentReport{Host: host, Config: configPath, Key: r.Key, Digest: r.Digest,
-			Time: time.Now().UTC(), Status: r.Status, Check: check, Health: client.DeploymentNotRun}
+		rep := deploymentReport(r)
+		rep.Host, rep.Config, rep.Time = host, configPath, time.Now().UTC()
 		e, ectx, err := c.Endpoint(ctx, ref, true)
 		if err == nil {
 			err = client.ReportDeployment(ectx, e, ref.Repository, rep)
@@ -79,6 +76,54 @@ func reportDeployments(ctx context.Context, c *client.Client, f *deployFlags, co
 			fmt.Fprintf(stderr, "modelctl: warning: %s: deployment not reported to %s (the sync itself succeeded): %v\n", r.Key, ref.Registry, oneLine(err))
 		}
 	}
+}
+
+// deploymentReport says what a section's sync left running: the digest
+// installed, or, when the service failed with it and was switched back, the
+// one it runs again, with why.
+func deploymentReport(r pin.SyncResult) client.DeploymentReport {
+	rep := client.DeploymentReport{Key: r.Key, Digest: r.Digest, Status: r.Status,
+		Check: client.DeploymentNotRun, Health: client.DeploymentNotRun}
+	if r.Checked {
+		rep.Check = client.DeploymentPassed
+	}
+	if r.Health != nil {
+		rep.Health = client.DeploymentFailed
+		if r.Health.OK {
+			rep.Health = client.DeploymentPassed
+		}
+	}
+	var why []string
+	for _, c := range []struct {
+		name string
+		res  *pin.CommandResult
+	}{{"restart", r.Restart}, {"health", r.Health}} {
+		if c.res != nil && !c.res.OK {
+			why = append(why, c.name+" failed: "+c.res.Error)
+		}
+	}
+	if r.RolledBack && r.Previous != "" {
+		rep.Digest = r.Previous
+		rep.Status = "rolled back"
+		why = append([]string{"switched back from " + string(r.Digest)}, why...)
+	}
+	rep.Detail = truncateDetail(strings.Join(why, "; "))
+	return rep
+}
+
+// truncateDetail keeps a report's free text under the registry's bound.
+func truncateDetail(s string) string {
+	const max = 1000
+	s = printable(s)
+	if len(s) <= max {
+		return s
+	}
+	for i := max; i > 0; i-- {
+		if utf8.RuneStart(s[i]) {
+			return s[:i] + "…"
+		}
+	}
+	return ""
 }
 
 // printDeployments prints the reports of ref's repository: which host runs
