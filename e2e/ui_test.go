@@ -195,6 +195,7 @@ func TestUIInBrowser(t *testing.T) {
 
 	// history --deployments tells which host runs which digest.
 	out := serverA.run("history", repo+":int8", "--deployments")
+	t.Logf("modelctl history --deployments:\n%s", out)
 	for _, want := range []string{"server-a", "server-b", v1[:19], v2[:19], "audio_omni", "installed"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("history --deployments lacks %q:\n%s", want, out)
