@@ -5,6 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -408,13 +413,6 @@ echo "started $!"
 		t.Fatalf("application serves %q, want v1", got)
 	}
 
-	// v2 is a good model: switched to, restarted, healthy.
-	m.retag(repo, "v2", "int8")
-	out = h.mustIn("app", "sync", "config/app.yaml", "--update")
-	if pinnedDigest(t, cfg) != m.dv2 || !strings.Contains(probe(), m.dv2) {
-		t.Fatalf("update to v2: %s", out)
-	}
-
 	// A model the application cannot run: rolled back automatically.
 	m.retag(repo, "bad", "int8")
 	stdout, stderr, code := h.in("app", "sync", "config/app.yaml", "--update")
@@ -422,24 +420,96 @@ echo "started $!"
 	if code == 0 {
 		t.Fatal("sync to a model the application cannot run exited 0")
 	}
-	for _, want := range []string{"health with the new model", "does not run", "health after switching back", "ok models/audio.onnx " + m.dv2, "switched back to the previous model, which passes its health check"} {
+	for _, want := range []string{"health with the new model", "does not run", "health after switching back", "ok models/audio.onnx " + m.dv1, "switched back to the previous model, which passes its health check"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr lacks %q", want)
 		}
 	}
-	if got := pinnedDigest(t, cfg); got != m.dv2 {
-		t.Fatalf("YAML holds %s after the automatic rollback, want v2 %s", got, m.dv2)
+	if got := pinnedDigest(t, cfg); got != m.dv1 {
+		t.Fatalf("YAML holds %s after the automatic rollback, want v1 %s", got, m.dv1)
 	}
-	if got := probe(); !strings.Contains(got, m.dv2) {
-		t.Fatalf("application serves %q after the automatic rollback, want v2", got)
+	if got := probe(); !strings.Contains(got, m.dv1) {
+		t.Fatalf("application serves %q after the automatic rollback, want v1", got)
 	}
-	wfSameBytes(t, filepath.Join(h.app, "models"), filepath.Dir(m.v2), "audio.onnx", "audio.onnx.data")
+	wfSameBytes(t, filepath.Join(h.app, "models"), filepath.Dir(m.v1), "audio.onnx", "audio.onnx.data")
 	h.mustIn("app", "verify", "config/app.yaml")
+
+	// v2 is a good model: switched to, restarted, healthy.
+	m.retag(repo, "v2", "int8")
+	out = h.mustIn("app", "sync", "config/app.yaml", "--update")
+	if pinnedDigest(t, cfg) != m.dv2 || !strings.Contains(probe(), m.dv2) {
+		t.Fatalf("update to v2: %s", out)
+	}
 
 	// And back to v1 by hand, with the registry down, restarting too.
 	srv.Kill()
 	out = h.mustIn("app", "rollback", "config/app.yaml")
 	if pinnedDigest(t, cfg) != m.dv1 || !strings.Contains(probe(), m.dv1) || !strings.Contains(out, "healthy") {
 		t.Fatalf("rollback to v1: %s", out)
+	}
+}
+
+// startCorruptingProxy forwards to target and flips one byte in the middle
+// of every large blob it sends back: a registry (or a network) that
+// delivers the wrong bytes.
+func startCorruptingProxy(t *testing.T, target string) string {
+	t.Helper()
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target})
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if strings.Contains(resp.Request.URL.Path, "/blobs/") && resp.ContentLength > 1<<20 {
+			resp.Body = &flipper{r: resp.Body, at: resp.ContentLength / 2}
+		}
+		return nil
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: rp}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String()
+}
+
+type flipper struct {
+	r   io.ReadCloser
+	at  int64
+	off int64
+}
+
+func (f *flipper) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if f.at >= f.off && f.at < f.off+int64(n) {
+		p[f.at-f.off] ^= 0xff
+	}
+	f.off += int64(n)
+	return n, err
+}
+
+func (f *flipper) Close() error { return f.r.Close() }
+
+// A digest mismatch (the bytes that arrive are not the layer's) fails the
+// sync before any file of the target is touched, and the pin stays.
+func TestServerDigestMismatchLeavesTheTarget(t *testing.T) {
+	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
+	m := makeSrvModels(t, srv.Addr+"/sarai/audio")
+	bad := startCorruptingProxy(t, srv.Addr)
+	h := newSrvHost(t)
+	cfg := h.writeConfig(srv.Addr+"/sarai/audio:v1", "")
+	h.mustIn("app", "sync", "config/app.yaml", "--update")
+	before := treeOf(t, filepath.Join(h.app, "models"))
+	// The same repository, reached through the corrupting proxy.
+	h.writeConfig(bad+"/sarai/audio:v2", "")
+	b, _ := os.ReadFile(cfg)
+	_ = os.WriteFile(cfg, bytes.Replace(b, []byte("artifact: \""+bad+"/sarai/audio:v2\"\n"), []byte("artifact: \""+bad+"/sarai/audio:v2\"\n  artifact_digest: \""+m.dv2+"\"\n"), 1), 0o644)
+	_, errOut, code := h.in("app", "sync", "config/app.yaml")
+	if code == 0 || !strings.Contains(errOut, "digest mismatch") {
+		t.Fatalf("sync through a corrupting proxy: exit %d: %s", code, errOut)
+	}
+	if after := treeOf(t, filepath.Join(h.app, "models")); after != before {
+		t.Fatalf("a digest mismatch changed the target:\nbefore %s\nafter  %s", before, after)
+	}
+	if pinnedDigest(t, cfg) != m.dv2 {
+		t.Fatal("the pin was rewritten")
 	}
 }
