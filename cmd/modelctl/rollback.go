@@ -32,6 +32,7 @@ func isConfigArg(arg string) bool {
 func newRollbackCmd() *cobra.Command {
 	var tf clientFlags
 	var sf serviceFlags
+	var df deployFlags
 	var to, key string
 	cmd := &cobra.Command{
 		Use:   "rollback REF [--to DIGEST] | rollback CONFIG.yaml [--key KEY] [--to DIGEST]",
@@ -52,7 +53,7 @@ will install what the tag names again.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if isConfigArg(args[0]) {
-				return rollbackConfig(cmd, &tf, &sf, args[0], key, to)
+				return rollbackConfig(cmd, &tf, &sf, &df, args[0], key, to)
 			}
 			if key != "" {
 				return fmt.Errorf("rollback: --key applies to a config file; %s is not one", args[0])
@@ -84,12 +85,13 @@ will install what the tag names again.`,
 	cmd.Flags().StringVar(&to, "to", "", "digest to move the tag (or the config's section) to (default: the previous one in its history)")
 	cmd.Flags().StringVar(&key, "key", "", "with CONFIG.yaml: the section to roll back (default: every section with an earlier pin)")
 	sf.register(cmd.Flags())
+	df.register(cmd.Flags())
 	tf.register(cmd.Flags())
 	cmd.Flags().Lookup("chunk-size").Hidden = true
 	return cmd
 }
 
-func rollbackConfig(cmd *cobra.Command, cf *clientFlags, sf *serviceFlags, config, key, to string) error {
+func rollbackConfig(cmd *cobra.Command, cf *clientFlags, sf *serviceFlags, df *deployFlags, config, key, to string) error {
 	cfg, err := pin.Load(config)
 	if err != nil {
 		return fmt.Errorf("rollback: %w", err)
@@ -104,6 +106,7 @@ func rollbackConfig(cmd *cobra.Command, cf *clientFlags, sf *serviceFlags, confi
 		Sync: pin.SyncOptions{Signing: signing.Options{Open: c.OrasRepository}, CPU: &host}}
 	sf.apply(&opts.Sync, cmd.ErrOrStderr())
 	results, err := pin.Rollback(cmd.Context(), cfg, c, opts)
+	reportDeployments(cmd.Context(), c, df, config, deployed(results), cmd.ErrOrStderr())
 	if perr := printSync(cmd, cf, results, err, config, false); perr != nil {
 		return perr
 	}

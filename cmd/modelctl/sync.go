@@ -90,7 +90,7 @@ with the output of both.`,
 				}
 			}
 			results, err := pin.Sync(cmd.Context(), cfg, c, opts)
-			reportDeployments(cmd.Context(), c, &df, args[0], results, cmd.ErrOrStderr())
+			reportDeployments(cmd.Context(), c, &df, args[0], deployed(results), cmd.ErrOrStderr())
 			return printSync(cmd, &cf, results, err, args[0], update)
 		},
 	}
@@ -181,4 +181,17 @@ func printSync(cmd *cobra.Command, cf *clientFlags, results []pin.SyncResult, er
 		return fmt.Errorf("%s %s: %w", verb, config, oneLine(err))
 	}
 	return nil
+}
+
+// deployed is what each section runs after a sync: a section switched
+// back after a failed health check runs its previous digest.
+func deployed(results []pin.SyncResult) []pin.SyncResult {
+	out := make([]pin.SyncResult, 0, len(results))
+	for _, r := range results {
+		if r.RolledBack && r.Previous != "" {
+			r.Digest, r.Previous = r.Previous, ""
+		}
+		out = append(out, r)
+	}
+	return out
 }
