@@ -418,6 +418,7 @@ func (s *Session) Close() error {
 	}
 	err := s.sess.Destroy()
 	s.sess = nil
+	releaseFreedMemory()
 	return err
 }
 
