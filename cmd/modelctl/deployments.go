@@ -102,10 +102,14 @@ func deploymentReport(r pin.SyncResult) client.DeploymentReport {
 			why = append(why, c.name+" failed: "+c.res.Error)
 		}
 	}
-	if r.RolledBack && r.Previous != "" {
-		rep.Digest = r.Previous
+	if r.RolledBack {
 		rep.Status = "rolled back"
-		why = append([]string{"switched back from " + string(r.Digest)}, why...)
+		if r.Previous != "" {
+			// As pin.Sync returns it, Digest is the version that failed;
+			// sync's deployed() has already put the previous one there.
+			rep.Digest = r.Previous
+			why = append([]string{"switched back from " + string(r.Digest)}, why...)
+		}
 	}
 	rep.Detail = truncateDetail(strings.Join(why, "; "))
 	return rep
