@@ -207,6 +207,11 @@ func (o *Options) validate() error {
 		if o.Form != FormQDQ && o.Form != FormQLinear {
 			return fmt.Errorf("quantize: static form %q: want %s or %s", o.Form, FormQDQ, FormQLinear)
 		}
+		if o.PerChannel {
+			// Measured: onnxruntime 1.30 does not fuse per-channel QDQ
+			// weights and dequantizes them at every call (0.07x FP32).
+			return fmt.Errorf("quantize: int8-static takes per-tensor weights (onnxruntime's CPU provider dequantizes per-channel ones at every call): drop --per-channel")
+		}
 	case "":
 		o.Mode = ModeInt8
 	default:

@@ -278,6 +278,8 @@ func TestSearch(t *testing.T) {
 		{Options{Target: &Target{MinCosine: 0.9}, Prefer: "cheap", Samples: samples}, "--prefer"},
 		{Options{Options: quantize.Options{Mode: quantize.ModeInt8Static}, Samples: Samples{Dir: filepath.Join(dir, "none")}}, "no such file"},
 		{Options{Options: quantize.Options{Mode: quantize.ModeInt8Static}, Samples: samples, Calibration: CalibrationOptions{Method: "entropy"}}, "want minmax or percentile"},
+		{Options{Options: quantize.Options{Mode: quantize.ModeInt8Static, PerChannel: true}, Samples: samples}, "int8-static takes per-tensor weights"},
+		{Options{Options: quantize.Options{Mode: quantize.ModeInt8Static, Form: "qop"}, Samples: samples}, `static form "qop"`},
 	} {
 		if _, err := Quantize(ctx, in, filepath.Join(dir, "x.onnx"), tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: err %v, want %q", tc.o, err, tc.want)
