@@ -94,6 +94,20 @@ func (c *Config) Verified(ctx context.Context, key string) (Model, error) {
 	if len(problems) > 0 {
 		return Model{}, &VerifyError{Key: key, Digest: s.Digest, Problems: problems}
 	}
+	if s.base != "" {
+		// A relative model_path stays relative, as the application
+		// (running in its directory) opens it.
+		rel := func(p string) string {
+			if r, err := filepath.Rel(s.base, p); err == nil {
+				return r
+			}
+			return p
+		}
+		m.Path, m.Root = rel(m.Path), rel(m.Root)
+		for i := range m.Files {
+			m.Files[i].Path = rel(m.Files[i].Path)
+		}
+	}
 	return m, nil
 }
 
