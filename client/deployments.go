@@ -1,15 +1,14 @@
 package client
 
 import (
+	"github.com/modelctl/modelctl/registry/api"
+
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"time"
-
-	digest "github.com/opencontainers/go-digest"
 )
 
 // Deployment reports: after a sync, the client tells the registry what it
@@ -20,38 +19,17 @@ import (
 
 // Results of a check or a health command in a DeploymentReport.
 const (
-	DeploymentPassed = "passed"
-	DeploymentFailed = "failed"
-	DeploymentNotRun = "not run"
+	DeploymentPassed = api.ResultPassed
+	DeploymentFailed = api.ResultFailed
+	DeploymentNotRun = api.ResultNotRun
 )
 
-// DeploymentReport is one installation: the wire form of the registry's
-// registry.DeploymentReport.
-type DeploymentReport struct {
-	Host   string        `json:"host"`
-	Config string        `json:"config"`
-	Key    string        `json:"key"`
-	Digest digest.Digest `json:"digest"`
-	Time   time.Time     `json:"time"`
-	Status string        `json:"status,omitempty"`
-	Check  string        `json:"check,omitempty"`
-	Health string        `json:"health,omitempty"`
-	Detail string        `json:"detail,omitempty"`
-}
-
-// DeploymentRecord is a stored report as the registry returns it.
-type DeploymentRecord struct {
-	DeploymentReport
-	User     string    `json:"user,omitempty"`
-	Received time.Time `json:"received"`
-}
-
-// DeploymentTarget is the latest report of one host, config and key, with
-// the earlier ones, newest first.
-type DeploymentTarget struct {
-	DeploymentRecord
-	Previous []DeploymentRecord `json:"previous,omitempty"`
-}
+// The report types are the registry extension's (registry/api).
+type (
+	DeploymentReport = api.DeploymentReport
+	DeploymentRecord = api.Deployment
+	DeploymentTarget = api.DeploymentTarget
+)
 
 // maxDeploymentsResponse bounds what a GET of the reports may return.
 const maxDeploymentsResponse = 64 << 20
@@ -88,9 +66,7 @@ func ListDeployments(ctx context.Context, e *Endpoint, name string) ([]Deploymen
 		return nil, fmt.Errorf("deployments of %s: %w", name, err)
 	}
 	defer resp.Body.Close()
-	var out struct {
-		Deployments []DeploymentTarget `json:"deployments"`
-	}
+	var out api.DeploymentsResponse
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxDeploymentsResponse)).Decode(&out); err != nil {
 		return nil, fmt.Errorf("deployments of %s: unreadable answer: %w", name, err)
 	}

@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"github.com/modelctl/modelctl/registry/api"
+
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,8 +17,6 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/opencontainers/go-digest"
 
 	"github.com/modelctl/modelctl/registry/storage"
 )
@@ -53,55 +53,20 @@ const (
 	maxDeploymentRetries = 8
 )
 
-// Check and health results a report may carry.
-const (
-	ResultPassed = "passed"
-	ResultFailed = "failed"
-	ResultNotRun = "not run"
+// The report types are the extension's, shared with the client.
+type (
+	DeploymentReport    = api.DeploymentReport
+	Deployment          = api.Deployment
+	DeploymentTarget    = api.DeploymentTarget
+	DeploymentsResponse = api.DeploymentsResponse
 )
 
-// DeploymentReport is what a client reports after installing an artifact.
-type DeploymentReport struct {
-	// Host is the machine's name, Config the path of its config file and
-	// Key the section of that config the artifact was installed for.
-	Host   string `json:"host"`
-	Config string `json:"config"`
-	Key    string `json:"key"`
-	// Digest is the manifest installed; it must be in the repository.
-	Digest digest.Digest `json:"digest"`
-	// Time is when the client installed or confirmed it.
-	Time time.Time `json:"time"`
-	// Status is what the sync did ("installed", "up to date").
-	Status string `json:"status,omitempty"`
-	// Check is the result of running the model here against its reference
-	// (sync --check), Health that of the service's health command:
-	// ResultPassed, ResultFailed or ResultNotRun ("" means not run).
-	Check  string `json:"check,omitempty"`
-	Health string `json:"health,omitempty"`
-	// Detail is free text (a failure's reason), shown as text.
-	Detail string `json:"detail,omitempty"`
-}
-
-// Deployment is a stored report: what the client said, who said it (the
-// authenticated user, "" when anonymous) and when the registry received it.
-type Deployment struct {
-	DeploymentReport
-	User     string    `json:"user,omitempty"`
-	Received time.Time `json:"received"`
-}
-
-// DeploymentTarget is the latest report for one target and the reports
-// before it, newest first.
-type DeploymentTarget struct {
-	Deployment
-	Previous []Deployment `json:"previous,omitempty"`
-}
-
-// DeploymentsResponse is the body of GET .../_modelctl/deployments.
-type DeploymentsResponse struct {
-	Name        string             `json:"name"`
-	Deployments []DeploymentTarget `json:"deployments"`
-}
+// Check and health results a report may carry.
+const (
+	ResultPassed = api.ResultPassed
+	ResultFailed = api.ResultFailed
+	ResultNotRun = api.ResultNotRun
+)
 
 var reDeployments = regexp.MustCompile(`^/v2/(.+)/_modelctl/deployments$`)
 
@@ -118,9 +83,10 @@ var errDeploymentInvalid = errors.New("invalid deployment report")
 // errTooManyTargets is returned for a new target beyond MaxDeploymentTargets.
 var errTooManyTargets = errors.New("too many deployment targets")
 
-// Validate checks a report's fields: lengths, printable text, a digest of a
-// supported algorithm, a time set and not far in the future, known results.
-func (r *DeploymentReport) Validate(now time.Time) error {
+// validateReport checks a report's fields: lengths, printable text, a
+// digest of a supported algorithm, a time set and not far in the future,
+// known results.
+func validateReport(r *DeploymentReport, now time.Time) error {
 	if r.Check == "" {
 		r.Check = ResultNotRun
 	}
@@ -185,7 +151,7 @@ func printable(s string, multiline bool) bool {
 // user. The digest must name a manifest of the repository.
 func RecordDeployment(ctx context.Context, store *storage.Store, name, user string, rep DeploymentReport) (Deployment, error) {
 	now := time.Now().UTC()
-	if err := rep.Validate(now); err != nil {
+	if err := validateReport(&rep, now); err != nil {
 		return Deployment{}, err
 	}
 	if _, err := store.ResolveManifest(ctx, name, string(rep.Digest)); err != nil {
