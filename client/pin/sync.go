@@ -167,23 +167,25 @@ func Sync(ctx context.Context, cfg *Config, p Puller, opts SyncOptions) ([]SyncR
 	var results []SyncResult
 	var errs []error
 	var secs []Section
+	claims := map[string]map[string]digest.Digest{} // section key -> files its pin installs
 	for _, s := range all {
-		if len(opts.Keys) > 0 && !slices.Contains(opts.Keys, s.Key) {
-			continue
-		}
+		selected := len(opts.Keys) == 0 || slices.Contains(opts.Keys, s.Key)
 		if s.ModelPath != "" {
 			rs, err := cfg.resolved(s)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("sync %s: %w", s.Key, err))
+				if selected {
+					errs = append(errs, fmt.Errorf("sync %s: %w", s.Key, err))
+				}
 				continue
 			}
 			s = rs
 		}
-		secs = append(secs, s)
-	}
-	claims := map[string]map[string]digest.Digest{} // section key -> files its pin installs
-	for _, s := range secs {
+		// Every section's files count, selected or not: a file another
+		// section uses is never removed as stale.
 		claims[s.Key] = installedFiles(s, s.Digest)
+		if selected {
+			secs = append(secs, s)
+		}
 	}
 	type switched struct {
 		sec Section
@@ -204,9 +206,9 @@ func Sync(ctx context.Context, cfg *Config, p Puller, opts SyncOptions) ([]SyncR
 			errs = append(errs, fmt.Errorf("sync %s: %w", s.Key, err))
 			continue
 		}
-		if err := cfg.recordAppDir(s); err != nil {
-			errs = append(errs, fmt.Errorf("sync %s: %w", s.Key, err))
-		}
+		// Best effort: a config in a read-only directory still syncs, it
+		// only loses the check against running from elsewhere.
+		_ = cfg.recordAppDir(s)
 		if res.Digest != s.Digest {
 			if err := cfg.SetPin(s.Key, s.Artifact, res.Digest); err != nil {
 				// The file cannot hold the new pin: the old model goes back.
