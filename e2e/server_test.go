@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -261,8 +260,8 @@ func TestServerAdoptsOrKeepsFilesInPlace(t *testing.T) {
 
 // Problem 4: a pull or sync that fails at any point leaves every file of
 // the target as it was: a refused path found after the model files were
-// ready (the target's .modelctl is a link), a disk that fills while files
-// are installed, a digest mismatch, a registry that goes away.
+// ready (the target's .modelctl is a link), a registry that goes away (a
+// digest mismatch and a full disk: below and in server_linux_test.go).
 func TestServerFailedInstallLeavesTheTarget(t *testing.T) {
 	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
 	repo := srv.Addr + "/sarai/audio"
@@ -286,20 +285,6 @@ func TestServerFailedInstallLeavesTheTarget(t *testing.T) {
 	}
 	if after := treeOf(t, target); after != before {
 		t.Fatalf("a failed pull changed the target:\nbefore %s\nafter  %s", before, after)
-	}
-
-	// A disk that fills during the install: the target is on a small
-	// filesystem, the cache is not, so every file is copied.
-	small := smallFilesystem(t, "9m")
-	target = filepath.Join(small, "models")
-	h.run("pull", repo+":v1", "-o", target)
-	before = treeOf(t, target)
-	_, errOut, code = h.try("pull", repo+":v2", "-o", target)
-	if code == 0 || !strings.Contains(errOut, "no space left") {
-		t.Fatalf("pull into a full disk: exit %d: %s", code, errOut)
-	}
-	if after := treeOf(t, target); after != before {
-		t.Fatalf("a pull that filled the disk changed the target:\nbefore %s\nafter  %s", before, after)
 	}
 
 	// The registry goes away before v2's blobs are fetched (a network
@@ -389,7 +374,9 @@ echo "started $!"
 		if b, err := os.ReadFile(filepath.Join(h.app, "run", "pid")); err == nil {
 			var pid int
 			if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
+				if p, err := os.FindProcess(pid); err == nil {
+					_ = p.Kill()
+				}
 			}
 		}
 	})
