@@ -40,6 +40,10 @@ func findInstall(local, modelPath string, d digest.Digest) (*install, error) {
 		return nil, fmt.Errorf("pin %q: %w", d, err)
 	}
 	dir := filepath.Dir(local)
+	if fi, err := os.Stat(local); err == nil && fi.IsDir() {
+		// A directory artifact is installed into model_path itself.
+		dir = local
+	}
 	for i := 0; i < 64; i++ {
 		inst, err := readRecord(dir, d)
 		switch {
