@@ -366,26 +366,57 @@ func (c *Client) fileDigest(ctx context.Context, path string, fi fs.FileInfo) (d
 }
 
 // hashLocal hashes a file with SHA-256, stopping when ctx is cancelled.
+// Reading and hashing overlap (a reader goroutine fills buffers while the
+// hash consumes the previous one), so a cold file costs about its hashing
+// alone; memory is three 4 MiB buffers.
 func hashLocal(ctx context.Context, path string) (digest.Digest, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
+	const bufSize, nbuf = 4 << 20, 3
+	free := make(chan []byte, nbuf)
+	full := make(chan []byte, nbuf)
+	for range nbuf {
+		free <- make([]byte, bufSize)
+	}
+	done := make(chan struct{})
+	defer close(done)
+	var readErr error
+	go func() {
+		defer close(full)
+		for {
+			var b []byte
+			select {
+			case b = <-free:
+			case <-done:
+				return
+			}
+			n, err := io.ReadFull(f, b)
+			if n > 0 {
+				full <- b[:n]
+			}
+			switch {
+			case err == io.EOF || err == io.ErrUnexpectedEOF:
+				return
+			case err != nil:
+				readErr = err
+				return
+			}
+		}
+	}()
 	h := sha256.New()
-	buf := make([]byte, 4<<20)
-	for {
+	for b := range full {
 		if err := ctx.Err(); err != nil {
 			return "", err
 		}
-		n, err := f.Read(buf)
-		h.Write(buf[:n])
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return "", err
-		}
+		h.Write(b)
+		free <- b[:cap(b)]
+	}
+	// full is closed: the reader has returned and readErr is settled.
+	if readErr != nil {
+		return "", readErr
 	}
 	return digest.NewDigest(digest.SHA256, h), nil
 }
