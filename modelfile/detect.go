@@ -85,3 +85,15 @@ func sniffONNX(head []byte) bool {
 	}
 	return false
 }
+
+// RequireONNX refuses, naming what path is, a model that is not ONNX: for
+// the commands that work on ONNX graphs only (quantize, bench). A file
+// whose content is no format modelctl knows is left to the ONNX reader,
+// whose error says where the graph is broken.
+func RequireONNX(what, path string) error {
+	f, err := Detect(path)
+	if err != nil || f == FormatONNX {
+		return nil
+	}
+	return fmt.Errorf("%s: %s is a %s model; %s works on ONNX models only (push, pull, sync and verify take every format)", what, path, f, what)
+}

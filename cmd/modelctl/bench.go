@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelctl/modelctl/internal/version"
+	"github.com/modelctl/modelctl/modelfile"
 	"github.com/modelctl/modelctl/quantize/bench"
 )
 
@@ -74,6 +75,9 @@ dimensions with --shape NAME=1x16x128, or give inputs as --input NAME=FILE.npy.`
 }
 
 func runBench(cmd *cobra.Command, o *benchOptions, model string) error {
+	if err := modelfile.RequireONNX("bench", model); err != nil {
+		return err
+	}
 	cfg := bench.Config{
 		Model: model, Baseline: o.baseline, Seed: o.seed, Warmup: o.warmup, Runs: o.runs,
 		Options: bench.Options{LibraryPath: o.ortLib, Threads: o.threads, Provider: o.provider, Warn: cmd.ErrOrStderr()},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/modelctl/modelctl/modelfile"
 	"github.com/modelctl/modelctl/quantize"
 	"github.com/modelctl/modelctl/quantize/auto"
 	"github.com/modelctl/modelctl/quantize/bench"
@@ -57,6 +58,9 @@ CPU requirement are written into the model's metadata; push records them.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.out == "" {
 				return fmt.Errorf("quantize: -o OUT.onnx is required")
+			}
+			if err := modelfile.RequireONNX("quantize", args[0]); err != nil {
+				return err
 			}
 			o.opts.Mode = quantize.Mode(o.mode)
 			o.opts.CostModel = quantize.CostModel(o.costModel)
