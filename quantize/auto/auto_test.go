@@ -111,6 +111,9 @@ func TestChoose(t *testing.T) {
 		{PreferSpeed, []Candidate{{Meets: false}, {Meets: false}}, -1},
 		{PreferSpeed, []Candidate{{Bytes: 30, Speedup: 2, Meets: true}, {Bytes: 20, Speedup: 2, Meets: true}}, 1}, // tie: smaller
 		{PreferSize, []Candidate{{Bytes: 20, Speedup: 1, Meets: true}, {Bytes: 20, Speedup: 2, Meets: true}}, 1},  // tie: faster
+		// Within 5% of the fastest counts as as fast: the smallest of those.
+		{PreferSpeed, []Candidate{{Bytes: 25, Speedup: 2.5, Meets: true}, {Bytes: 26, Speedup: 2.45, Meets: true}, {Bytes: 16, Speedup: 2.4, Meets: true}, {Bytes: 8, Speedup: 2.3, Meets: true}}, 2},
+		{PreferSpeed, []Candidate{{Bytes: 25, Speedup: 1.0, Meets: true}, {Bytes: 50, Speedup: 0.96, Meets: true}}, 0},
 	} {
 		if got := choose(tc.cs, tc.prefer); got != tc.want {
 			t.Errorf("choose(%s) = %d, want %d", tc.prefer, got, tc.want)

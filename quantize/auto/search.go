@@ -272,13 +272,25 @@ func Search(ctx context.Context, in, out string, o Options) (*Result, error) {
 	return &Result{Summary: sum, Search: res}, nil
 }
 
+// speedTie is how close two speedups must be to count as equal: paired
+// timings on a shared machine move by a few percent from run to run
+// (identical models measure 0.94-1.07x in docs/quantize.md's table).
+const speedTie = 0.05
+
 // choose picks the candidate to write: among those that meet the target,
-// the fastest (PreferSpeed; ties to the smaller) or the smallest
-// (PreferSize; ties to the faster). -1 when none meets it.
+// the fastest (PreferSpeed), counting speedups within speedTie of the best
+// as equal and taking the smallest of those; or the smallest (PreferSize;
+// ties to the faster). -1 when none meets it.
 func choose(cs []Candidate, prefer string) int {
+	fastest := 0.0
+	for _, c := range cs {
+		if c.Meets {
+			fastest = math.Max(fastest, c.Speedup)
+		}
+	}
 	best := -1
 	for i, c := range cs {
-		if !c.Meets {
+		if !c.Meets || (prefer != PreferSize && c.Speedup < fastest*(1-speedTie)) {
 			continue
 		}
 		if best < 0 {
@@ -286,11 +298,7 @@ func choose(cs []Candidate, prefer string) int {
 			continue
 		}
 		b := cs[best]
-		better := c.Speedup > b.Speedup || (c.Speedup == b.Speedup && c.Bytes < b.Bytes)
-		if prefer == PreferSize {
-			better = c.Bytes < b.Bytes || (c.Bytes == b.Bytes && c.Speedup > b.Speedup)
-		}
-		if better {
+		if c.Bytes < b.Bytes || (c.Bytes == b.Bytes && c.Speedup > b.Speedup) {
 			best = i
 		}
 	}
@@ -308,7 +316,7 @@ func why(r *SearchResult, c Candidate) string {
 	if r.Prefer == PreferSize {
 		s += fmt.Sprintf("smallest that does (%.1f%% of FP32, %.2fx its speed)", 100*float64(c.Bytes)/float64(r.FP32Bytes), c.Speedup)
 	} else {
-		s += fmt.Sprintf("fastest that does (%.2fx FP32, %.1f%% of its size)", c.Speedup, 100*float64(c.Bytes)/float64(r.FP32Bytes))
+		s += fmt.Sprintf("smallest of the fastest that do (%.2fx FP32, %.1f%% of its size; speeds within %.0f%% count as equal)", c.Speedup, 100*float64(c.Bytes)/float64(r.FP32Bytes), 100*speedTie)
 	}
 	if len(fail) > 0 {
 		s += "; missed the target: " + strings.Join(fail, ", ")
