@@ -438,3 +438,39 @@ func systemTool(t *testing.T, name string) string {
 	}
 	return p
 }
+
+// An application pins a ModelPack artifact with a tar+gzip layer and a
+// ModelKit like any model: sync unpacks it next to model_path, verify
+// re-hashes every unpacked file.
+func TestSyncArchiveArtifacts(t *testing.T) {
+	srv := testenv.StartOurs(t)
+	dir, names := ecoFiles(t)
+	layer, diffID := tarGz(t, dir, names...)
+	work := t.TempDir()
+	writeFile(t, work, "model.tar.gz", layer)
+	writeFile(t, work, "config.json", modelPackConfig(t, diffID))
+	ref := srv.Addr + "/team/packed:v1"
+	orasCLI(t, work, "push", "--plain-http", "--artifact-type", manifests.ArtifactTypeModel,
+		"--config", "config.json:"+manifests.MediaTypeConfig, ref, "model.tar.gz:"+manifests.MediaTypeWeightTarGzip)
+
+	host := newWFHost(t, "server")
+	cfg := "config/app.yaml"
+	if err := os.MkdirAll(host.path("config"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(host.path(cfg), []byte("eco:\n  model_path: \"models/eco/model.onnx\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	host.run("pin", cfg, "--key", "eco", ref)
+	host.run("sync", cfg)
+	host.run("verify", cfg)
+	sameTree(t, dir, host.path("models/eco"), names)
+	// A changed unpacked file fails verify.
+	p := host.path("models/eco/docs/README.md")
+	if err := os.WriteFile(p, []byte("changed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, code := host.try("verify", cfg); code == 0 {
+		t.Fatal("verify passed with a changed unpacked file")
+	}
+}

@@ -183,5 +183,29 @@ func installRootOf(goos, modelPath string, m *manifests.Manifest) (string, error
 		files = m.Files
 	}
 	root, _, err := installRoot(goos, modelPath, files)
+	if err != nil && hasArchives(m) {
+		// An archive layer's files are known once it is unpacked; they
+		// carry paths relative to the model's directory, which is taken to
+		// be model_path's.
+		vol, rest, serr := splitModelPath(goos, modelPath)
+		if serr != nil {
+			return "", serr
+		}
+		return filepath.Dir(vol + rest), nil
+	}
 	return root, err
+}
+
+// hasArchives reports whether an artifact has archive layers (tar,
+// tar+gzip, tar+zstd), whose files a pull unpacks.
+func hasArchives(m *manifests.Manifest) bool {
+	if m == nil {
+		return false
+	}
+	for _, l := range m.Layers {
+		if _, format, _, ok := manifests.ParseLayerMediaType(l.MediaType); ok && format == manifests.LayerTar {
+			return true
+		}
+	}
+	return false
 }

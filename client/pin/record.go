@@ -10,6 +10,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/modelctl/modelctl/client"
 	"github.com/modelctl/modelctl/manifests"
 )
 
@@ -84,9 +85,43 @@ func readRecord(root string, d digest.Digest) (*install, error) {
 	}
 	m, err := manifests.ParseManifest(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
+		if m, err = otherArtifact(root, d, raw); err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
 	}
 	return &install{Root: root, Manifest: m, Raw: raw}, nil
+}
+
+// otherArtifact reads the record of an artifact another tool pushed (a
+// ModelKit, ModelPack archive layers, a plain oras artifact): its files
+// are its raw layers' and, for archive layers, those the pull unpacked,
+// which the install's receipt lists with their digests.
+func otherArtifact(root string, d digest.Digest, raw []byte) (*manifests.Manifest, error) {
+	cls, err := manifests.Classify(raw, "", manifests.ClassifyOptions{})
+	if err != nil {
+		return nil, err
+	}
+	files := cls.Files()
+	if cls.HasArchives() {
+		rc, err := client.ReadReceipt(root)
+		if err != nil || rc.Digest != d {
+			return nil, fmt.Errorf("the files unpacked from %s's archive layers are listed in %s, which is missing or names another install (run modelctl sync)",
+				d, filepath.Join(root, filepath.FromSlash(client.ReceiptPath)))
+		}
+		have := map[string]bool{}
+		for _, f := range files {
+			have[f.Path] = true
+		}
+		for _, f := range rc.Files {
+			if !have[f.Path] {
+				if err := manifests.ValidatePath(f.Path); err != nil {
+					return nil, fmt.Errorf("receipt of %s: %w", d, err)
+				}
+				files = append(files, manifests.File{Path: f.Path, Digest: f.Digest, Size: f.Size})
+			}
+		}
+	}
+	return &manifests.Manifest{Manifest: cls.Manifest, Files: files}, nil
 }
 
 // writeRecord stores the raw manifest of d in root, refusing to write
