@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -499,4 +500,75 @@ func TestServerDigestMismatchLeavesTheTarget(t *testing.T) {
 	if pinnedDigest(t, cfg) != m.dv2 {
 		t.Fatal("the pin was rewritten")
 	}
+}
+
+// startDroppingProxy forwards to target but cuts every large blob
+// response after 64 KiB and drops the connection: a network that fails in
+// the middle of every transfer.
+func startDroppingProxy(t *testing.T, target string) string {
+	t.Helper()
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target})
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if strings.Contains(resp.Request.URL.Path, "/blobs/") && resp.ContentLength > 1<<20 {
+			resp.Body = &cutter{r: resp.Body, left: 64 << 10}
+		}
+		return nil
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: rp, ErrorLog: log.New(io.Discard, "", 0)}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String()
+}
+
+type cutter struct {
+	r    io.ReadCloser
+	left int64
+}
+
+func (c *cutter) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errors.New("connection dropped")
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
+}
+
+func (c *cutter) Close() error { return c.r.Close() }
+
+// A network that drops in the middle of every transfer: the sync fails
+// after its retries and every file of the target stays as it was.
+func TestServerNetworkDropLeavesTheTarget(t *testing.T) {
+	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
+	m := makeSrvModels(t, srv.Addr+"/sarai/audio")
+	drop := startDroppingProxy(t, srv.Addr)
+	h := newSrvHost(t)
+	cfg := h.writeConfig(srv.Addr+"/sarai/audio:v1", "")
+	h.mustIn("app", "sync", "config/app.yaml", "--update")
+	before := treeOf(t, filepath.Join(h.app, "models"))
+	h.writeConfig(drop+"/sarai/audio:v2", "  artifact_digest: \""+m.dv2+"\"\n")
+	start := time.Now()
+	_, errOut, code := h.in("app", "sync", "config/app.yaml")
+	t.Logf("sync through a dropping network: exit %d after %s: %s", code, time.Since(start), errOut)
+	if code == 0 {
+		t.Fatal("sync through a network that drops every transfer succeeded")
+	}
+	if after := treeOf(t, filepath.Join(h.app, "models")); after != before {
+		t.Fatalf("a dropped transfer changed the target:\nbefore %s\nafter  %s", before, after)
+	}
+	if pinnedDigest(t, cfg) != m.dv2 {
+		t.Fatal("the pin was rewritten")
+	}
+	// Once the network is back, the same sync finishes.
+	h.writeConfig(srv.Addr+"/sarai/audio:v2", "  artifact_digest: \""+m.dv2+"\"\n")
+	h.mustIn("app", "sync", "config/app.yaml")
+	wfSameBytes(t, filepath.Join(h.app, "models"), filepath.Dir(m.v2), "audio.onnx", "audio.onnx.data")
 }
