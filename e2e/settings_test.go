@@ -106,3 +106,40 @@ func TestServerRegistrySettingsSavedOnce(t *testing.T) {
 		t.Fatalf("bad settings: exit %d: %s", code, errOut)
 	}
 }
+
+// A TLS registry on loopback (where modelctl speaks plain HTTP by default)
+// refuses plain HTTP: doctor says to set plain_http: false (and insecure
+// for a self-signed certificate); then every command reaches it.
+func TestServerSettingsForATLSRegistry(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := selfSigned(t, dir)
+	addr := testenv.FreeAddr(t)
+	testenv.Start(t, addr, "", nil, testenv.Modelctl(t), "serve", "--addr", addr, "--root", dir+"/data",
+		"--tls-cert", certFile, "--tls-key", keyFile, "--log-level", "warn")
+	h := newSrvHost(t)
+	settings := h.path(".state/settings.yaml")
+	h.env = append(h.env, "MODELCTL_CONFIG="+settings)
+
+	out, _, _ := h.in("app", "doctor", addr)
+	if !strings.Contains(out, "refused plain HTTP") || !strings.Contains(out, "plain_http: false") {
+		t.Fatalf("doctor does not say what to change:\n%s", out)
+	}
+	if err := os.WriteFile(settings, []byte("registries:\n  "+addr+":\n    plain_http: false\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, _ = h.in("app", "doctor", addr)
+	if !strings.Contains(out, "insecure: true") && !strings.Contains(out, "certificate") {
+		t.Fatalf("doctor with HTTPS to a self-signed registry:\n%s", out)
+	}
+	if err := os.WriteFile(settings, []byte("registries:\n  "+addr+":\n    plain_http: false\n    insecure: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, _ = h.in("app", "doctor", addr)
+	if !strings.Contains(out, "registry "+addr+": reachable") {
+		t.Fatalf("doctor with the settings:\n%s", out)
+	}
+	// And a push and a pull go through with no flag.
+	model := synthModel(t, t.TempDir(), 1<<20)
+	h.mustIn("app", "push", model, addr+"/tls/m:v1")
+	h.mustIn("app", "pull", addr+"/tls/m:v1", "-o", h.path("pulled"))
+}
