@@ -318,7 +318,7 @@ func (tx *installTx) rollback() {
 		case s.bak != "" && (s.placed || s.moved):
 			_ = atomicfile.Rename(s.bak, s.dest)
 		case s.bak != "":
-			os.Remove(s.bak) // a second name only; dest was never replaced
+			removeName(s.bak) // a second name only; dest was never replaced
 		case s.placed:
 			os.Remove(s.dest)
 		}
@@ -338,12 +338,22 @@ func (tx *installTx) finish() {
 			continue
 		}
 		if s.known {
-			os.Remove(s.bak)
+			removeName(s.bak)
 			continue
 		}
 		tx.Kept = append(tx.Kept, s.bak)
 	}
 	sort.Strings(tx.Kept)
+}
+
+// removeName removes one name of a file. Windows refuses to remove a
+// read-only file (installed weights, which are links of read-only cache
+// blobs) until the attribute is gone; Linux removes the name regardless.
+func removeName(path string) {
+	if err := os.Remove(path); err != nil && runtime.GOOS == "windows" {
+		_ = os.Chmod(path, 0o644)
+		_ = os.Remove(path)
+	}
 }
 
 // fileDigest returns the digest of a local file: from the digest cache
