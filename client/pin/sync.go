@@ -247,8 +247,9 @@ func Sync(ctx context.Context, cfg *Config, p Puller, opts SyncOptions) ([]SyncR
 	for _, ch := range changed {
 		svc, err := serviceOf(ch.sec, opts)
 		if err != nil {
+			// Still checked, with the default timeout: a typo must not
+			// turn the health check off.
 			errs = append(errs, fmt.Errorf("sync %s: %w", ch.sec.Key, err))
-			svc = Service{Dir: ch.sec.base}
 		}
 		if _, ok := groups[svc]; !ok {
 			order = append(order, svc)
