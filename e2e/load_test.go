@@ -54,6 +54,9 @@ func loadConfigFromEnv() loadConfig {
 	return c
 }
 
+// loadRSSGoalMiB bounds the server's peak RSS in both sizes of the test.
+const loadRSSGoalMiB = 128
+
 // loadReport is what one run measured.
 type loadReport struct {
 	Backend        string  `json:"backend"`
@@ -396,6 +399,14 @@ func runLoad(t *testing.T, backend string, cfg loadConfig) loadReport {
 		t.Errorf("%d of %d kept models verified after gc", rep.KeptVerified, len(keptModels))
 	case rep.Pushes < int64(cfg.Clients) || rep.Pulls < int64(cfg.Clients):
 		t.Errorf("only %d pushes and %d pulls done", rep.Pushes, rep.Pulls)
+	}
+	// Issue 15's goal: the server's memory is bounded by its upload buffer
+	// budget, not by the number of slow connections (docs/security.md).
+	if rep.PeakRSSMiB > loadRSSGoalMiB {
+		t.Errorf("server peak RSS %.1f MiB, over the %d MiB goal (%d slow connections)", rep.PeakRSSMiB, loadRSSGoalMiB, cfg.SlowConns)
+	}
+	if rep.BuffersBudget > 0 && rep.BuffersMax > rep.BuffersBudget {
+		t.Errorf("%d large upload buffers in use at once, over the budget of %d", rep.BuffersMax, rep.BuffersBudget)
 	}
 	if rep.GCDeleted < rep.DeletedExpects {
 		t.Errorf("gc deleted %d blobs, but %d models (each one blob of its own) were deleted", rep.GCDeleted, rep.DeletedExpects)
