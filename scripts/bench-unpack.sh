@@ -3,7 +3,7 @@
 # synthetic FP32 model, graph and external data, packed with `tar czf` as
 # KitOps and ModelPack tools pack a model layer) unpacked RUNS times
 # (default 5) by each of, interleaved in one run so the numbers compare:
-#   tar:     tar xzf LAYER -C DIR, then sync of the files and the directory
+#   tar:     tar xzf LAYER -C DIR, then sync of every file and directory
 #   modelctl internal/unpack: stage, unpack verifying the layer digest as it
 #            reads, fsync every file, commit into DIR (unpackbench)
 # Prints the median wall and CPU (user+sys) seconds of each and the ratios
@@ -13,6 +13,8 @@
 #
 #   scripts/bench-unpack.sh [SIZE] [RUNS] [gzip|zstd]    e.g. scripts/bench-unpack.sh 256MiB 3
 #
+# SIZE files:N packs N files of 4 KiB of random bytes in 40 directories
+# instead (a code or dataset layer), e.g. scripts/bench-unpack.sh files:2000 5.
 # With zstd the layer is tar+zstd (`tar --zstd`, zstd's default level) and
 # tar unpacks it with `tar --zstd -xf`.
 #
@@ -35,11 +37,23 @@ trap 'rm -rf "$WORK"' EXIT
 echo "building unpackbench and the model generator..." >&2
 (cd "$ROOT" && go build -o "$WORK/unpackbench" ./internal/unpack/unpackbench && go build -o "$WORK/synth" ./quantize/synth/cmd/synth)
 echo "generating a $SIZE synthetic model and its tar+$COMP layer..." >&2
-"$WORK/synth" -o "$WORK/model" -size "$SIZE" >/dev/null
+if [[ $SIZE =~ ^files:([0-9]+)$ ]]; then
+	/usr/bin/python3 - "$WORK/model" "${BASH_REMATCH[1]}" <<'EOF'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    d = os.path.join(root, "d%02d" % (i % 40))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "f%06d.py" % i), "wb") as f:
+        f.write(os.urandom(4096))
+EOF
+else
+	"$WORK/synth" -o "$WORK/model" -size "$SIZE" >/dev/null
+fi
 LAYER=$WORK/layer.tar.$COMP
 tar $TARFLAG -cf "$LAYER" -C "$WORK/model" .
 LAYER_BYTES=$(stat -c %s "$LAYER")
-MODEL_BYTES=$(du -cb "$WORK/model"/* | tail -1 | cut -f1)
+MODEL_BYTES=$(du -cb "$WORK/model" | tail -1 | cut -f1)
 DIGEST=sha256:$(sha256sum "$LAYER" | cut -d' ' -f1)
 rm -rf "$WORK/model"
 
@@ -59,7 +73,7 @@ EOF
 TAR_WALL=() TAR_CPU=() OURS_WALL=() OURS_CPU=()
 for i in $(seq "$RUNS"); do
 	rm -rf "$WORK/a" "$WORK/b"
-	read -r w c < <(measure bash -c 'mkdir "$1" && tar "$3" -xf "$2" -C "$1" && sync "$1" "$1"/*' _ "$WORK/a" "$LAYER" "$TARFLAG")
+	read -r w c < <(measure bash -c 'mkdir "$1" && tar "$3" -xf "$2" -C "$1" && find "$1" -print0 | xargs -0 sync' _ "$WORK/a" "$LAYER" "$TARFLAG")
 	TAR_WALL+=("$w") TAR_CPU+=("$c")
 	read -r w c < <(measure "$WORK/unpackbench" -layer "$LAYER" -compression "$COMP" -digest "$DIGEST" -o "$WORK/b")
 	OURS_WALL+=("$w") OURS_CPU+=("$c")

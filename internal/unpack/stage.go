@@ -146,11 +146,11 @@ func (s *Stage) Commit() error {
 		dirs = append(dirs, d)
 	}
 	sort.Strings(dirs)
-	for _, d := range dirs {
-		if err := atomicfile.SyncDir(d); err != nil {
-			_ = s.Discard()
-			return fmt.Errorf("commit into %s: %w", s.target, err)
-		}
+	// Concurrently, as the files were synced: the renames of a layer of
+	// many directories are made durable by shared journal commits.
+	if err := parallel(dirs, atomicfile.SyncDir); err != nil {
+		_ = s.Discard()
+		return fmt.Errorf("commit into %s: %w", s.target, err)
 	}
 	_ = atomicfile.SyncDir(filepath.Dir(s.target))
 	return s.Discard()

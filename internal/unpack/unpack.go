@@ -439,29 +439,34 @@ func (u *unpacker) streamErr(what string, err error) error {
 const syncers = 16
 
 // syncFiles makes the files durable, several at a time.
-func syncFiles(paths []string) error {
-	if len(paths) == 0 {
+func syncFiles(paths []string) error { return parallel(paths, syncFile) }
+
+// parallel calls fn for every item, syncers at a time, and returns the
+// first error.
+func parallel(items []string, fn func(string) error) error {
+	if len(items) == 0 {
 		return nil
 	}
 	work := make(chan string)
 	errs := make(chan error, syncers)
-	for range min(syncers, len(paths)) {
+	workers := min(syncers, len(items))
+	for range workers {
 		go func() {
 			var first error
-			for p := range work {
+			for it := range work {
 				if first == nil {
-					first = syncFile(p)
+					first = fn(it)
 				}
 			}
 			errs <- first
 		}()
 	}
-	for _, p := range paths {
-		work <- p
+	for _, it := range items {
+		work <- it
 	}
 	close(work)
 	var err error
-	for range min(syncers, len(paths)) {
+	for range workers {
 		if e := <-errs; e != nil && err == nil {
 			err = e
 		}
