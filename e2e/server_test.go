@@ -382,7 +382,7 @@ echo "started $!"
 		}
 	})
 	// The service commands live in the section: cron needs no flags.
-	cfg := h.writeConfig(repo+":int8", "  restart: \"sh restart.sh\"\n  health: \""+appsvc+" probe -state run\"\n  health_timeout: 10s\n")
+	cfg := h.writeConfig(repo+":int8", "  restart: \"sh restart.sh\"\n  health: \""+appsvc+" probe -state run\"\n  health_timeout: 15s\n")
 	out := h.mustIn("app", "sync", "config/app.yaml", "--update")
 	if !strings.Contains(out, "healthy") || pinnedDigest(t, cfg) != m.dv1 {
 		t.Fatalf("first sync: %s", out)
