@@ -113,6 +113,14 @@ func ValidPath(p string) bool {
 	return true
 }
 
+// Walker is implemented by drivers that list every object below a
+// directory in few requests, each with its Version (S3: one recursive
+// listing per 1,000 objects, where List and a Stat per object would cost a
+// request each). Paths are driver paths; hidden names are left out.
+type Walker interface {
+	Walk(ctx context.Context, dir string) ([]FileInfo, error)
+}
+
 // Janitor is implemented by drivers that keep state of their own for
 // writes in progress and so leave some behind when a process dies mid-write
 // (S3: multipart uploads and write state). The registry calls Expire

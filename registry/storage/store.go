@@ -21,6 +21,10 @@ type Store struct {
 	// between two saves of the session state: a server killed mid-request
 	// loses at most this much of what it had received.
 	CheckpointBytes int64
+
+	// links remembers tag links read for whole-repository views, by the
+	// version the driver gave them (TagDigests).
+	links linkCache
 }
 
 // DefaultCheckpointBytes is the default Store.CheckpointBytes.

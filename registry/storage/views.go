@@ -18,6 +18,9 @@ import (
 // it points to, reading up to parallel tag links at once. A tag deleted
 // while it is read is left out.
 func (s *Store) TagDigests(ctx context.Context, name string, parallel int) (map[string]digest.Digest, error) {
+	if w, ok := s.d.(Walker); ok {
+		return s.walkTagDigests(ctx, w, name, parallel)
+	}
 	entries, err := s.d.List(ctx, tagsPath(name))
 	if err != nil {
 		if IsNotFound(err) {
@@ -101,4 +104,122 @@ func (s *Store) ReferrerSubjects(ctx context.Context, name string) (map[digest.D
 		}
 	}
 	return out, nil
+}
+
+// walkTagDigests is TagDigests on a driver that lists objects with their
+// versions: one recursive listing of the tags, and a read only of the tag
+// links whose version changed since they were last read (on S3, a
+// repository of 1,000 unchanged tags costs 2-3 listing requests instead of
+// 1,000 GETs). A link is read again whenever its version differs, so what
+// is returned is never older than the listing.
+func (s *Store) walkTagDigests(ctx context.Context, w Walker, name string, parallel int) (map[string]digest.Digest, error) {
+	root := tagsPath(name)
+	infos, err := w.Walk(ctx, root)
+	if err != nil {
+		if IsNotFound(err) {
+			if ok, _ := s.RepositoryExists(ctx, name); ok {
+				return map[string]digest.Digest{}, nil
+			}
+			return nil, fmt.Errorf("%w: %s", ErrNameUnknown, name)
+		}
+		return nil, err
+	}
+	out := map[string]digest.Digest{}
+	var stale []FileInfo
+	for _, fi := range infos {
+		tag, ok := strings.CutSuffix(strings.TrimPrefix(fi.Path, root+"/"), "/current/link")
+		if !ok || strings.Contains(tag, "/") || ValidateTag(tag) != nil {
+			continue
+		}
+		if d, ok := s.links.get(fi.Path, fi.Version); ok {
+			out[tag] = d
+			continue
+		}
+		stale = append(stale, fi)
+	}
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	next := make(chan FileInfo)
+	for range max(1, min(parallel, len(stale))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for fi := range next {
+				tag := strings.TrimSuffix(strings.TrimPrefix(fi.Path, root+"/"), "/current/link")
+				b, err := s.d.GetContent(ctx, fi.Path, smallObjectLimit)
+				var d digest.Digest
+				if err == nil {
+					if d, err = digest.Parse(strings.TrimSpace(string(b))); err != nil {
+						err = fmt.Errorf("storage: corrupt tag %s/%s: %w", name, tag, err)
+					}
+				}
+				mu.Lock()
+				switch {
+				case err == nil:
+					out[tag] = d
+					s.links.put(fi.Path, fi.Version, d)
+				case IsNotFound(err):
+					// Deleted since the listing.
+				case firstErr == nil:
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, fi := range stale {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- fi
+	}
+	close(next)
+	wg.Wait()
+	if err := errors.Join(ctx.Err(), firstErr); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// maxLinkCache bounds the tag links remembered (about 200 bytes each).
+const maxLinkCache = 100000
+
+// linkCache maps a tag link's path and version to the digest it held.
+// The version (an ETag) changes with the content, so a hit is never stale.
+type linkCache struct {
+	mu sync.Mutex
+	m  map[string]cachedLink
+}
+
+type cachedLink struct {
+	version string
+	digest  digest.Digest
+}
+
+func (c *linkCache) get(path, version string) (digest.Digest, bool) {
+	if version == "" {
+		return "", false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l, ok := c.m[path]
+	if !ok || l.version != version {
+		return "", false
+	}
+	return l.digest, true
+}
+
+func (c *linkCache) put(path, version string, d digest.Digest) {
+	if version == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxLinkCache {
+		c.m = map[string]cachedLink{} // start over rather than grow without bound
+	}
+	c.m[path] = cachedLink{version: version, digest: d}
 }
