@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/modelctl/modelctl/quantize"
+	"github.com/modelctl/modelctl/quantize/auto"
 	"github.com/modelctl/modelctl/quantize/bench"
 	"github.com/modelctl/modelctl/quantize/onnx/onnxtest"
 	"github.com/modelctl/modelctl/quantize/synth"
@@ -80,6 +81,15 @@ func TestPortableInt8WithoutVNNI(t *testing.T) {
 			native[c.Name] = runBoth(t, c.FP32, c.Quant, c.Shapes)
 		}
 	}
+	// int8-static multiplies uint8 activations by the same portable int8
+	// weights (QDQ, fused into the integer MatMul): exact without VNNI too.
+	static := filepath.Join(dir, "synthetic-static", "q.onnx")
+	if _, err := auto.Quantize(context.Background(), syn, static, auto.Options{Options: quantize.Options{Mode: quantize.ModeInt8Static},
+		Samples: auto.Samples{Shapes: map[string][]int64{"input": {1, 16, 128}}, Count: 2, Seed: 100}}); err != nil {
+		t.Fatal(err)
+	}
+	cases = append(cases, emulatedCase{Name: "synthetic/static", FP32: syn, Quant: static, Shapes: models[0].shapes})
+	native["synthetic/static"] = runBoth(t, syn, static, models[0].shapes)
 	spec, _ := json.Marshal(cases)
 	outFile := filepath.Join(dir, "emulated.json")
 	cmd := exec.Command(qemuX86, "-cpu", emulatedCPU, os.Args[0], "-test.run", "^"+emulatedChild+"$", "-test.count=1")
@@ -95,8 +105,18 @@ func TestPortableInt8WithoutVNNI(t *testing.T) {
 	if err := json.Unmarshal(b, &emulated); err != nil {
 		t.Fatal(err)
 	}
+	checks := []struct {
+		name string
+		min  float64
+	}{{"synthetic/static", 0.999}}
 	for _, m := range models {
-		name := m.name + "/portable"
+		checks = append(checks, struct {
+			name string
+			min  float64
+		}{m.name + "/portable", m.min})
+	}
+	for _, m := range checks {
+		name := m.name
 		got, ok := emulated[name]
 		t.Logf("%s: cosine %.6f native (vnni=%v), %.6f without VNNI", name, native[name], bench.HasVNNI(), got)
 		switch {
