@@ -4,9 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/modelctl/modelctl/manifests"
 )
 
 // RollbackOptions control Rollback.
@@ -104,5 +110,42 @@ func (c *Config) previous(s Section, to digest.Digest) (digest.Digest, error) {
 	if err != nil {
 		return "", err
 	}
+	if len(moves) == 0 {
+		// A host that synced before the history was kept: the most
+		// recent other install recorded here is the previous one.
+		if d, ok := latestOtherRecord(root, s.Digest); ok {
+			return d, nil
+		}
+	}
 	return previousPin(moves, s.Digest)
+}
+
+// latestOtherRecord returns the digest of the most recently written pin
+// record in root other than cur (whose manifest still checks out).
+func latestOtherRecord(root string, cur digest.Digest) (digest.Digest, bool) {
+	entries, err := os.ReadDir(filepath.Join(root, manifests.ReservedDir, pinsDir))
+	if err != nil {
+		return "", false
+	}
+	var best digest.Digest
+	var bestTime time.Time
+	for _, e := range entries {
+		alg, hex, ok := strings.Cut(strings.TrimSuffix(e.Name(), ".json"), "-")
+		if !ok || !strings.HasSuffix(e.Name(), ".json") || !e.Type().IsRegular() {
+			continue
+		}
+		d := digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
+		if d.Validate() != nil || d == cur {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || !fi.ModTime().After(bestTime) {
+			continue
+		}
+		if _, err := readRecord(root, d); err != nil {
+			continue
+		}
+		best, bestTime = d, fi.ModTime()
+	}
+	return best, best != ""
 }
