@@ -10,7 +10,6 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
-	"github.com/modelctl/modelctl/client/tags"
 	"github.com/modelctl/modelctl/manifests"
 )
 
@@ -85,20 +84,34 @@ func readPinMoves(root, key string) ([]PinMove, error) {
 
 // previousPin is the digest a rollback of key from cur goes to: the
 // local history replayed as a stack, like a tag's (tags.Previous), so two
-// rollbacks after v1, v2, v3 reach v1.
+// rollbacks after v1, v2, v3 reach v1. A rollback to a digest the stack
+// does not hold below its top (a --to, or the first rollback on a host
+// without history) replaces the top instead of pushing, so a second
+// rollback never goes forward again.
 func previousPin(moves []PinMove, cur digest.Digest) (digest.Digest, error) {
-	var tm []tags.Move
-	for i, m := range moves {
-		if i == 0 && m.From != "" {
-			tm = append(tm, tags.Move{To: m.From})
+	var stack []digest.Digest
+	for _, m := range moves {
+		if len(stack) == 0 && m.From != "" {
+			stack = append(stack, m.From)
 		}
-		tm = append(tm, tags.Move{From: m.From, To: m.To})
+		n := len(stack)
+		switch {
+		case n > 0 && stack[n-1] == m.To:
+		case n > 1 && stack[n-2] == m.To:
+			stack = stack[:n-1]
+		case n > 0 && (m.Why == "rollback" || m.Why == "health"):
+			stack[n-1] = m.To
+		default:
+			stack = append(stack, m.To)
+		}
 	}
-	d, err := tags.Previous(tm, cur)
-	if err != nil {
+	if cur != "" && (len(stack) == 0 || stack[len(stack)-1] != cur) {
+		stack = append(stack, cur) // moved where the history did not see
+	}
+	if len(stack) < 2 {
 		return "", fmt.Errorf("the local pin history has no earlier digest to roll back to (give one with --to DIGEST)")
 	}
-	return d, nil
+	return stack[len(stack)-2], nil
 }
 
 // ensurePinsDir creates ROOT/.modelctl/pins, refusing to go through a

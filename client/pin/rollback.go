@@ -71,6 +71,11 @@ func Rollback(ctx context.Context, cfg *Config, p Puller, opts RollbackOptions) 
 	}
 	so := opts.Sync
 	so.Update, so.Pins, so.Keys, so.Why = false, pins, keys, "rollback"
+	if opts.To != "" {
+		// A chosen digest is a move like an update: a later rollback
+		// comes back from it.
+		so.Why = "rollback --to"
+	}
 	res, err := Sync(ctx, cfg, p, so)
 	if err != nil {
 		errs = append(errs, err)

@@ -29,6 +29,18 @@ func TestPreviousPinIsAStack(t *testing.T) {
 	if _, err = previousPin(moves, v("1")); err == nil {
 		t.Fatal("a third rollback found something before v1")
 	}
+	// A rollback to where the history had not been (the first one on a
+	// host without history, or --to) is not undone by the next one.
+	odd := []PinMove{{Key: "a", From: v("2"), To: v("1"), Why: "rollback"}}
+	if _, err = previousPin(odd, v("1")); err == nil {
+		t.Fatal("a second rollback went forward to v2")
+	}
+	// rollback --to is a move like an update: rolling back comes back.
+	to := []PinMove{{Key: "a", From: v("1"), To: v("2"), Why: "update"}, {Key: "a", From: v("2"), To: v("1"), Why: "rollback"},
+		{Key: "a", From: v("1"), To: v("2"), Why: "rollback --to"}}
+	if got, err = previousPin(to, v("2")); err != nil || got != v("1") {
+		t.Fatalf("after rollback --to: %s, %v", got, err)
+	}
 	// The history of a host that never moved the pin: nothing earlier.
 	if _, err = previousPin(nil, v("1")); err == nil || !strings.Contains(err.Error(), "--to") {
 		t.Fatalf("empty history: %v", err)
