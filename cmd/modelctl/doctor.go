@@ -45,8 +45,12 @@ func newDoctorCmd() *cobra.Command {
 		Long: `Report the onnxruntime library (version, path, execution providers and whether
 each initializes), CPU features that matter to INT8 inference (AVX2, AVX-512,
 VNNI), memory and free disk; given a reference (host[:port][/repo...]), whether
-its registry answers GET /v2/ and whether it needs credentials. Exits 1 when a
-check fails.`,
+its registry answers GET /v2/ and whether it needs credentials. It prints
+modelctl's settings file ($MODELCTL_CONFIG, default the user config directory +
+modelctl/config.yaml: default_registry, and per registry plain_http and
+insecure) and, when the registry answers plain HTTP to HTTPS, refuses plain
+HTTP, has an untrusted certificate or does not answer, what to change there.
+Exits 1 when a check fails.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runDoctor(cmd, o, args) },
 	}
