@@ -265,8 +265,28 @@ func TestSearch(t *testing.T) {
 			t.Errorf("%s: metadata %v", prefer, md)
 		}
 	}
+	// Above what any int8 plan reaches: the search keeps the nodes that
+	// lose most in float until int8 meets it.
+	res, err := Quantize(ctx, in, out, Options{Target: &Target{MinCosine: 0.99995}, Samples: samples, Bench: bench.Options{Threads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept *Candidate
+	for i, c := range res.Search.Candidates {
+		if c.Meets && c.opts.Mode == quantize.ModeInt8 && len(c.opts.ExcludeNodes) > 0 {
+			kept = &res.Search.Candidates[i]
+		}
+		if (c.Name == "int8" || c.Name == "int8-pc") && c.Meets {
+			t.Fatalf("int8 met cosine 0.99995 (%v): the test needs a target above it", c.Quality)
+		}
+	}
+	if kept == nil || !strings.HasPrefix(kept.Name, "int8-pc-float") || kept.Quality.Cosine < 0.99995 ||
+		!strings.Contains(kept.Plan, kept.opts.ExcludeNodes[0]) {
+		t.Errorf("no int8 plan with nodes kept in float met the target: %+v", res.Search.Candidates)
+	}
+
 	bad := filepath.Join(dir, "never.onnx")
-	_, err := Quantize(ctx, in, bad, Options{Target: &Target{MinCosine: 0.99999999}, Samples: samples, Bench: bench.Options{Threads: 1}})
+	_, err = Quantize(ctx, in, bad, Options{Target: &Target{MinCosine: 0.99999999}, Samples: samples, Bench: bench.Options{Threads: 1}})
 	if err == nil || !strings.Contains(err.Error(), "no plan meets cosine >= 0.99999999") {
 		t.Errorf("unreachable target: %v", err)
 	}

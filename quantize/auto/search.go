@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -141,6 +142,7 @@ func Search(ctx context.Context, in, out string, o Options) (*Result, error) {
 		return nil, err
 	}
 	res := &SearchResult{Target: t, Prefer: o.Prefer, FP32Bytes: fp32Bytes}
+	ev := &evaluator{ctx: ctx, in: in, tmp: tmp, refDir: refDir, set: set, o: o, t: t}
 	var static *quantize.Options
 	for _, c := range candidates(o.Options) {
 		if err := ctx.Err(); err != nil {
@@ -177,63 +179,30 @@ func Search(ctx context.Context, in, out string, o Options) (*Result, error) {
 			c.opts.PerChannel = true
 		}
 		path := filepath.Join(tmp, c.Name+".onnx")
-		sum, err := quantize.Quantize(ctx, in, path, c.opts)
+		worst, bytes, changed, err := ev.quality(path, c.opts)
 		if err != nil {
 			return nil, fmt.Errorf("quantize: search: candidate %s: %w", c.Name, err)
 		}
-		if len(sum.Quantized) == 0 {
+		if !changed {
 			// The plan changes nothing (no weight it applies to): it is
 			// FP32, and timing it would only measure noise.
 			res.Unchanged = append(res.Unchanged, c.Name)
-			os.Remove(path)
-			os.Remove(path + ".data")
 			continue
 		}
-		if c.Bytes, err = modelBytes(path); err != nil {
-			return nil, err
-		}
-		acc := map[int]*agreement{}
-		err = runSamples(ctx, path, set, o.Bench, func(i int, outs []bench.Tensor) error {
-			for j, got := range outs {
-				ref, err := bench.ReadNPY(filepath.Join(refDir, fmt.Sprintf("%d_%d.npy", i, j)), got.Name)
-				if err != nil {
-					return err
-				}
-				if !ref.IsFloat() {
-					continue
-				}
-				a, err1 := ref.Float64s()
-				b, err2 := got.Float64s()
-				if err1 != nil || err2 != nil || len(a) != len(b) {
-					return fmt.Errorf("output %s: %d values against FP32's %d (%v, %v)", got.Name, len(b), len(a), err1, err2)
-				}
-				if acc[j] == nil {
-					acc[j] = &agreement{}
-				}
-				acc[j].add(a, b)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("quantize: search: candidate %s: %w", c.Name, err)
-		}
-		worst := bench.Quality{Cosine: math.Inf(1)}
-		for _, a := range acc {
-			q := a.quality()
-			worst.Cosine = math.Min(worst.Cosine, q.Cosine)
-			worst.MSE, worst.MAE, worst.MaxAbs = math.Max(worst.MSE, q.MSE), math.Max(worst.MAE, q.MAE), math.Max(worst.MaxAbs, q.MaxAbs)
-		}
+		c.Bytes = bytes
 		c.Quality, c.Meets = worst, t.met(worst)
 		if c.Meets {
-			_, pr, err := bench.Paired(ctx, bench.PairedConfig{Baseline: in, Models: []string{path}, Inputs: first, Warmup: 3, Runs: 20, Options: o.Bench})
-			if err != nil {
+			if c.Speedup, err = ev.speedup(path, first); err != nil {
 				return nil, fmt.Errorf("quantize: search: candidate %s: %w", c.Name, err)
 			}
-			c.Speedup = pr[0].Speedup
 		}
+		removeModel(path)
 		res.Candidates = append(res.Candidates, c)
-		os.Remove(path)
-		os.Remove(path + ".data")
+	}
+	if kept, err := ev.floatKept(res, first); err != nil {
+		return nil, err
+	} else if kept != nil {
+		res.Candidates = append(res.Candidates, *kept)
 	}
 	best := choose(res.Candidates, o.Prefer)
 	if len(res.Candidates) == 0 {
@@ -416,4 +385,148 @@ func (g *agreement) quality() bench.Quality {
 		q.MSE, q.MAE = g.se/float64(g.n), g.ae/float64(g.n)
 	}
 	return q
+}
+
+// evaluator runs candidate models against the FP32 reference on disk.
+type evaluator struct {
+	ctx     context.Context
+	in, tmp string
+	refDir  string
+	set     *sampleSet
+	o       Options
+	t       Target
+}
+
+// quality quantizes in with opts into path and judges it on every sample;
+// changed is false (and the files are gone) when the plan quantizes
+// nothing. The model stays at path otherwise.
+func (e *evaluator) quality(path string, opts quantize.Options) (q bench.Quality, bytes int64, changed bool, err error) {
+	sum, err := quantize.Quantize(e.ctx, e.in, path, opts)
+	if err != nil {
+		return q, 0, false, err
+	}
+	if len(sum.Quantized) == 0 {
+		removeModel(path)
+		return q, 0, false, nil
+	}
+	if bytes, err = modelBytes(path); err != nil {
+		return q, 0, false, err
+	}
+	acc := map[int]*agreement{}
+	err = runSamples(e.ctx, path, e.set, e.o.Bench, func(i int, outs []bench.Tensor) error {
+		for j, got := range outs {
+			ref, err := bench.ReadNPY(filepath.Join(e.refDir, fmt.Sprintf("%d_%d.npy", i, j)), got.Name)
+			if err != nil {
+				return err
+			}
+			if !ref.IsFloat() {
+				continue
+			}
+			a, err1 := ref.Float64s()
+			b, err2 := got.Float64s()
+			if err1 != nil || err2 != nil || len(a) != len(b) {
+				return fmt.Errorf("output %s: %d values against FP32's %d (%v, %v)", got.Name, len(b), len(a), err1, err2)
+			}
+			if acc[j] == nil {
+				acc[j] = &agreement{}
+			}
+			acc[j].add(a, b)
+		}
+		return nil
+	})
+	if err != nil {
+		removeModel(path)
+		return q, 0, false, err
+	}
+	q = bench.Quality{Cosine: math.Inf(1)}
+	for _, a := range acc {
+		aq := a.quality()
+		q.Cosine = math.Min(q.Cosine, aq.Cosine)
+		q.MSE, q.MAE, q.MaxAbs = math.Max(q.MSE, aq.MSE), math.Max(q.MAE, aq.MAE), math.Max(q.MaxAbs, aq.MaxAbs)
+	}
+	return q, bytes, true, nil
+}
+
+// speedup times the model at path against FP32 in one process.
+func (e *evaluator) speedup(path string, inputs []bench.Tensor) (float64, error) {
+	_, pr, err := bench.Paired(e.ctx, bench.PairedConfig{Baseline: e.in, Models: []string{path}, Inputs: inputs, Warmup: 3, Runs: 20, Options: e.o.Bench})
+	if err != nil {
+		return 0, err
+	}
+	return pr[0].Speedup, nil
+}
+
+// maxSensitivityNodes bounds the per-node measurement: one onnxruntime
+// evaluation per node.
+const maxSensitivityNodes = 48
+
+// floatKept is the search's answer when no int8 plan meets the target:
+// measure each node's own damage (int8 per channel on that node alone),
+// then keep in float the worst 1, 2, 4, ... nodes until the rest, in int8,
+// meets the target. nil when an int8 plan already met it, or none does so.
+func (e *evaluator) floatKept(res *SearchResult, first []bench.Tensor) (*Candidate, error) {
+	for _, c := range res.Candidates {
+		if c.Meets && (c.opts.Mode == quantize.ModeInt8 || c.opts.Mode == quantize.ModeInt8Static) {
+			return nil, nil
+		}
+	}
+	base := e.o.Options
+	base.Mode, base.PerChannel, base.Activations, base.ExtraOutputs = quantize.ModeInt8, true, nil, nil
+	plan, _, err := quantize.Plan(e.ctx, e.in, base)
+	if err != nil {
+		return nil, err
+	}
+	if len(plan) < 2 || len(plan) > maxSensitivityNodes {
+		return nil, nil
+	}
+	type damage struct {
+		node string
+		loss float64
+	}
+	var ds []damage
+	for _, p := range plan {
+		one := base
+		one.Nodes = []string{p.Node}
+		path := filepath.Join(e.tmp, "one.onnx")
+		q, _, changed, err := e.quality(path, one)
+		removeModel(path)
+		if err != nil {
+			return nil, fmt.Errorf("quantize: search: node %s alone: %w", p.Node, err)
+		}
+		if changed {
+			ds = append(ds, damage{p.Node, 1 - q.Cosine + q.MSE})
+		}
+	}
+	sort.SliceStable(ds, func(i, j int) bool { return ds[i].loss > ds[j].loss })
+	for k := 1; k < len(ds); k *= 2 {
+		c := Candidate{Name: fmt.Sprintf("int8-pc-float%d", k), opts: base}
+		for _, d := range ds[:k] {
+			c.opts.ExcludeNodes = append(c.opts.ExcludeNodes, d.node)
+		}
+		c.Plan = fmt.Sprintf("int8 dynamic per channel, the %d nodes that lose most alone kept in float (%s)", k, strings.Join(c.opts.ExcludeNodes, ", "))
+		path := filepath.Join(e.tmp, c.Name+".onnx")
+		q, bytes, changed, err := e.quality(path, c.opts)
+		if err != nil {
+			return nil, fmt.Errorf("quantize: search: candidate %s: %w", c.Name, err)
+		}
+		if !changed {
+			return nil, nil
+		}
+		c.Bytes, c.Quality, c.Meets = bytes, q, e.t.met(q)
+		if c.Meets {
+			c.Speedup, err = e.speedup(path, first)
+			removeModel(path)
+			if err != nil {
+				return nil, fmt.Errorf("quantize: search: candidate %s: %w", c.Name, err)
+			}
+			return &c, nil
+		}
+		removeModel(path)
+	}
+	return nil, nil
+}
+
+func removeModel(path string) {
+	os.Remove(path)
+	os.Remove(path + ".data")
 }
