@@ -166,10 +166,10 @@ func printSync(cmd *cobra.Command, cf *clientFlags, results []pin.SyncResult, er
 				from = " from the local cache (the registry was not consulted)"
 			}
 			fmt.Fprintf(out, "%s: %s %s at %s%s (%d files, %s, transferred %s)\n", r.Key, r.Status, short(string(r.Digest)), r.Path, from, r.Files, xferMiB(r.Size), xferMiB(r.Transferred))
-			if r.Restart != nil {
+			if r.Restart != nil && r.Restart.OK {
 				fmt.Fprintf(out, "%s: restarted (%s) in %s\n", r.Key, r.Restart.Command, r.Restart.Took.Round(time.Millisecond))
 			}
-			if r.Health != nil {
+			if r.Health != nil && r.Health.OK {
 				fmt.Fprintf(out, "%s: healthy (%s) after %s\n", r.Key, r.Health.Command, r.Health.Took.Round(time.Millisecond))
 			}
 			for _, f := range r.Removed {
