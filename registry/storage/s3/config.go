@@ -196,11 +196,22 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 		return nil, errors.New("s3 storage: give both the access key and the secret key, or neither")
 	}
 	creds := credentialChain(cfg)
+	rt := cfg.Transport
+	if rt == nil {
+		tr, err := minio.DefaultTransport(secure)
+		if err != nil {
+			return nil, fmt.Errorf("s3 storage %s: %w", cfg, err)
+		}
+		// Keep the connections a burst of requests opened, up to half the
+		// limit, instead of closing all but 16 and dialing again.
+		tr.MaxIdleConnsPerHost = MaxRequests / 2
+		rt = tr
+	}
 	client, err := minio.New(host, &minio.Options{
 		Creds:     creds,
 		Secure:    secure,
 		Region:    cfg.Region,
-		Transport: cfg.Transport,
+		Transport: &limitedTransport{rt: rt, slots: make(chan struct{}, MaxRequests)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3 storage %s: %w", cfg, err)
