@@ -7,9 +7,11 @@
 #   modelctl internal/unpack: stage, unpack verifying the layer digest as it
 #            reads, fsync every file, commit into DIR (unpackbench)
 # Prints the median wall and CPU (user+sys) seconds of each and the ratios
-# (tar / modelctl: above 1 means modelctl is faster), and the fastest run of
-# each. The machine's load is printed too: on a shared VM the wall times
-# move with it, the CPU less.
+# (tar / modelctl: above 1 means modelctl is faster), the median of the
+# per-run ratios (each run's two unpacks follow each other, so they share
+# the machine's load of that moment), and the fastest run of each. The
+# load is printed too: on a shared VM the wall times move with it, the
+# CPU less.
 #
 #   scripts/bench-unpack.sh [SIZE] [RUNS] [gzip|zstd]    e.g. scripts/bench-unpack.sh 256MiB 3
 #
@@ -70,13 +72,14 @@ print(f"{wall:.3f} {ru.ru_utime + ru.ru_stime:.3f}")
 EOF
 }
 
-TAR_WALL=() TAR_CPU=() OURS_WALL=() OURS_CPU=()
+TAR_WALL=() TAR_CPU=() OURS_WALL=() OURS_CPU=() RATIOS=()
 for i in $(seq "$RUNS"); do
 	rm -rf "$WORK/a" "$WORK/b"
 	read -r w c < <(measure bash -c 'mkdir "$1" && tar "$3" -xf "$2" -C "$1" && find "$1" -print0 | xargs -0 sync' _ "$WORK/a" "$LAYER" "$TARFLAG")
 	TAR_WALL+=("$w") TAR_CPU+=("$c")
 	read -r w c < <(measure "$WORK/unpackbench" -layer "$LAYER" -compression "$COMP" -digest "$DIGEST" -o "$WORK/b")
 	OURS_WALL+=("$w") OURS_CPU+=("$c")
+	RATIOS+=("$(awk -v t="${TAR_WALL[-1]}" -v o="$w" 'BEGIN { printf "%.3f", t / o }')")
 	echo "run $i: tar ${TAR_WALL[-1]} s (cpu ${TAR_CPU[-1]}), modelctl $w s (cpu $c), load $(cut -d' ' -f1 /proc/loadavg)" >&2
 done
 diff -r "$WORK/a" "$WORK/b" >/dev/null || { echo "bench-unpack: the two unpacks differ" >&2; exit 1; }
@@ -89,4 +92,5 @@ echo "layer: $LAYER_BYTES bytes tar+$COMP of $MODEL_BYTES bytes of model files; 
 printf 'tar -x + sync:    median %6.2f s wall, %6.2f s cpu\n' "$tw" "$tc"
 printf 'modelctl unpack:  median %6.2f s wall, %6.2f s cpu\n' "$ow" "$oc"
 awk -v tw="$tw" -v ow="$ow" -v tc="$tc" -v oc="$oc" 'BEGIN { printf "ratio tar/modelctl: wall %.2fx, cpu %.2fx\n", tw / ow, tc / oc }'
+printf 'median of the per-run wall ratios: %.2fx (%s)\n' "$(median_of "${RATIOS[@]}")" "${RATIOS[*]}"
 awk -v t="$tmin" -v o="$omin" 'BEGIN { printf "fastest run:       tar %.2f s, modelctl %.2f s, ratio %.2fx\n", t, o, t / o }'

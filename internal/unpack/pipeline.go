@@ -53,14 +53,17 @@ type readAhead struct {
 	err error
 }
 
-func newReadAhead(r io.Reader) *readAhead {
+// newReadAhead starts reading a layer of size bytes (the buffers are only
+// as many as a small layer needs).
+func newReadAhead(r io.Reader, size int64) *readAhead {
+	n := int(min(int64(readAheadChunks), size/readAheadSize+1))
 	ra := &readAhead{
-		full: make(chan chunk, readAheadChunks),
-		free: make(chan []byte, readAheadChunks),
+		full: make(chan chunk, n),
+		free: make(chan []byte, n),
 		stop: make(chan struct{}),
 		h:    sha256.New(),
 	}
-	for range readAheadChunks {
+	for range n {
 		ra.free <- make([]byte, readAheadSize)
 	}
 	go ra.run(r)

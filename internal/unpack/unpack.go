@@ -142,12 +142,12 @@ func (s *Stage) Unpack(ctx context.Context, r io.Reader, l Layer, lim Limits) (f
 	if l.Size < 0 {
 		return nil, fmt.Errorf("negative layer size %d", l.Size)
 	}
-	u := &unpacker{stage: s, ctx: ctx, layer: l, lim: lim, buf: make([]byte, bufSize), wp: newWritePipeline()}
+	u := &unpacker{stage: s, ctx: ctx, layer: l, lim: lim, buf: make([]byte, bufSize)}
 	u.setBounds()
 
 	// The layer as stored: bounded to its declared size (one byte more
 	// reveals a longer blob) and hashed as it is read, ahead of the rest.
-	u.blob = newReadAhead(io.LimitReader(r, l.Size+1))
+	u.blob = newReadAhead(io.LimitReader(r, l.Size+1), l.Size)
 	defer u.blob.close()
 	br := bufio.NewReaderSize(u.blob, 64<<10)
 
@@ -355,6 +355,9 @@ func (u *unpacker) file(tr *tar.Reader, hdr *tar.Header, name string) error {
 	h := sha256.New()
 	var n int64
 	if hdr.Size >= pipelinedFiles {
+		if u.wp == nil {
+			u.wp = newWritePipeline() // only layers with large files need its buffers
+		}
 		n, err = u.wp.copyFile(f, h, tr, hdr.Size, u.ctx.Err)
 		if err == nil {
 			if serr := f.Sync(); serr != nil {
