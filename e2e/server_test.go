@@ -156,7 +156,9 @@ func TestServerRollbackWithRegistryDown(t *testing.T) {
 		t.Fatalf("pin after rollback: %s, want v1 %s", pinnedDigest(t, cfg), m.dv1)
 	}
 	wfSameBytes(t, filepath.Join(h.app, "models"), filepath.Dir(m.v1), "audio.onnx", "audio.onnx.data")
-	h.mustIn("app", "verify", "config/app.yaml")
+	if out := h.mustIn("app", "verify", "config/app.yaml"); !strings.Contains(out, "registry was not consulted") {
+		t.Fatalf("verify with the registry down: %s", out)
+	}
 	// A second rollback has nothing earlier than v1 here.
 	if _, errOut, code := h.in("app", "rollback", "config/app.yaml"); code == 0 || !strings.Contains(errOut, "no section has an earlier pin") && !strings.Contains(errOut, "no earlier digest") {
 		t.Fatalf("second rollback: exit %d: %s", code, errOut)

@@ -56,6 +56,9 @@ for sync (-C DIR, app_dir, or the directory the pin was made in).`,
 					bad = append(bad, p.Path+" ("+strings.SplitN(p.Kind, " (", 2)[0]+")")
 				}
 			}
+			if !asJSON {
+				fmt.Fprintln(out, "(every file re-hashed against the pin records kept with the installation; the registry was not consulted)")
+			}
 			if len(bad) > 0 {
 				return fmt.Errorf("verify %s: %d file(s) differ from the pins or are missing: %s", args[0], len(bad), strings.Join(bad, ", "))
 			}
