@@ -500,11 +500,21 @@ func (c *Client) InstallCached(ctx context.Context, ref Reference, raw []byte, d
 	if got := ref.Digest.Algorithm().FromBytes(raw); got != ref.Digest {
 		return nil, fmt.Errorf("install %s from the cache: the manifest given is %s: %w", ref, got, ErrDigestMismatch)
 	}
-	m, err := manifests.ParseManifest(raw)
-	if err != nil {
-		return nil, fmt.Errorf("install %s from the cache: %w", ref, err)
+	var files []manifests.File
+	if m, err := manifests.ParseManifest(raw); err == nil {
+		files = m.Files
+	} else {
+		// An artifact another tool pushed: its raw layers are files too;
+		// archive layers are unpacked by a pull, not from here.
+		cls, cerr := manifests.Classify(raw, "", manifests.ClassifyOptions{})
+		if cerr != nil {
+			return nil, fmt.Errorf("install %s from the cache: %w", ref, err)
+		}
+		if cls.HasArchives() {
+			return nil, fmt.Errorf("install %s from the cache: it has archive layers, which a pull unpacks: %w", ref, ErrNotCached)
+		}
+		files = cls.Files()
 	}
-	files := m.Files
 	var missing []string
 	for _, f := range files {
 		if !c.cache.HasBlob(f.Digest, f.Size) {
