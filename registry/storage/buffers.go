@@ -132,11 +132,56 @@ const (
 	largeBuf                // from the budget
 )
 
-// copyChunks is copyHashed with h optional and the budget given. Reading
-// the next chunk, writing the current one and hashing it run at the same
-// time, so on a host with cores to spare an upload goes at the speed of the
-// slowest of the three (hashing, here) rather than of their sum.
+// copyChunks is copyHashed with h optional and the budget given. Until the
+// body flows it reads and writes in the caller's goroutine: a waiting body
+// costs no goroutine of its own either. Once a read fills, copyPipelined
+// takes over.
 func copyChunks(w io.Writer, h hash.Hash, r io.Reader, pos int64, pool *BufferPool) (int64, error) {
+	probe := make([]byte, probeSize)
+	var total int64
+	for zero := 0; ; {
+		n, err := r.Read(probe)
+		if n == 0 && err == nil {
+			if zero++; zero <= 100 {
+				continue
+			}
+			err = io.ErrNoProgress
+		}
+		zero = 0
+		if n == len(probe) && err == nil {
+			m, err := copyPipelined(w, h, r, pos, pool, probe)
+			return total + m, err
+		}
+		if n > 0 {
+			// The writer first, then the hash over what it accepted.
+			nw, werr := w.Write(probe[:n])
+			if h != nil {
+				h.Write(probe[:nw])
+			}
+			total += int64(nw)
+			pos += int64(nw)
+			if werr == nil && nw != n {
+				werr = io.ErrShortWrite
+			}
+			if werr != nil {
+				return total, werr
+			}
+		}
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			return total, nil
+		case err != nil:
+			return total, err
+		}
+	}
+}
+
+// copyPipelined copies a body that flows, first (a full probe read) and
+// then the rest of r. Reading the next chunk, writing the current one and
+// hashing it run at the same time, so on a host with cores to spare an
+// upload goes at the speed of the slowest of the three (hashing, here)
+// rather than of their sum.
+func copyPipelined(w io.Writer, h hash.Hash, r io.Reader, pos int64, pool *BufferPool, first []byte) (int64, error) {
 	type chunk struct {
 		buf  *[]byte
 		kind bufKind
@@ -157,9 +202,15 @@ func copyChunks(w io.Writer, h hash.Hash, r io.Reader, pos int64, pool *BufferPo
 	quit := make(chan struct{})
 	defer close(quit)
 	go func() {
-		probe := make([]byte, probeSize)
+		probe := first
 		for zero := 0; ; {
-			n, err := r.Read(probe)
+			var n int
+			var err error
+			if first != nil {
+				n, first = len(first), nil
+			} else {
+				n, err = r.Read(probe)
+			}
 			if n == 0 && err == nil {
 				if zero++; zero > 100 {
 					err = io.ErrNoProgress
