@@ -32,7 +32,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/bench-quantize-table.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 CGO_ENABLED=1 go build -o "$work/quantable" ./quantize/bench/cmd/quantable
-go run ./quantize/synth/cmd/synth -o "$work/synthetic" -hidden 512 -layers 4 >/dev/null
+go run ./cmd/modelctl synth -o "$work/synthetic" --hidden 512 --layers 4 >/dev/null
 
 echo "CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) CPUs," \
 	"$(grep -o -w -E 'avx2|avx512_vnni|avx_vnni' /proc/cpuinfo | sort -u | tr '\n' ' ')load $(cut -d' ' -f1-3 /proc/loadavg), threads $THREADS" >&2

@@ -231,15 +231,15 @@ func (b *progressBar) finish() {
 	}
 }
 
-// synth is hidden: scripts and benchmarks use it to make large test models.
+// synth makes test models for trying modelctl, scripts and benchmarks (the
+// one way to make them from the command line).
 func newSynthCmd() *cobra.Command {
 	var cfg synth.Config
 	var dir, size string
 	cmd := &cobra.Command{
-		Use:    "synth -o DIR [--size 4GiB]",
-		Short:  "Write a synthetic transformer-like FP32 model with external data",
-		Hidden: true,
-		Args:   cobra.NoArgs,
+		Use:   "synth -o DIR [--size 4GiB]",
+		Short: "Write a synthetic transformer-like FP32 model with external data (to try modelctl, or for benchmarks)",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {
 				return fmt.Errorf("synth: -o DIR is required")

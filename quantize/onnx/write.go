@@ -112,7 +112,7 @@ func (w *Writer) Tensor(t *onnxpb.TensorProto, size int64, fill func(io.Writer) 
 		if err := w.bw.Flush(); err != nil {
 			return fmt.Errorf("write %s: %w", w.dataName, err)
 		}
-		startWriteback(w.data, start, size)
+		atomicfile.StartWriteback(w.data, start, size)
 	}
 	return nil
 }

@@ -1,6 +1,6 @@
 //go:build cgo
 
-package bench_test
+package e2e
 
 import (
 	"bytes"
@@ -30,8 +30,8 @@ import (
 // real binary, on a synthetic FP32 model and its INT8 version made by the
 // real `modelctl synth` and `modelctl quantize`.
 
-// modelctl runs the binary and returns stdout, stderr and the exit code.
-func modelctl(t *testing.T, dir string, env []string, args ...string) (string, string, int) {
+// benchCLI runs the binary and returns stdout, stderr and the exit code.
+func benchCLI(t *testing.T, dir string, env []string, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(testenv.Modelctl(t), args...)
 	if dir != "" {
@@ -52,15 +52,15 @@ func modelctl(t *testing.T, dir string, env []string, args ...string) (string, s
 }
 
 // models writes a small synthetic FP32 model and quantizes it to INT8.
-func models(t *testing.T) (fp32, int8 string) {
+func benchModels(t *testing.T) (fp32, int8 string) {
 	t.Helper()
 	dir := t.TempDir()
 	fp32 = filepath.Join(dir, "fp32", "model.onnx")
 	int8 = filepath.Join(dir, "int8", "model.onnx")
-	if _, errOut, code := modelctl(t, "", nil, "synth", "-o", filepath.Dir(fp32), "--hidden", "128", "--layers", "2"); code != 0 {
+	if _, errOut, code := benchCLI(t, "", nil, "synth", "-o", filepath.Dir(fp32), "--hidden", "128", "--layers", "2"); code != 0 {
 		t.Fatalf("synth: exit %d: %s", code, errOut)
 	}
-	if _, errOut, code := modelctl(t, "", nil, "quantize", fp32, "-o", int8); code != 0 {
+	if _, errOut, code := benchCLI(t, "", nil, "quantize", fp32, "-o", int8); code != 0 {
 		t.Fatalf("quantize: exit %d: %s", code, errOut)
 	}
 	return fp32, int8
@@ -131,8 +131,8 @@ func breakScales(t *testing.T, model string) string {
 var benchArgs = []string{"--shape", "input=1x16x128", "--warmup", "2", "--runs", "7", "--threads", "1", "--provider", "cpu"}
 
 func TestBenchInt8AgainstFP32(t *testing.T) {
-	fp32, int8 := models(t)
-	stdout, stderr, code := modelctl(t, "", nil, append([]string{"bench", int8, "--baseline", fp32, "--json"}, benchArgs...)...)
+	fp32, int8 := benchModels(t)
+	stdout, stderr, code := benchCLI(t, "", nil, append([]string{"bench", int8, "--baseline", fp32, "--json"}, benchArgs...)...)
 	if code != 0 {
 		t.Fatalf("bench: exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -194,23 +194,23 @@ func TestBenchInt8AgainstFP32(t *testing.T) {
 	}
 
 	// The human table has both columns and the verdict.
-	stdout, _, code = modelctl(t, "", nil, append([]string{"bench", int8, "--baseline", fp32}, benchArgs...)...)
+	stdout, _, code = benchCLI(t, "", nil, append([]string{"bench", int8, "--baseline", fp32}, benchArgs...)...)
 	if code != 0 || !strings.Contains(stdout, "baseline") || !strings.Contains(stdout, "speedup") || !strings.Contains(stdout, "passed") {
 		t.Errorf("table (exit %d):\n%s", code, stdout)
 	}
 }
 
 func TestBenchBrokenScalesFailsGate(t *testing.T) {
-	fp32, int8 := models(t)
+	fp32, int8 := benchModels(t)
 	broken := breakScales(t, int8)
-	stdout, stderr, code := modelctl(t, "", nil, append([]string{"bench", broken, "--baseline", fp32}, benchArgs...)...)
+	stdout, stderr, code := benchCLI(t, "", nil, append([]string{"bench", broken, "--baseline", fp32}, benchArgs...)...)
 	if code != 2 {
 		t.Fatalf("bench of a broken model: exit %d, want 2\n%s\n%s", code, stdout, stderr)
 	}
 	if !strings.Contains(stderr, "quality gate failed") || !strings.Contains(stdout, "FAILED") || !strings.Contains(stdout, "FAIL") {
 		t.Errorf("want the failing outputs in a table and a one-line reason:\n%s\n%s", stdout, stderr)
 	}
-	stdout, _, code = modelctl(t, "", nil, append([]string{"bench", broken, "--baseline", fp32, "--json"}, benchArgs...)...)
+	stdout, _, code = benchCLI(t, "", nil, append([]string{"bench", broken, "--baseline", fp32, "--json"}, benchArgs...)...)
 	var r bench.Report
 	if err := json.Unmarshal([]byte(stdout), &r); err != nil || code != 2 {
 		t.Fatalf("json: exit %d, %v", code, err)
@@ -219,14 +219,14 @@ func TestBenchBrokenScalesFailsGate(t *testing.T) {
 		t.Errorf("broken model: gates %+v quality %+v", r.Gates, r.Quality)
 	}
 	// Loosened gates let it pass: the exit code follows the gates.
-	_, _, code = modelctl(t, "", nil, append([]string{"bench", broken, "--baseline", fp32, "--min-cosine", "-1", "--max-mse", "1e9", "--max-mae", "1e9"}, benchArgs...)...)
+	_, _, code = benchCLI(t, "", nil, append([]string{"bench", broken, "--baseline", fp32, "--min-cosine", "-1", "--max-mse", "1e9", "--max-mae", "1e9"}, benchArgs...)...)
 	if code != 0 {
 		t.Errorf("loose gates: exit %d, want 0", code)
 	}
 }
 
 func TestBenchInputsAndErrors(t *testing.T) {
-	fp32, _ := models(t)
+	fp32, _ := benchModels(t)
 	dir := t.TempDir()
 	npy := filepath.Join(dir, "input.npy")
 	data := make([]float32, 1*4*128)
@@ -236,7 +236,7 @@ func TestBenchInputsAndErrors(t *testing.T) {
 	if err := bench.WriteNPY(npy, bench.Tensor{Name: "input", DType: bench.Float32, Shape: []int64{1, 4, 128}, Data: data}); err != nil {
 		t.Fatal(err)
 	}
-	stdout, stderr, code := modelctl(t, "", nil, "bench", fp32, "--input", "input="+npy, "--runs", "2", "--warmup", "0", "--json", "--provider", "cpu")
+	stdout, stderr, code := benchCLI(t, "", nil, "bench", fp32, "--input", "input="+npy, "--runs", "2", "--warmup", "0", "--json", "--provider", "cpu")
 	var r bench.Report
 	if code != 0 || json.Unmarshal([]byte(stdout), &r) != nil || r.Inputs["input"].Source != npy || r.Inputs["input"].Shape[1] != 4 {
 		t.Errorf("--input: exit %d, inputs %+v\n%s", code, r.Inputs, stderr)
@@ -268,7 +268,7 @@ func TestBenchInputsAndErrors(t *testing.T) {
 		{"missing --ort-lib", "", nil, []string{"bench", fp32, "--ort-lib", "/nonexistent/lib.so"}, "--ort-lib"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, stderr, code := modelctl(t, tc.dir, tc.env, tc.args...)
+			_, stderr, code := benchCLI(t, tc.dir, tc.env, tc.args...)
 			if code != 1 || !strings.Contains(stderr, tc.want) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
 				t.Errorf("exit %d, stderr %q; want exit 1 and one line with %q", code, stderr, tc.want)
 			}
@@ -284,7 +284,7 @@ func TestBenchInputsAndErrors(t *testing.T) {
 		t.Errorf("no library: %v\n%s", err, out)
 	}
 	// --provider auto falls back to cpu with a warning.
-	stdout, stderr, code = modelctl(t, "", nil, append([]string{"bench", fp32, "--json", "--provider", "auto"}, benchArgs[:6]...)...)
+	stdout, stderr, code = benchCLI(t, "", nil, append([]string{"bench", fp32, "--json", "--provider", "auto"}, benchArgs[:6]...)...)
 	if code != 0 || !strings.Contains(stderr, "running on cpu") || !strings.Contains(stdout, `"provider": "cpu"`) {
 		t.Errorf("auto: exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -292,7 +292,7 @@ func TestBenchInputsAndErrors(t *testing.T) {
 
 func TestDoctor(t *testing.T) {
 	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
-	stdout, stderr, code := modelctl(t, "", nil, "doctor", srv.Addr+"/sarai/audio-core:int8")
+	stdout, stderr, code := benchCLI(t, "", nil, "doctor", srv.Addr+"/sarai/audio-core:int8")
 	if code != 0 {
 		t.Fatalf("doctor: exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -301,7 +301,7 @@ func TestDoctor(t *testing.T) {
 			t.Errorf("doctor output lacks %q:\n%s", want, stdout)
 		}
 	}
-	stdout, _, code = modelctl(t, "", nil, "doctor", "--json")
+	stdout, _, code = benchCLI(t, "", nil, "doctor", "--json")
 	var r struct {
 		ONNXRuntime bench.RuntimeInfo `json:"onnxruntime"`
 		System      bench.SystemInfo  `json:"system"`
@@ -310,7 +310,7 @@ func TestDoctor(t *testing.T) {
 		t.Errorf("doctor --json: exit %d\n%s", code, stdout)
 	}
 	// A registry that does not answer fails the check.
-	_, stderr, code = modelctl(t, "", nil, "doctor", testenv.FreeAddr(t)+"/x")
+	_, stderr, code = benchCLI(t, "", nil, "doctor", testenv.FreeAddr(t)+"/x")
 	if code != 1 || !strings.Contains(stderr, "connection refused") {
 		t.Errorf("unreachable registry: exit %d, %s", code, stderr)
 	}
@@ -325,10 +325,10 @@ func TestBenchRealModel(t *testing.T) {
 		t.Fatalf("%v: run `make tools` (mk/onnx.mk fetches the real models)", err)
 	}
 	int8 := filepath.Join(t.TempDir(), "rec_int8.onnx")
-	if _, errOut, code := modelctl(t, "", nil, "quantize", fp32, "-o", int8); code != 0 {
+	if _, errOut, code := benchCLI(t, "", nil, "quantize", fp32, "-o", int8); code != 0 {
 		t.Fatalf("quantize: exit %d: %s", code, errOut)
 	}
-	stdout, stderr, code := modelctl(t, "", nil, "bench", int8, "--baseline", fp32, "--shape", "x=1x3x48x160",
+	stdout, stderr, code := benchCLI(t, "", nil, "bench", int8, "--baseline", fp32, "--shape", "x=1x3x48x160",
 		"--warmup", "1", "--runs", "3", "--threads", "1", "--provider", "cpu", "--json")
 	if code != 0 {
 		t.Fatalf("bench: exit %d\n%s\n%s", code, stdout, stderr)
@@ -382,7 +382,7 @@ auth:
 
 	dockerConfig := t.TempDir()
 	env := []string{"DOCKER_CONFIG=" + dockerConfig}
-	stdout, stderr, code := modelctl(t, "", env, "doctor", addr+"/sarai/audio-core:int8")
+	stdout, stderr, code := benchCLI(t, "", env, "doctor", addr+"/sarai/audio-core:int8")
 	if code != 0 || !strings.Contains(stdout, "credentials required (none stored)") || !strings.Contains(stdout, "modelctl login "+addr) {
 		t.Errorf("no credentials: exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -390,7 +390,7 @@ auth:
 	if err := os.WriteFile(filepath.Join(dockerConfig, "config.json"), []byte(`{"auths":{"`+addr+`":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	stdout, _, code = modelctl(t, "", env, "doctor", "--json", addr)
+	stdout, _, code = benchCLI(t, "", env, "doctor", "--json", addr)
 	var r struct {
 		Registry struct {
 			Reachable       bool   `json:"reachable"`

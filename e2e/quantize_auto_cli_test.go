@@ -1,4 +1,4 @@
-package quantize_test
+package e2e
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"github.com/modelctl/modelctl/internal/testenv"
 	"github.com/modelctl/modelctl/manifests"
 	"github.com/modelctl/modelctl/quantize"
+	"github.com/modelctl/modelctl/quantize/onnx"
 	"github.com/modelctl/modelctl/quantize/synth"
 )
 
@@ -20,7 +21,10 @@ import (
 // to give instead.
 func TestCLIStaticAndSearch(t *testing.T) {
 	bin := testenv.Modelctl(t)
-	in := synthModel(t, synth.Config{Layers: 1, Hidden: 128})
+	in, err := synth.Generate(t.TempDir(), synth.Config{Layers: 1, Hidden: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	out := func(n string) string { return filepath.Join(dir, n) }
 	for _, tc := range []struct {
@@ -64,7 +68,7 @@ func TestCLIStaticAndSearch(t *testing.T) {
 	if v["calibrated"] != float64(4) {
 		t.Errorf("static: calibrated %v, want 4", v["calibrated"])
 	}
-	md := quantize.ReadMetadata(open(t, out("static.onnx")).Proto)
+	md := quantize.ReadMetadata(openONNX(t, out("static.onnx")).Proto)
 	if md[manifests.AnnotationQuantizationPrefix+"calibration"] != "percentile 99.9" {
 		t.Errorf("static metadata %v", md)
 	}
@@ -73,8 +77,17 @@ func TestCLIStaticAndSearch(t *testing.T) {
 	if s == nil || s["chosen"] == "" || s["prefer"] != "size" || len(s["candidates"].([]any)) != 6 {
 		t.Fatalf("search: %v", v["search"])
 	}
-	md = quantize.ReadMetadata(open(t, out("auto.onnx")).Proto)
+	md = quantize.ReadMetadata(openONNX(t, out("auto.onnx")).Proto)
 	if md[manifests.AnnotationQuantizationPrefix+"auto.target"] != "cosine >= 0.99, MAE <= 0.5" || md[manifests.AnnotationQuantizationPrefix+"auto.why"] != s["why"] {
 		t.Errorf("auto metadata %v", md)
 	}
+}
+
+func openONNX(t *testing.T, path string) *onnx.Model {
+	t.Helper()
+	m, err := onnx.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
