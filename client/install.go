@@ -254,7 +254,7 @@ func (tx *installTx) stage(ctx context.Context, f manifests.File) error {
 			}
 			s.known = c.cache.HasBlob(d, fi.Size())
 		}
-		s.bak = s.dest + KeptSuffix + tx.stamp
+		s.bak = freeName(s.dest + KeptSuffix + tx.stamp)
 	} else if !isNotExist(err) {
 		return fmt.Errorf("install %s: %w", f.Path, err)
 	}
@@ -288,10 +288,21 @@ func (tx *installTx) place(s *txFile) error {
 		// A second name for the old file keeps dest in place until the
 		// rename below replaces it; without hardlinks it moves aside.
 		if err := os.Link(s.dest, s.bak); err != nil {
-			if err := atomicfile.Rename(s.dest, s.bak); err != nil {
-				return fmt.Errorf("install %s: keep %s: %w", s.f.Path, s.dest, Explain(err, ""))
+			if _, serr := os.Lstat(s.bak); serr == nil {
+				// Taken since stage looked (another install): never
+				// replace a kept file.
+				s.bak = freeName(s.bak)
+				err = os.Link(s.dest, s.bak)
 			}
-			s.moved = true
+			if err != nil {
+				if _, serr := os.Lstat(s.bak); serr == nil {
+					return fmt.Errorf("install %s: keep %s: %s exists", s.f.Path, s.dest, s.bak)
+				}
+				if err := atomicfile.Rename(s.dest, s.bak); err != nil {
+					return fmt.Errorf("install %s: keep %s: %w", s.f.Path, s.dest, Explain(err, ""))
+				}
+				s.moved = true
+			}
 		}
 	}
 	if err := fault("switch", s.dest); err != nil {
@@ -344,6 +355,22 @@ func (tx *installTx) finish() {
 		tx.Kept = append(tx.Kept, s.bak)
 	}
 	sort.Strings(tx.Kept)
+}
+
+// freeName returns name, or name-2, name-3, ... when it is taken: two
+// installs within one second must not share a kept name (the second would
+// replace the file the first kept).
+func freeName(name string) string {
+	for i := 1; i < 1000; i++ {
+		n := name
+		if i > 1 {
+			n = fmt.Sprintf("%s-%d", name, i)
+		}
+		if _, err := os.Lstat(n); isNotExist(err) {
+			return n
+		}
+	}
+	return name + "-" + randomSuffix()
 }
 
 // removeName removes one name of a file. Windows refuses to remove a

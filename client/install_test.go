@@ -258,3 +258,44 @@ func TestAdoptAndVerifyCached(t *testing.T) {
 		t.Fatalf("changed cache blob: err %v", err)
 	}
 }
+
+// Two installs within one second over a file kept by the first: the
+// second keeps its own previous file under another name and never
+// replaces the kept one (it did, and then removed it as a known version).
+func TestInstallNeverReplacesAKeptFile(t *testing.T) {
+	c := newCacheClient(t)
+	ref1, raw1 := cachedArtifact(t, c, map[string][]byte{"a.bin": []byte("v1")})
+	ref2, raw2 := cachedArtifact(t, c, map[string][]byte{"a.bin": []byte("v2")})
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.bin"), []byte("edited by hand"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r1, err := c.InstallCached(context.Background(), ref1, raw1, dir)
+	if err != nil || len(r1.Kept) != 1 {
+		t.Fatalf("first install: %+v, %v", r1, err)
+	}
+	for _, fail := range []bool{true, false} {
+		if fail {
+			installFault = func(step, path string) error {
+				if step == "receipt" {
+					return errors.New("injected")
+				}
+				return nil
+			}
+		}
+		_, err := c.InstallCached(context.Background(), ref2, raw2, dir)
+		installFault = nil
+		if (err != nil) != fail {
+			t.Fatalf("second install (fault %v): %v", fail, err)
+		}
+		if b, err := os.ReadFile(r1.Kept[0]); err != nil || string(b) != "edited by hand" {
+			t.Fatalf("the kept file after a second install (fault %v): %q, %v", fail, b, err)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "a.bin")); string(b) != "v2" {
+		t.Fatalf("a.bin = %q", b)
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, "a.bin"+KeptSuffix+"*")); len(m) != 1 {
+		t.Fatalf("kept files %v, want only the hand-edited one", m)
+	}
+}
