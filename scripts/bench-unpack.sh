@@ -37,7 +37,7 @@ trap 'rm -rf "$WORK"' EXIT
 . "$ROOT/scripts/lib.sh"
 
 echo "building unpackbench and the model generator..." >&2
-(cd "$ROOT" && go build -o "$WORK/unpackbench" ./internal/unpack/unpackbench && go build -o "$WORK/synth" ./quantize/synth/cmd/synth)
+(cd "$ROOT" && go build -o "$WORK/unpackbench" ./internal/unpack/unpackbench && go build -o "$WORK/modelctl" ./cmd/modelctl)
 echo "generating a $SIZE synthetic model and its tar+$COMP layer..." >&2
 if [[ $SIZE =~ ^files:([0-9]+)$ ]]; then
 	/usr/bin/python3 - "$WORK/model" "${BASH_REMATCH[1]}" <<'EOF'
@@ -50,7 +50,7 @@ for i in range(n):
         f.write(os.urandom(4096))
 EOF
 else
-	"$WORK/synth" -o "$WORK/model" -size "$SIZE" >/dev/null
+	"$WORK/modelctl" synth -o "$WORK/model" --size "$SIZE" >/dev/null
 fi
 LAYER=$WORK/layer.tar.$COMP
 tar $TARFLAG -cf "$LAYER" -C "$WORK/model" .

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/modelctl/modelctl/internal/atomicfile"
 	"github.com/modelctl/modelctl/internal/directio"
 )
 
@@ -174,7 +175,7 @@ func (wp *writePipeline) copyFile(f *os.File, h hash.Hash, r io.Reader, size int
 				h.Write(b)
 				werr = writeAll(f, b, &direct)
 				if werr == nil && !direct {
-					startWriteback(f, written, int64(len(b)))
+					atomicfile.StartWriteback(f, written, int64(len(b)))
 				}
 				written += int64(len(b))
 			}

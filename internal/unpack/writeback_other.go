@@ -1,9 +1,0 @@
-//go:build !linux
-
-package unpack
-
-import "os"
-
-// startWriteback does nothing where sync_file_range does not exist; the
-// fsync at the end of each file does all the work.
-func startWriteback(*os.File, int64, int64) {}
