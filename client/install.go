@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -394,7 +393,7 @@ func (c *Client) fileDigest(ctx context.Context, path string, fi fs.FileInfo) (d
 	if d, ok := c.cache.LookupDigest(abs, fi); ok {
 		return d, nil
 	}
-	d, err := hashLocal(ctx, abs)
+	d, err := HashFile(ctx, abs, digest.SHA256)
 	if err != nil {
 		return "", err
 	}
@@ -402,16 +401,20 @@ func (c *Client) fileDigest(ctx context.Context, path string, fi fs.FileInfo) (d
 	return d, nil
 }
 
-// hashLocal hashes a file with SHA-256, stopping when ctx is cancelled.
-// Reading and hashing overlap (a reader goroutine fills buffers while the
-// hash consumes the previous one), so a cold file costs about its hashing
-// alone; memory is three 4 MiB buffers.
-func hashLocal(ctx context.Context, path string) (digest.Digest, error) {
-	f, err := os.Open(path)
+// HashFile streams a file through the digest, checking ctx between
+// reads. Reading and hashing overlap (a reader goroutine fills buffers
+// while the hash consumes the previous one): SHA-256 is the bottleneck of
+// verifying a large model, and the copy out of the page cache then comes
+// for free on a second core. Memory is three 4 MiB buffers.
+func HashFile(ctx context.Context, path string, alg digest.Algorithm) (digest.Digest, error) {
+	if !alg.Available() {
+		return "", fmt.Errorf("digest algorithm %q is not available", alg)
+	}
+	fh, err := os.Open(path)
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
+	defer fh.Close()
 	const bufSize, nbuf = 4 << 20, 3
 	free := make(chan []byte, nbuf)
 	full := make(chan []byte, nbuf)
@@ -430,7 +433,7 @@ func hashLocal(ctx context.Context, path string) (digest.Digest, error) {
 			case <-done:
 				return
 			}
-			n, err := io.ReadFull(f, b)
+			n, err := io.ReadFull(fh, b)
 			if n > 0 {
 				full <- b[:n]
 			}
@@ -443,19 +446,19 @@ func hashLocal(ctx context.Context, path string) (digest.Digest, error) {
 			}
 		}
 	}()
-	h := sha256.New()
+	d := alg.Digester()
 	for b := range full {
 		if err := ctx.Err(); err != nil {
 			return "", err
 		}
-		h.Write(b)
+		d.Hash().Write(b)
 		free <- b[:cap(b)]
 	}
 	// full is closed: the reader has returned and readErr is settled.
 	if readErr != nil {
 		return "", readErr
 	}
-	return digest.NewDigest(digest.SHA256, h), nil
+	return d.Digest(), nil
 }
 
 // Adopt looks at the files already at the paths of an artifact under dir
@@ -492,7 +495,7 @@ func (c *Client) Adopt(ctx context.Context, dir string, files []manifests.File) 
 			if err := copyFile(path, tmp); err != nil {
 				return adopted, fmt.Errorf("adopt %s: %w", path, err)
 			}
-			if got, err := hashLocal(ctx, tmp); err != nil || got != f.Digest {
+			if got, err := HashFile(ctx, tmp, digest.SHA256); err != nil || got != f.Digest {
 				os.Remove(tmp)
 				continue
 			}
@@ -560,7 +563,7 @@ func (c *Client) InstallCached(ctx context.Context, ref Reference, raw []byte, d
 		}
 		seen[f.Digest] = true
 		g.Go(func() error {
-			got, err := hashLocal(gctx, c.cache.BlobPath(f.Digest))
+			got, err := HashFile(gctx, c.cache.BlobPath(f.Digest), digest.SHA256)
 			if err != nil {
 				return fmt.Errorf("layer %s: read the cached blob: %w", f.Path, err)
 			}

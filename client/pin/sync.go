@@ -576,7 +576,7 @@ func installedOK(ctx context.Context, cache *client.Cache, inst *install) bool {
 				continue
 			}
 		}
-		got, err := hashFile(ctx, path, f.Digest.Algorithm())
+		got, err := client.HashFile(ctx, path, f.Digest.Algorithm())
 		if err != nil {
 			return false
 		}

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 
+	"github.com/modelctl/modelctl/client"
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 )
@@ -221,7 +221,7 @@ func checkFile(ctx context.Context, f File) (*Problem, error) {
 	case fi.Size() != f.Size:
 		return &Problem{Path: f.Path, Kind: "size", Got: fmt.Sprint(fi.Size()), Want: fmt.Sprint(f.Size)}, nil
 	}
-	got, err := hashFile(ctx, f.Path, f.Digest.Algorithm())
+	got, err := client.HashFile(ctx, f.Path, f.Digest.Algorithm())
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -232,64 +232,4 @@ func checkFile(ctx context.Context, f File) (*Problem, error) {
 		return &Problem{Path: f.Path, Kind: "modified", Got: got.String(), Want: f.Digest.String()}, nil
 	}
 	return nil, nil
-}
-
-// hashFile streams a file through the digest, checking ctx between
-// reads. Reading and hashing overlap (a reader goroutine fills buffers
-// while the hash consumes the previous one): SHA-256 is the bottleneck of
-// verifying a large model, and the copy out of the page cache then comes
-// for free on a second core. Memory is three 4 MiB buffers.
-func hashFile(ctx context.Context, path string, alg digest.Algorithm) (digest.Digest, error) {
-	if !alg.Available() {
-		return "", fmt.Errorf("digest algorithm %q is not available", alg)
-	}
-	fh, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer fh.Close()
-	const bufSize, nbuf = 4 << 20, 3
-	free := make(chan []byte, nbuf)
-	full := make(chan []byte, nbuf)
-	for range nbuf {
-		free <- make([]byte, bufSize)
-	}
-	done := make(chan struct{})
-	defer close(done)
-	var readErr error
-	go func() {
-		defer close(full)
-		for {
-			var b []byte
-			select {
-			case b = <-free:
-			case <-done:
-				return
-			}
-			n, err := io.ReadFull(fh, b)
-			if n > 0 {
-				full <- b[:n]
-			}
-			switch {
-			case err == io.EOF || err == io.ErrUnexpectedEOF:
-				return
-			case err != nil:
-				readErr = err
-				return
-			}
-		}
-	}()
-	d := alg.Digester()
-	for b := range full {
-		if err := ctx.Err(); err != nil {
-			return "", err
-		}
-		d.Hash().Write(b)
-		free <- b[:cap(b)]
-	}
-	// full is closed: the reader has returned and readErr is settled.
-	if readErr != nil {
-		return "", readErr
-	}
-	return d.Digest(), nil
 }

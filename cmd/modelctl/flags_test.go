@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -139,6 +140,27 @@ func TestConnectionFlags(t *testing.T) {
 			if (cmd.Flags().Lookup(f) != nil) != tt.transfer {
 				t.Errorf("%s: --%s present = %v, want %v", tt.name, f, !tt.transfer, tt.transfer)
 			}
+		}
+	}
+}
+
+// A reference without a host takes the default registry of the settings
+// file, in every command that names an artifact.
+func TestDefaultRegistry(t *testing.T) {
+	cfg := t.TempDir() + "/config.yaml"
+	if err := os.WriteFile(cfg, []byte("default_registry: registry.lan:5000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("MODELCTL_CONFIG", cfg)
+	var cf clientFlags
+	for in, want := range map[string]string{
+		"team/m:v1":                 "registry.lan:5000/team/m:v1",
+		"127.0.0.1:5000/team/m:v1":  "127.0.0.1:5000/team/m:v1",
+		"s3://bucket/prefix/m:v1":   "s3://bucket/prefix/m:v1",
+		"other.lan/team/m@sha256:0": "other.lan/team/m@sha256:0",
+	} {
+		if got := cf.expandRef(in); got != want {
+			t.Errorf("expandRef(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -24,7 +24,7 @@ and by whom. modelctl's registry records them; for other registries modelctl
 shows the history it keeps client-side, and says so.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ref, err := client.ParseReference(args[0])
+			ref, err := client.ParseReference(tf.expandRef(args[0]))
 			if err != nil {
 				return err
 			}

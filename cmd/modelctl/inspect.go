@@ -22,7 +22,7 @@ func newInspectCmd() *cobra.Command {
 		Short: "Show an artifact's manifest, config, files and benchmark",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ref, err := client.ParseReference(args[0])
+			ref, err := client.ParseReference(cf.expandRef(args[0]))
 			if err != nil {
 				return err
 			}

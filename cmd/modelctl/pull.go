@@ -97,7 +97,7 @@ other content in.`,
 }
 
 func runPull(cmd *cobra.Command, o *pullOptions, refArg string) error {
-	ref, err := client.ParseReference(refArg)
+	ref, err := client.ParseReference(o.expandRef(refArg))
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ registry's committed offset.`,
 }
 
 func runPush(cmd *cobra.Command, pf *pushFlags, modelPath, refArg string) error {
-	ref, err := client.ParseReference(refArg)
+	ref, err := client.ParseReference(pf.expandRef(refArg))
 	if err != nil {
 		return err
 	}

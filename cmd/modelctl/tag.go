@@ -28,7 +28,7 @@ from, to, who); against other registries the history is kept client-side, under
 the user's config directory, and the output says so.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ref, err := client.ParseReference(args[0])
+			ref, err := client.ParseReference(tf.expandRef(args[0]))
 			if err != nil {
 				return err
 			}
