@@ -127,21 +127,8 @@ func otherArtifact(root string, d digest.Digest, raw []byte) (*manifests.Manifes
 // writeRecord stores the raw manifest of d in root, refusing to write
 // through a symbolic link planted in the reserved directory.
 func writeRecord(root string, d digest.Digest, raw []byte) error {
-	cur := root
-	for _, elem := range []string{manifests.ReservedDir, pinsDir} {
-		cur = filepath.Join(cur, elem)
-		fi, err := os.Lstat(cur)
-		switch {
-		case err == nil && fi.IsDir():
-			continue
-		case err == nil:
-			return fmt.Errorf("%s is not a directory (a link?): refusing to write through it", cur)
-		case !errors.Is(err, os.ErrNotExist):
-			return err
-		}
-		if err := os.Mkdir(cur, 0o755); err != nil && !os.IsExist(err) {
-			return fmt.Errorf("create %s: %w", cur, err)
-		}
+	if err := ensurePinsDir(root); err != nil {
+		return err
 	}
 	return writeAtomic(recordPath(root, d), raw)
 }
