@@ -31,36 +31,54 @@ func (s *Store) TagDigests(ctx context.Context, name string, parallel int) (map[
 		}
 		return nil, err
 	}
-	parallel = max(1, min(parallel, len(entries)))
-	out := make(map[string]digest.Digest, len(entries))
+	var links []tagLink
+	for _, tag := range entries {
+		if ValidateTag(tag) == nil { // else not a tag directory of ours
+			links = append(links, tagLink{tag: tag, path: tagCurrentPath(name, tag)})
+		}
+	}
+	out := make(map[string]digest.Digest, len(links))
+	if err := s.readTagLinks(ctx, name, links, parallel, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// tagLink is a tag's current link to read, with the version the driver
+// listed it at ("" when unknown).
+type tagLink struct {
+	tag, path, version string
+}
+
+// readTagLinks reads up to parallel links at once into out, remembering
+// each under its version. A link deleted meanwhile is left out.
+func (s *Store) readTagLinks(ctx context.Context, name string, links []tagLink, parallel int, out map[string]digest.Digest) error {
 	var (
 		mu       sync.Mutex
 		firstErr error
 		wg       sync.WaitGroup
 	)
-	next := make(chan string)
-	for w := 0; w < parallel; w++ {
+	next := make(chan tagLink)
+	for range max(1, min(parallel, len(links))) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for tag := range next {
-				if ValidateTag(tag) != nil {
-					continue // not a tag directory of ours
-				}
-				b, err := s.d.GetContent(ctx, tagCurrentPath(name, tag), smallObjectLimit)
+			for l := range next {
+				b, err := s.d.GetContent(ctx, l.path, smallObjectLimit)
 				var d digest.Digest
 				if err == nil {
-					d, err = digest.Parse(strings.TrimSpace(string(b)))
-					if err != nil {
-						err = fmt.Errorf("storage: corrupt tag %s/%s: %w", name, tag, err)
+					if d, err = digest.Parse(strings.TrimSpace(string(b))); err != nil {
+						err = fmt.Errorf("storage: corrupt tag %s/%s: %w", name, l.tag, err)
 					}
 				}
 				mu.Lock()
 				switch {
 				case err == nil:
-					out[tag] = d
+					out[l.tag] = d
+					s.links.put(l.path, l.version, d)
 				case IsNotFound(err):
-					// A deleted tag keeps its history directory.
+					// Deleted since the listing (a deleted tag keeps its
+					// history directory).
 				case firstErr == nil:
 					firstErr = err
 				}
@@ -68,42 +86,15 @@ func (s *Store) TagDigests(ctx context.Context, name string, parallel int) (map[
 			}
 		}()
 	}
-	for _, e := range entries {
+	for _, l := range links {
 		if ctx.Err() != nil {
 			break
 		}
-		next <- e
+		next <- l
 	}
 	close(next)
 	wg.Wait()
-	if err := errors.Join(ctx.Err(), firstErr); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// ReferrerSubjects returns the manifests of repository name that have had
-// a referrer stored (a signature, a later benchmark), in one listing per
-// digest algorithm. A subject whose referrers were all deleted may still be
-// listed; Referrers then returns none.
-func (s *Store) ReferrerSubjects(ctx context.Context, name string) (map[digest.Digest]bool, error) {
-	out := map[digest.Digest]bool{}
-	for _, alg := range []digest.Algorithm{digest.SHA256, digest.SHA512} {
-		hexes, err := s.d.List(ctx, repoPath(name)+"/_referrers/"+string(alg))
-		if err != nil {
-			if IsNotFound(err) {
-				continue
-			}
-			return nil, err
-		}
-		for _, h := range hexes {
-			d := digest.NewDigestFromEncoded(alg, h)
-			if d.Validate() == nil {
-				out[d] = true
-			}
-		}
-	}
-	return out, nil
+	return errors.Join(ctx.Err(), firstErr)
 }
 
 // walkTagDigests is TagDigests on a driver that lists objects with their
@@ -125,7 +116,7 @@ func (s *Store) walkTagDigests(ctx context.Context, w Walker, name string, paral
 		return nil, err
 	}
 	out := map[string]digest.Digest{}
-	var stale []FileInfo
+	var stale []tagLink
 	for _, fi := range infos {
 		tag, ok := strings.CutSuffix(strings.TrimPrefix(fi.Path, root+"/"), "/current/link")
 		if !ok || strings.Contains(tag, "/") || ValidateTag(tag) != nil {
@@ -135,50 +126,9 @@ func (s *Store) walkTagDigests(ctx context.Context, w Walker, name string, paral
 			out[tag] = d
 			continue
 		}
-		stale = append(stale, fi)
+		stale = append(stale, tagLink{tag: tag, path: fi.Path, version: fi.Version})
 	}
-	var (
-		mu       sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	next := make(chan FileInfo)
-	for range max(1, min(parallel, len(stale))) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for fi := range next {
-				tag := strings.TrimSuffix(strings.TrimPrefix(fi.Path, root+"/"), "/current/link")
-				b, err := s.d.GetContent(ctx, fi.Path, smallObjectLimit)
-				var d digest.Digest
-				if err == nil {
-					if d, err = digest.Parse(strings.TrimSpace(string(b))); err != nil {
-						err = fmt.Errorf("storage: corrupt tag %s/%s: %w", name, tag, err)
-					}
-				}
-				mu.Lock()
-				switch {
-				case err == nil:
-					out[tag] = d
-					s.links.put(fi.Path, fi.Version, d)
-				case IsNotFound(err):
-					// Deleted since the listing.
-				case firstErr == nil:
-					firstErr = err
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	for _, fi := range stale {
-		if ctx.Err() != nil {
-			break
-		}
-		next <- fi
-	}
-	close(next)
-	wg.Wait()
-	if err := errors.Join(ctx.Err(), firstErr); err != nil {
+	if err := s.readTagLinks(ctx, name, stale, parallel, out); err != nil {
 		return nil, err
 	}
 	return out, nil
