@@ -97,6 +97,30 @@ func (s *Store) readTagLinks(ctx context.Context, name string, links []tagLink, 
 	return errors.Join(ctx.Err(), firstErr)
 }
 
+// ReferrerSubjects returns the manifests of repository name that have had
+// a referrer stored (a signature, a later benchmark), in one listing per
+// digest algorithm. A subject whose referrers were all deleted may still be
+// listed; Referrers then returns none.
+func (s *Store) ReferrerSubjects(ctx context.Context, name string) (map[digest.Digest]bool, error) {
+	out := map[digest.Digest]bool{}
+	for _, alg := range []digest.Algorithm{digest.SHA256, digest.SHA512} {
+		hexes, err := s.d.List(ctx, repoPath(name)+"/_referrers/"+string(alg))
+		if err != nil {
+			if IsNotFound(err) {
+				continue
+			}
+			return nil, err
+		}
+		for _, h := range hexes {
+			d := digest.NewDigestFromEncoded(alg, h)
+			if d.Validate() == nil {
+				out[d] = true
+			}
+		}
+	}
+	return out, nil
+}
+
 // walkTagDigests is TagDigests on a driver that lists objects with their
 // versions: one recursive listing of the tags, and a read only of the tag
 // links whose version changed since they were last read (on S3, a
