@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/modelctl/modelctl/client"
+	"github.com/modelctl/modelctl/modelfile"
 	"github.com/modelctl/modelctl/quantize/onnx"
 	"github.com/modelctl/modelctl/signing"
 )
@@ -57,9 +58,14 @@ func CheckExternalData(dir string, files []client.FileResult) []string {
 			continue
 		}
 		p := filepath.Join(dir, filepath.FromSlash(f.Path))
+		if f, err := modelfile.Detect(p); err != nil || f != modelfile.FormatONNX {
+			continue // not a graph: nothing to check
+		}
 		m, err := onnx.Open(p)
 		if err != nil {
-			continue // not a graph this reader takes: nothing to check
+			// The reader checks the data files it opens.
+			out = append(out, fmt.Sprintf("%s: %v: the model will not load", f.Path, err))
+			continue
 		}
 		data, err := m.DataFiles()
 		if err != nil {
