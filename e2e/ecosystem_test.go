@@ -149,16 +149,24 @@ func TestPullPlainOrasArtifact(t *testing.T) {
 	}
 }
 
-func TestPullModelPackTarGzip(t *testing.T) {
-	srv := testenv.StartOurs(t)
-	dir, names := ecoFiles(t)
+// pushModelPackTarGz pushes the named files of dir with oras as one
+// ModelPack tar+gzip weight layer, with a ModelPack config declaring its
+// diffId, and returns ref.
+func pushModelPackTarGz(t *testing.T, ref, dir string, names []string) string {
+	t.Helper()
 	layer, diffID := tarGz(t, dir, names...)
 	work := t.TempDir()
 	writeFile(t, work, "model.tar.gz", layer)
 	writeFile(t, work, "config.json", modelPackConfig(t, diffID))
-	ref := srv.Addr + "/team/modelpack:v1"
 	orasCLI(t, work, "push", "--plain-http", "--artifact-type", manifests.ArtifactTypeModel,
 		"--config", "config.json:"+manifests.MediaTypeConfig, ref, "model.tar.gz:"+manifests.MediaTypeWeightTarGzip)
+	return ref
+}
+
+func TestPullModelPackTarGzip(t *testing.T) {
+	srv := testenv.StartOurs(t)
+	dir, names := ecoFiles(t)
+	ref := pushModelPackTarGz(t, srv.Addr+"/team/modelpack:v1", dir, names)
 
 	c := newCLI(t)
 	out := filepath.Join(t.TempDir(), "out")
@@ -445,13 +453,7 @@ func systemTool(t *testing.T, name string) string {
 func TestSyncArchiveArtifacts(t *testing.T) {
 	srv := testenv.StartOurs(t)
 	dir, names := ecoFiles(t)
-	layer, diffID := tarGz(t, dir, names...)
-	work := t.TempDir()
-	writeFile(t, work, "model.tar.gz", layer)
-	writeFile(t, work, "config.json", modelPackConfig(t, diffID))
-	ref := srv.Addr + "/team/packed:v1"
-	orasCLI(t, work, "push", "--plain-http", "--artifact-type", manifests.ArtifactTypeModel,
-		"--config", "config.json:"+manifests.MediaTypeConfig, ref, "model.tar.gz:"+manifests.MediaTypeWeightTarGzip)
+	ref := pushModelPackTarGz(t, srv.Addr+"/team/packed:v1", dir, names)
 
 	host := newWFHost(t, "server")
 	cfg := "config/app.yaml"
