@@ -196,27 +196,11 @@ func (tx *installTx) mkdir(d string) error {
 	return nil
 }
 
-// mkdirNoLinks creates root/rel directory by directory, refusing to go
-// through anything that is not a real directory (a symlink planted in the
-// target could otherwise redirect a write outside it).
+// mkdirNoLinks creates root/rel as atomicfile.MkdirNoLinks does,
+// recording the directories it creates for rollback.
 func (tx *installTx) mkdirNoLinks(root, rel string) error {
-	cur := root
-	for _, elem := range strings.Split(rel, "/") {
-		cur = filepath.Join(cur, elem)
-		fi, err := os.Lstat(cur)
-		switch {
-		case err == nil && fi.IsDir():
-			continue
-		case err == nil && fi.Mode()&os.ModeSymlink != 0:
-			return fmt.Errorf("%s is a symbolic link: refusing to install through it (nothing was changed)", cur)
-		case err == nil:
-			return fmt.Errorf("%s exists and is not a directory (nothing was changed)", cur)
-		case !isNotExist(err):
-			return err
-		}
-		if err := tx.mkdir(cur); err != nil {
-			return err
-		}
+	if err := atomicfile.MkdirNoLinks(root, rel, tx.mkdir); err != nil {
+		return fmt.Errorf("%w (nothing was changed)", err)
 	}
 	return nil
 }

@@ -14,10 +14,12 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // WriteFile replaces path with data atomically: a temporary file in the same
@@ -78,4 +80,40 @@ func wrap(op, path string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("%s %s: %w", op, path, err)
+}
+
+// MkdirNoLinks creates root/rel (slash-separated) directory by directory,
+// refusing to go through anything that is not a real directory: a symbolic
+// link planted in a target could otherwise redirect a write outside it.
+// mkdir creates one missing directory (nil: os.Mkdir, a directory that
+// appeared meanwhile being fine); callers that undo pass their own to
+// record what they created.
+func MkdirNoLinks(root, rel string, mkdir func(dir string) error) error {
+	if mkdir == nil {
+		mkdir = func(d string) error {
+			if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("create %s: %w", d, err)
+			}
+			return nil
+		}
+	}
+	cur := root
+	for _, elem := range strings.Split(rel, "/") {
+		cur = filepath.Join(cur, elem)
+		fi, err := os.Lstat(cur)
+		switch {
+		case err == nil && fi.IsDir():
+			continue
+		case err == nil && fi.Mode()&fs.ModeSymlink != 0:
+			return fmt.Errorf("%s is a symbolic link: refusing to install through it", cur)
+		case err == nil:
+			return fmt.Errorf("%s exists and is not a directory", cur)
+		case !errors.Is(err, fs.ErrNotExist):
+			return err
+		}
+		if err := mkdir(cur); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -119,7 +119,7 @@ func (s *Stage) Commit() error {
 	}
 	touched := map[string]bool{s.target: true}
 	for _, d := range s.dirs {
-		if err := mkdirNoLinks(s.target, d); err != nil {
+		if err := atomicfile.MkdirNoLinks(s.target, d, nil); err != nil {
 			_ = s.Discard()
 			return fmt.Errorf("commit into %s: %w", s.target, err)
 		}
@@ -128,7 +128,7 @@ func (s *Stage) Commit() error {
 		parent := ""
 		if i := strings.LastIndexByte(f.Path, '/'); i >= 0 {
 			parent = f.Path[:i]
-			if err := mkdirNoLinks(s.target, parent); err != nil {
+			if err := atomicfile.MkdirNoLinks(s.target, parent, nil); err != nil {
 				_ = s.Discard()
 				return fmt.Errorf("commit into %s: %w", s.target, err)
 			}
@@ -204,29 +204,4 @@ func (s *Stage) removeReserved() {
 	if s.reserved != "" {
 		_ = os.Remove(s.reserved)
 	}
-}
-
-// mkdirNoLinks creates root/rel directory by directory, refusing to go
-// through anything that is not a real directory (a symlink planted in the
-// target could otherwise redirect a write outside it).
-func mkdirNoLinks(root, rel string) error {
-	cur := root
-	for _, elem := range strings.Split(rel, "/") {
-		cur = filepath.Join(cur, elem)
-		fi, err := os.Lstat(cur)
-		switch {
-		case err == nil && fi.IsDir():
-			continue
-		case err == nil && fi.Mode()&fs.ModeSymlink != 0:
-			return fmt.Errorf("%s is a symbolic link: refusing to install through it", cur)
-		case err == nil:
-			return fmt.Errorf("%s exists and is not a directory", cur)
-		case !errors.Is(err, fs.ErrNotExist):
-			return err
-		}
-		if err := os.Mkdir(cur, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("create %s: %w", cur, err)
-		}
-	}
-	return nil
 }
