@@ -574,3 +574,70 @@ func TestServerNetworkDropLeavesTheTarget(t *testing.T) {
 	h.mustIn("app", "sync", "config/app.yaml")
 	wfSameBytes(t, filepath.Join(h.app, "models"), filepath.Dir(m.v2), "audio.onnx", "audio.onnx.data")
 }
+
+// Two commands on one config take turns: a sync started while another
+// modelctl holds the config's lock waits for it (and says for whom), then
+// works on the config as the other left it; one that waits past
+// --lock-wait fails without touching the config or the models.
+func TestServerSyncsTakeTurns(t *testing.T) {
+	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
+	repo := srv.Addr + "/sarai/audio"
+	m := makeSrvModels(t, repo)
+	m.retag(repo, "v1", "int8")
+	h := newSrvHost(t)
+	cfg := h.writeConfig(repo+":int8", "")
+	h.mustIn("app", "sync", "config/app.yaml", "--update")
+	m.retag(repo, "v2", "int8")
+
+	// Another modelctl (this test, through the same code) holds the lock.
+	ctx := t.Context()
+	_, release, err := pin.LoadLocked(ctx, cfg, "rollback", time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := h.in("app", "sync", "config/app.yaml", "--update", "--lock-wait", "500ms")
+	if code == 0 || !strings.Contains(errOut, "another modelctl is working on this config") || !strings.Contains(errOut, "modelctl rollback (pid") {
+		t.Fatalf("sync while the lock is held: exit %d: %s", code, errOut)
+	}
+	if pinnedDigest(t, cfg) != m.dv1 {
+		t.Fatal("a sync that did not get the lock moved the pin")
+	}
+	wfSameBytes(t, filepath.Join(h.app, "models"), filepath.Dir(m.v1), "audio.onnx", "audio.onnx.data")
+
+	cmd := exec.Command(testenv.Modelctl(t), "sync", "config/app.yaml", "--update")
+	cmd.Dir = h.app
+	cmd.Env = append(os.Environ(), h.env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	time.Sleep(time.Second)
+	select {
+	case err := <-done:
+		t.Fatalf("sync ran while the lock was held: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	default:
+	}
+	if pinnedDigest(t, cfg) != m.dv1 {
+		t.Fatal("the waiting sync moved the pin before it had the lock")
+	}
+	release()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("sync after the lock was released: %v\n%s\n%s", err, stdout.String(), stderr.String())
+		}
+	case <-time.After(2 * time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatal("the waiting sync did not finish after the lock was released")
+	}
+	if !strings.Contains(stderr.String(), "waiting for modelctl rollback (pid") {
+		t.Fatalf("the waiting sync did not say what it waited for: %s", stderr.String())
+	}
+	if pinnedDigest(t, cfg) != m.dv2 {
+		t.Fatalf("pin after the waiting sync: %s, want v2 %s", pinnedDigest(t, cfg), m.dv2)
+	}
+	wfSameBytes(t, filepath.Join(h.app, "models"), filepath.Dir(m.v2), "audio.onnx", "audio.onnx.data")
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -14,6 +15,7 @@ func init() { register(newPinCmd) }
 func newPinCmd() *cobra.Command {
 	var cf clientFlags
 	var key, appDir string
+	var lockWait time.Duration
 	cmd := &cobra.Command{
 		Use:   "pin CONFIG.yaml --key KEY REF",
 		Short: "Resolve REF and write it and its digest into a section of a YAML config",
@@ -30,10 +32,11 @@ with the fix (-C, or app_dir in the section).`,
 			if key == "" {
 				return fmt.Errorf("pin: --key KEY is required (the config section, e.g. audio_omni)")
 			}
-			cfg, err := pin.Load(args[0])
+			cfg, release, err := pin.LoadLocked(cmd.Context(), args[0], "pin", lockWait, cmd.ErrOrStderr())
 			if err != nil {
 				return fmt.Errorf("pin: %w", err)
 			}
+			defer release()
 			cfg.Dir = appDir
 			args[1] = cf.expandRef(args[1])
 			c, err := cf.client(cmd.ErrOrStderr())
@@ -63,6 +66,7 @@ with the fix (-C, or app_dir in the section).`,
 	}
 	cmd.Flags().StringVar(&key, "key", "", "config section to pin (e.g. audio_omni, or models.asr for a nested one)")
 	cmd.Flags().StringVarP(&appDir, "app-dir", "C", "", "the application's directory: relative model_paths are relative to it (default: the working directory)")
+	lockWaitFlag(cmd.Flags(), &lockWait)
 	cf.register(cmd.Flags())
 	cmd.Flags().Lookup("chunk-size").Hidden = true
 	cmd.Flags().Lookup("parallel").Hidden = true

@@ -92,10 +92,11 @@ will install what the tag names again.`,
 }
 
 func rollbackConfig(cmd *cobra.Command, cf *clientFlags, sf *serviceFlags, df *deployFlags, config, key, to string) error {
-	cfg, err := pin.Load(config)
+	cfg, release, err := pin.LoadLocked(cmd.Context(), config, "rollback", sf.lockWait, cmd.ErrOrStderr())
 	if err != nil {
 		return fmt.Errorf("rollback: %w", err)
 	}
+	defer release()
 	cfg.Dir = sf.appDir
 	c, err := cf.client(cmd.ErrOrStderr())
 	if err != nil {

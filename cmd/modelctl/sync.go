@@ -67,10 +67,11 @@ model and pin are put back, the application restarted again, and sync exits 1
 with the output of both.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := pin.Load(args[0])
+			cfg, release, err := pin.LoadLocked(cmd.Context(), args[0], "sync", sf.lockWait, cmd.ErrOrStderr())
 			if err != nil {
 				return fmt.Errorf("sync: %w", err)
 			}
+			defer release()
 			cfg.Dir = sf.appDir
 			c, err := cf.client(cmd.ErrOrStderr())
 			if err != nil {
@@ -111,6 +112,7 @@ type serviceFlags struct {
 	restart       string
 	health        string
 	healthTimeout time.Duration
+	lockWait      time.Duration
 }
 
 func (f *serviceFlags) register(fs *pflag.FlagSet) {
@@ -118,6 +120,13 @@ func (f *serviceFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.restart, "restart", "", "command that restarts the application after a switch (default: restart in the section); runs in the application's directory")
 	fs.StringVar(&f.health, "health", "", "command that must pass after the restart, retried until --health-timeout (default: health in the section); on failure the previous model goes back")
 	fs.DurationVar(&f.healthTimeout, "health-timeout", 0, "how long the health command may take to pass (default: health_timeout in the section, else 60s)")
+	lockWaitFlag(fs, &f.lockWait)
+}
+
+// lockWaitFlag registers --lock-wait: how long a command that changes a
+// config waits for another one working on it (pin.LoadLocked).
+func lockWaitFlag(fs *pflag.FlagSet, d *time.Duration) {
+	fs.DurationVar(d, "lock-wait", pin.DefaultLockWait, "how long to wait for another modelctl working on the same config (sync, rollback, pin take turns)")
 }
 
 func (f *serviceFlags) apply(o *pin.SyncOptions, log io.Writer) {

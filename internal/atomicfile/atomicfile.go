@@ -72,6 +72,10 @@ func SyncDir(dir string) error { return syncDir(dir) }
 // lock file that nobody reads.
 func Lock(f *os.File) error { return lock(f) }
 
+// TryLock takes the lock Lock takes if nobody holds it, and reports
+// whether it did; it does not wait.
+func TryLock(f *os.File) (bool, error) { return tryLock(f) }
+
 // Unlock releases a lock taken with Lock.
 func Unlock(f *os.File) error { return unlock(f) }
 

@@ -128,6 +128,31 @@ func TestLockExcludes(t *testing.T) {
 	}
 }
 
+// TestTryLock: TryLock takes a free lock, and reports a held one as held
+// without waiting; closing the holder frees it.
+func TestTryLock(t *testing.T) {
+	p := filepath.Join(tempDir(t), "x.lock")
+	open := func() *os.File {
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	a, b := open(), open()
+	defer b.Close()
+	if ok, err := TryLock(a); !ok || err != nil {
+		t.Fatalf("TryLock of a free lock: %v, %v", ok, err)
+	}
+	if ok, err := TryLock(b); ok || err != nil {
+		t.Fatalf("TryLock of a held lock: %v, %v; want false, nil", ok, err)
+	}
+	a.Close()
+	if ok, err := TryLock(b); !ok || err != nil {
+		t.Fatalf("TryLock after the holder closed: %v, %v", ok, err)
+	}
+}
+
 // tempDir is t.TempDir, removed file by file: these tests also run as a
 // Windows program under Wine 8, whose ntdll lacks the delete call Go's
 // os.RemoveAll uses on Windows (FileDispositionInformationEx).
