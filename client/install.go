@@ -112,6 +112,9 @@ type installTx struct {
 	created []string // directories created, in creation order
 	steps   []*txFile
 	stamp   string
+	// installed is what the receipt in dir says the previous install put
+	// there: path -> digest.
+	installed map[string]digest.Digest
 	// Kept lists the files found with unknown bytes, moved aside.
 	Kept []string
 }
@@ -121,7 +124,7 @@ type txFile struct {
 	dest   string
 	tmp    string // staged new content; "" once renamed (or when skipped)
 	bak    string // the previous file under a second name, "" when none
-	known  bool   // the previous bytes are a blob the cache holds
+	known  bool   // the previous bytes are a blob the cache holds, or modelctl's install
 	moved  bool   // bak was made by renaming dest (no hardlinks here)
 	placed bool   // tmp is at dest
 }
@@ -130,8 +133,13 @@ type txFile struct {
 // nothing; the returned transaction is committed (call finish) or undone
 // (rollback) by the caller, after whatever else belongs to the install
 // (the receipt) has been written.
-func (c *Client) install(ctx context.Context, dir string, files []manifests.File) (*installTx, error) {
-	tx := &installTx{c: c, dir: dir, stamp: time.Now().UTC().Format("20060102T150405")}
+func (c *Client) install(ctx context.Context, dir string, files []manifests.File, arch *archiveSet) (*installTx, error) {
+	tx := &installTx{c: c, dir: dir, stamp: time.Now().UTC().Format("20060102T150405"), installed: map[string]digest.Digest{}}
+	if rc, err := ReadReceipt(dir); err == nil {
+		for _, f := range rc.Files {
+			tx.installed[f.Path] = f.Digest
+		}
+	}
 	if err := tx.mkdirAll(dir); err != nil {
 		tx.rollback()
 		return nil, err
@@ -141,9 +149,32 @@ func (c *Client) install(ctx context.Context, dir string, files []manifests.File
 			tx.rollback()
 			return nil, err
 		}
-		if err := tx.stage(ctx, f); err != nil {
+		if err := tx.stage(ctx, f, ""); err != nil {
 			tx.rollback()
 			return nil, err
+		}
+	}
+	if arch != nil {
+		// The archives' files, unpacked and verified in a stage on the
+		// target's filesystem, are switched with the raw files, under the
+		// same rules: a replaced file keeps a second name until the
+		// receipt is written, and any failure puts everything back.
+		for _, d := range arch.stage.Dirs() {
+			if err := tx.mkdirNoLinks(dir, d); err != nil {
+				tx.rollback()
+				return nil, err
+			}
+		}
+		for _, u := range arch.files {
+			if err := ctx.Err(); err != nil {
+				tx.rollback()
+				return nil, err
+			}
+			f := manifests.File{Path: u.Path, Digest: u.Digest, Size: u.Size}
+			if err := tx.stage(ctx, f, filepath.Join(arch.stage.Dir(), filepath.FromSlash(u.Path))); err != nil {
+				tx.rollback()
+				return nil, err
+			}
 		}
 	}
 	for _, s := range tx.steps {
@@ -205,8 +236,10 @@ func (tx *installTx) mkdirNoLinks(root, rel string) error {
 	return nil
 }
 
-// stage puts the new content of one file beside its destination.
-func (tx *installTx) stage(ctx context.Context, f manifests.File) error {
+// stage puts the new content of one file beside its destination: the
+// cache's blob f.Digest, or, when staged is set, the file there (an
+// archive's file, verified as it was unpacked), moved.
+func (tx *installTx) stage(ctx context.Context, f manifests.File, staged string) error {
 	c := tx.c
 	// Validated again here: install must be safe whatever called it.
 	if err := manifests.ValidatePath(f.Path); err != nil {
@@ -219,7 +252,9 @@ func (tx *installTx) stage(ctx context.Context, f manifests.File) error {
 	}
 	s := &txFile{f: f, dest: filepath.Join(tx.dir, filepath.FromSlash(f.Path))}
 	src := c.cache.BlobPath(f.Digest)
-	c.cache.touchBlob(f.Digest)
+	if staged == "" {
+		c.cache.touchBlob(f.Digest)
+	}
 	if fi, err := os.Lstat(s.dest); err == nil {
 		if fi.IsDir() {
 			return fmt.Errorf("%s is a directory (nothing was changed)", s.dest)
@@ -235,7 +270,10 @@ func (tx *installTx) stage(ctx context.Context, f manifests.File) error {
 			if d == f.Digest {
 				return nil // already these bytes: kept as they are
 			}
-			s.known = c.cache.HasBlob(d, fi.Size())
+			// Bytes the cache holds, or that the previous install put
+			// there unchanged (an archive's file), are not the user's:
+			// they are dropped once the install succeeds.
+			s.known = c.cache.HasBlob(d, fi.Size()) || tx.installed[f.Path] == d
 		}
 		s.bak = freeName(s.dest + KeptSuffix + tx.stamp)
 	} else if !isNotExist(err) {
@@ -244,6 +282,14 @@ func (tx *installTx) stage(ctx context.Context, f manifests.File) error {
 	tmp := filepath.Join(filepath.Dir(s.dest), ".modelctl-tmp-"+randomSuffix())
 	if err := fault("stage", s.dest); err != nil {
 		return fmt.Errorf("install %s: %w", f.Path, err)
+	}
+	if staged != "" {
+		if err := atomicfile.Rename(staged, tmp); err != nil {
+			return fmt.Errorf("install %s: %w", f.Path, Explain(err, ""))
+		}
+		s.tmp = tmp
+		tx.steps = append(tx.steps, s)
+		return nil
 	}
 	// Large files (weights) are hardlinked so a model is not stored twice;
 	// small ones (the graph, docs) are copied, since tools such as onnx's
@@ -574,17 +620,9 @@ func (c *Client) installFiles(ctx context.Context, ref Reference, d digest.Diges
 		return nil, err
 	}
 	res.Dir = abs
-	tx, err := c.install(ctx, abs, files)
+	tx, err := c.install(ctx, abs, files, arch)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: install into %s: %w", ref, dir, err)
-	}
-	if arch != nil {
-		// The archives' files, unpacked and verified in a stage, go in
-		// once the raw files are in place.
-		if err := arch.stage.Commit(); err != nil {
-			tx.rollback()
-			return nil, fmt.Errorf("pull %s: install into %s: %w", ref, dir, err)
-		}
 	}
 	receipt := Receipt{Reference: ref.String(), Digest: d, InstalledAt: time.Now().UTC()}
 	for i, f := range files {

@@ -77,6 +77,10 @@ func NewStage(target string) (*Stage, error) {
 // Dir is the staging directory (for tests and diagnostics).
 func (s *Stage) Dir() string { return s.dir }
 
+// Dirs are the directories the archives declared (also empty ones),
+// relative to the target, slash-separated, in archive order.
+func (s *Stage) Dirs() []string { return append([]string(nil), s.dirs...) }
+
 // Files are the files unpacked so far, in archive order.
 func (s *Stage) Files() []File { return append([]File(nil), s.files...) }
 
