@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
 
 // Store is the registry's view of a Driver: repositories, blobs, manifests,
-// tags and upload sessions, laid out as described in paths.go. It holds no
-// state of its own, so any number of processes can serve one bucket.
+// tags and upload sessions, laid out as described in paths.go. It holds
+// nothing but caches that are checked against the driver, so any number of
+// processes can serve one bucket.
 type Store struct {
 	d Driver
 	// MaxManifestSize caps manifests (the spec suggests at least 4 MiB).
@@ -25,6 +28,13 @@ type Store struct {
 	// links remembers tag links read for whole-repository views, by the
 	// version the driver gave them (TagDigests).
 	links linkCache
+
+	// TagIndexReconcile is how often TagDigests of a repository lists the
+	// tag links to check the tag index (0: DefaultTagIndexReconcile;
+	// negative: only the first time in this process).
+	TagIndexReconcile time.Duration
+	reconcileMu       sync.Mutex
+	reconciled        map[string]time.Time
 }
 
 // DefaultCheckpointBytes is the default Store.CheckpointBytes.

@@ -44,7 +44,7 @@ func (s *Store) ResolveTag(ctx context.Context, name, tag string) (digest.Digest
 	return d, err
 }
 
-// MoveTag points tag at to. When from is not empty the tag must currently
+// MoveTag points tag at to, and keeps the tag index (tagindex.go). When from is not empty the tag must currently
 // point at from (a compare-and-swap, for rollback); otherwise any current
 // value is replaced. The move is appended to the tag's history. It returns
 // the digest the tag pointed to before ("" if it was new).
@@ -52,6 +52,12 @@ func (s *Store) MoveTag(ctx context.Context, name, tag string, to, from digest.D
 	if err := ValidateTag(tag); err != nil {
 		return "", err
 	}
+	mv, err := s.startTagMove(ctx, name, tag)
+	if err != nil {
+		return "", err
+	}
+	// Whatever happened to the link, the index is brought up to it.
+	defer s.finishTagMoves(ctx, name, mv) //nolint:errcheck // a failure leaves the marker, which readers follow
 	for attempt := 0; attempt < maxTagMoveRetries; attempt++ {
 		cur, version, err := s.tagCurrent(ctx, name, tag)
 		if err != nil && !errors.Is(err, ErrManifestUnknown) {
@@ -78,12 +84,18 @@ func (s *Store) MoveTag(ctx context.Context, name, tag string, to, from digest.D
 	return "", fmt.Errorf("move tag %s/%s: %w (gave up after %d attempts)", name, tag, ErrPreconditionFailed, maxTagMoveRetries)
 }
 
-// DeleteTag removes a tag; the removal is recorded in its history.
+// DeleteTag removes a tag; the removal is recorded in its history and the
+// tag index.
 func (s *Store) DeleteTag(ctx context.Context, name, tag, user string) error {
 	cur, _, err := s.tagCurrent(ctx, name, tag)
 	if err != nil {
 		return err
 	}
+	mv, err := s.startTagMove(ctx, name, tag)
+	if err != nil {
+		return err
+	}
+	defer s.finishTagMoves(ctx, name, mv) //nolint:errcheck // a failure leaves the marker, which readers follow
 	if err := s.d.Delete(ctx, tagCurrentPath(name, tag)); err != nil {
 		if IsNotFound(err) {
 			return fmt.Errorf("%w: tag %s", ErrManifestUnknown, tag)

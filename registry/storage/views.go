@@ -14,10 +14,11 @@ import (
 // read per tag rather than the stat, stat and read that Tags followed by
 // ResolveTag cost, which on S3 is three requests per tag.
 
-// TagDigests returns every current tag of repository name with the digest
-// it points to, reading up to parallel tag links at once. A tag deleted
-// while it is read is left out.
-func (s *Store) TagDigests(ctx context.Context, name string, parallel int) (map[string]digest.Digest, error) {
+// ListTagDigests returns every current tag of repository name with the
+// digest it points to, from a listing of the tag links (the source of
+// truth; TagDigests reads the tag index instead), reading up to parallel
+// tag links at once. A tag deleted while it is read is left out.
+func (s *Store) ListTagDigests(ctx context.Context, name string, parallel int) (map[string]digest.Digest, error) {
 	if w, ok := s.d.(Walker); ok {
 		return s.walkTagDigests(ctx, w, name, parallel)
 	}
@@ -121,7 +122,7 @@ func (s *Store) ReferrerSubjects(ctx context.Context, name string) (map[digest.D
 	return out, nil
 }
 
-// walkTagDigests is TagDigests on a driver that lists objects with their
+// walkTagDigests is ListTagDigests on a driver that lists objects with their
 // versions: one recursive listing of the tags, and a read only of the tag
 // links whose version changed since they were last read (on S3, a
 // repository of 1,000 unchanged tags costs 2-3 listing requests instead of

@@ -34,6 +34,10 @@ func suiteConfigWith(opts filesystem.Options) storagetest.Config {
 // The shared driver suite, with direct I/O where the filesystem allows it.
 func TestDriverSuite(t *testing.T) { storagetest.Run(t, suiteConfig()) }
 
+// The tag index the Store keeps beside the tag links, with two drivers on
+// one directory as two registries would open it.
+func TestTagIndex(t *testing.T) { storagetest.TagIndex(t, suiteConfig()) }
+
 // Uploads waiting for bytes hold no large buffer; fast ones share the
 // budget (storagetest.UploadMemory).
 func TestUploadMemory(t *testing.T) {

@@ -57,6 +57,18 @@ func TestDriverSuite(t *testing.T) {
 	})
 }
 
+// The tag index the Store keeps beside the tag links, with two drivers on
+// one bucket as two registries would open it.
+func TestTagIndex(t *testing.T) {
+	srv := s3test.Start(t)
+	storagetest.TagIndex(t, storagetest.Config{
+		New: func(t *testing.T) storage.Driver { return open(t, testConfig(srv)) },
+		Reopen: func(t *testing.T, d storage.Driver) storage.Driver {
+			return open(t, d.(*s3.Driver).Config())
+		},
+	})
+}
+
 // The suite again at the bucket's root, where keys have no prefix.
 func TestDriverSuiteBucketRoot(t *testing.T) {
 	srv := s3test.Start(t)

@@ -25,7 +25,7 @@ func (c *countingDriver) GetContent(ctx context.Context, p string, limit int64) 
 	return c.Driver.GetContent(ctx, p, limit)
 }
 
-// TagDigests over S3 lists the tags with their versions and reads only the
+// ListTagDigests over S3 lists the tags with their versions and reads only the
 // links that changed: a repeated view costs no GET, and a moved tag is
 // seen at once (its ETag changed with its content).
 func TestTagDigestsReadsOnlyChangedLinks(t *testing.T) {
@@ -46,7 +46,7 @@ func TestTagDigestsReadsOnlyChangedLinks(t *testing.T) {
 	check := func(want map[string]digest.Digest, wantGets int64) {
 		t.Helper()
 		d.gets.Store(0)
-		got, err := st.TagDigests(ctx(t), "team/m", 4)
+		got, err := st.ListTagDigests(ctx(t), "team/m", 4)
 		if err != nil {
 			t.Fatal(err)
 		}
