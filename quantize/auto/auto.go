@@ -20,6 +20,10 @@ type Options struct {
 	// target: PreferSpeed (default) or PreferSize.
 	Prefer string
 	Bench  bench.Options
+	// PieceBudget is the weight one piece of a model may hold when
+	// calibration and the search run it: a model with more runs in pieces
+	// (see docs/quantize.md). 0: DefaultPieceBudget; negative: always whole.
+	PieceBudget int64
 }
 
 // Result is what Quantize did.
@@ -29,12 +33,18 @@ type Result struct {
 	Calibrated int `json:"calibrated,omitempty"`
 	// Search is the search's account, when there was one.
 	Search *SearchResult `json:"search,omitempty"`
+	// Memory says how calibration ran the model when it was too large
+	// for one piece: in pieces, or whole and why.
+	Memory string `json:"memory,omitempty"`
 }
 
 // Quantize writes out from in: as quantize.Quantize does, after calibrating
 // activations for int8-static, or the plan a search chose for a target.
 func Quantize(ctx context.Context, in, out string, o Options) (*Result, error) {
 	o.Calibration.Options = o.Bench
+	if o.Calibration.PieceBudget == 0 {
+		o.Calibration.PieceBudget = o.PieceBudget
+	}
 	if o.Target != nil || o.Mode == quantize.ModeInt8Static {
 		// Both run onnxruntime: say it is missing before any work.
 		lib, err := bench.LibraryPath(o.Bench.LibraryPath)
@@ -53,7 +63,7 @@ func Quantize(ctx context.Context, in, out string, o Options) (*Result, error) {
 		}
 		return &Result{Summary: sum}, nil
 	}
-	qo, n, err := calibrated(ctx, in, o)
+	qo, n, note, err := calibrated(ctx, in, o)
 	if err != nil {
 		return nil, err
 	}
@@ -61,17 +71,17 @@ func Quantize(ctx context.Context, in, out string, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Result{Summary: sum, Calibrated: n}, nil
+	return &Result{Summary: sum, Calibrated: n, Memory: note}, nil
 }
 
 // calibrated returns o's quantize options with the activation ranges of
 // the nodes int8-static quantizes, measured on o's samples.
-func calibrated(ctx context.Context, in string, o Options) (quantize.Options, int, error) {
+func calibrated(ctx context.Context, in string, o Options) (quantize.Options, int, string, error) {
 	qo := o.Options
 	qo.Mode = quantize.ModeInt8Static
 	plan, _, err := quantize.Plan(ctx, in, qo)
 	if err != nil {
-		return qo, 0, err
+		return qo, 0, "", err
 	}
 	seen := map[string]bool{}
 	var values []string
@@ -88,11 +98,11 @@ func calibrated(ctx context.Context, in string, o Options) (quantize.Options, in
 		}
 	}
 	if len(values) == 0 {
-		return qo, 0, nil
+		return qo, 0, "", nil
 	}
-	ranges, err := Calibrate(ctx, in, values, o.Samples, o.Calibration)
+	ranges, note, err := calibrate(ctx, in, values, o.Samples, o.Calibration)
 	if err != nil {
-		return qo, 0, fmt.Errorf("quantize %s: %w", in, err)
+		return qo, 0, note, fmt.Errorf("quantize %s: %w", in, err)
 	}
 	qo.Activations = ranges
 	qo.Calibration = o.Calibration.Method
@@ -106,5 +116,5 @@ func calibrated(ctx context.Context, in string, o Options) (quantize.Options, in
 		}
 		qo.Calibration = fmt.Sprintf("percentile %g", p)
 	}
-	return qo, len(values), nil
+	return qo, len(values), note, nil
 }

@@ -210,6 +210,10 @@ func (r *rangeStats) percentileRange(p float64) (float64, float64) {
 type CalibrationOptions struct {
 	Method     string  // MinMax (default) or Percentile
 	Percentile float64 // for Percentile: the share of values kept (default 99.99)
+	// PieceBudget is the weight one piece of the model may hold: a model
+	// with more runs in pieces (see planPieces). 0: DefaultPieceBudget;
+	// negative: always whole.
+	PieceBudget int64
 	bench.Options
 }
 
@@ -219,43 +223,112 @@ type CalibrationOptions struct {
 // activations, never all of them; the percentile method makes a second
 // pass for a fixed-range histogram.
 func Calibrate(ctx context.Context, model string, values []string, samples Samples, o CalibrationOptions) (map[string]quantize.Range, error) {
+	ranges, _, err := calibrate(ctx, model, values, samples, o)
+	return ranges, err
+}
+
+// calibrate is Calibrate, and says how the model ran when it is too large
+// for one piece ("" when it fits).
+func calibrate(ctx context.Context, model string, values []string, samples Samples, o CalibrationOptions) (map[string]quantize.Range, string, error) {
 	switch o.Method {
 	case "":
 		o.Method = MinMax
 	case MinMax, Percentile:
 	default:
-		return nil, fmt.Errorf("calibration %q: want %s or %s", o.Method, MinMax, Percentile)
+		return nil, "", fmt.Errorf("calibration %q: want %s or %s", o.Method, MinMax, Percentile)
 	}
 	if o.Percentile == 0 {
 		o.Percentile = 99.99
 	}
 	if o.Percentile <= 50 || o.Percentile > 100 {
-		return nil, fmt.Errorf("calibration percentile %g: want more than 50, at most 100", o.Percentile)
+		return nil, "", fmt.Errorf("calibration percentile %g: want more than 50, at most 100", o.Percentile)
 	}
 	set, err := openSamples(model, samples)
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	budget := o.PieceBudget
+	if budget == 0 {
+		budget = DefaultPieceBudget
+	}
+	plan, err := planPieces(model, budget, values)
+	if err != nil {
+		return nil, "", fmt.Errorf("calibrate: %w", err)
 	}
 	tmp, err := os.MkdirTemp("", "modelctl-calibrate-")
 	if err != nil {
-		return nil, fmt.Errorf("calibrate: %w", err)
+		return nil, "", fmt.Errorf("calibrate: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	// The same model, nothing quantized, with the activations as outputs.
-	calib := filepath.Join(tmp, "calibrate.onnx")
-	if _, err := quantize.Quantize(ctx, model, calib, quantize.Options{ExcludeOpTypes: []string{"MatMul", "Gemm"}, ExtraOutputs: values}); err != nil {
-		return nil, fmt.Errorf("calibrate: %w", err)
-	}
-	sess, err := bench.Load(ctx, calib, o.Options)
-	if err != nil {
-		return nil, fmt.Errorf("calibrate: %w", err)
-	}
-	defer sess.Close()
 	stats := map[string]*rangeStats{}
 	for _, v := range values {
 		stats[v] = &rangeStats{lo: math.Inf(1), hi: math.Inf(-1)}
 	}
-	pass := func(fold func(*rangeStats, []float64)) error {
+	fold := func(pass int, t bench.Tensor) error {
+		st, ok := stats[t.Name]
+		if !ok {
+			return nil
+		}
+		v, err := t.Float64s()
+		if err != nil {
+			return fmt.Errorf("activation %s: %w", t.Name, err)
+		}
+		if pass == 0 {
+			st.addRange(v)
+		} else {
+			st.addHist(v)
+		}
+		return nil
+	}
+	passes := 1
+	if o.Method == Percentile {
+		passes = 2
+	}
+	note := plan.note
+	if plan.parts != nil {
+		// Each piece makes both passes while it is loaded: the ranges of
+		// the values it computes are complete after its first.
+		note = fmt.Sprintf("ran in %d pieces of at most %d MiB of weights", len(plan.parts), budget>>20)
+		if _, err := runPieces(ctx, plan, set, o.Options, tmp, pieceRun{extra: values, passes: passes, value: func(pass, i int, t bench.Tensor) error {
+			if err := fold(pass, t); err != nil {
+				return fmt.Errorf("sample %d: %w", i, err)
+			}
+			return nil
+		}}); err != nil {
+			return nil, note, fmt.Errorf("calibrate: %w", err)
+		}
+	} else if err := calibrateWhole(ctx, model, values, set, o, tmp, passes, fold); err != nil {
+		return nil, note, err
+	}
+	for name, st := range stats {
+		if math.IsInf(st.lo, 0) || math.IsInf(st.hi, 0) || math.IsNaN(st.lo) || math.IsNaN(st.hi) {
+			return nil, note, fmt.Errorf("calibrate: activation %s: no finite values seen", name)
+		}
+	}
+	out := map[string]quantize.Range{}
+	for name, st := range stats {
+		lo, hi := st.lo, st.hi
+		if o.Method == Percentile {
+			lo, hi = st.percentileRange(o.Percentile)
+		}
+		out[name] = quantize.Range{Min: float32(lo), Max: float32(hi)}
+	}
+	return out, note, nil
+}
+
+// calibrateWhole runs a copy of the model, nothing quantized, with the
+// values as extra outputs, in one session.
+func calibrateWhole(ctx context.Context, model string, values []string, set *sampleSet, o CalibrationOptions, tmp string, passes int, fold func(int, bench.Tensor) error) error {
+	calib := filepath.Join(tmp, "calibrate.onnx")
+	if _, err := quantize.Quantize(ctx, model, calib, quantize.Options{ExcludeOpTypes: []string{"MatMul", "Gemm"}, ExtraOutputs: values}); err != nil {
+		return fmt.Errorf("calibrate: %w", err)
+	}
+	sess, err := bench.Load(ctx, calib, o.Options)
+	if err != nil {
+		return fmt.Errorf("calibrate: %w", err)
+	}
+	defer sess.Close()
+	for pass := 0; pass < passes; pass++ {
 		for i := 0; i < set.n; i++ {
 			in, err := set.sample(i)
 			if err != nil {
@@ -272,39 +345,17 @@ func Calibrate(ctx context.Context, model string, values []string, samples Sampl
 				return fmt.Errorf("calibrate: sample %d: %w", i, err)
 			}
 			for _, t := range outs {
-				st, ok := stats[t.Name]
-				if !ok {
-					continue
+				if err := fold(pass, t); err != nil {
+					return fmt.Errorf("calibrate: sample %d: %w", i, err)
 				}
-				v, err := t.Float64s()
-				if err != nil {
-					return fmt.Errorf("calibrate: sample %d: activation %s: %w", i, t.Name, err)
-				}
-				fold(st, v)
 			}
 		}
-		return nil
-	}
-	if err := pass((*rangeStats).addRange); err != nil {
-		return nil, err
-	}
-	for name, st := range stats {
-		if math.IsInf(st.lo, 0) || math.IsInf(st.hi, 0) || math.IsNaN(st.lo) || math.IsNaN(st.hi) {
-			return nil, fmt.Errorf("calibrate: activation %s: no finite values seen", name)
+		if pass == 0 {
+			// The histogram needs finite ranges.
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 		}
 	}
-	if o.Method == Percentile {
-		if err := pass((*rangeStats).addHist); err != nil {
-			return nil, err
-		}
-	}
-	out := map[string]quantize.Range{}
-	for name, st := range stats {
-		lo, hi := st.lo, st.hi
-		if o.Method == Percentile {
-			lo, hi = st.percentileRange(o.Percentile)
-		}
-		out[name] = quantize.Range{Min: float32(lo), Max: float32(hi)}
-	}
-	return out, nil
+	return nil
 }

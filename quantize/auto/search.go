@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/modelctl/modelctl/quantize"
 	"github.com/modelctl/modelctl/quantize/bench"
@@ -64,6 +65,9 @@ type SearchResult struct {
 	Unchanged []string `json:"unchanged,omitempty"`
 	Chosen    string   `json:"chosen"`
 	Why       string   `json:"why"`
+	// Memory says how the models ran when FP32 was too large for one
+	// piece: in pieces (and how speed was measured), or whole and why.
+	Memory string `json:"memory,omitempty"`
 }
 
 // candidates are the plans the search tries, smallest first: int4 (with
@@ -123,16 +127,42 @@ func Search(ctx context.Context, in, out string, o Options) (*Result, error) {
 	if err := os.Mkdir(refDir, 0o700); err != nil {
 		return nil, fmt.Errorf("quantize: search: %w", err)
 	}
-	if err := runSamples(ctx, in, set, o.Bench, func(i int, outs []bench.Tensor) error {
+	budget := o.PieceBudget
+	if budget == 0 {
+		budget = DefaultPieceBudget
+	}
+	fp32Plan, err := planPieces(in, budget, nil)
+	if err != nil {
+		return nil, fmt.Errorf("quantize: search: %w", err)
+	}
+	keepRef := func(i int, outs []bench.Tensor) error {
 		for j, t := range outs {
 			if err := bench.WriteNPY(filepath.Join(refDir, fmt.Sprintf("%d_%d.npy", i, j)), t); err != nil {
 				return err
 			}
 		}
 		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("quantize: search: FP32 reference: %w", err)
 	}
+	ev := &evaluator{ctx: ctx, in: in, tmp: tmp, refDir: refDir, set: set, o: o, t: t, budget: budget}
+	var memory []string
+	if fp32Plan.parts != nil {
+		// Too large for one session: every model runs in pieces, and
+		// speed is the sum of each piece's fastest run, FP32's measured
+		// here, once.
+		ev.pieces = true
+		if ev.fp32Time, err = runPieces(ctx, fp32Plan, set, o.Bench, tmp, pieceRun{outputs: keepRef, timeRuns: pieceTimingRuns}); err != nil {
+			return nil, fmt.Errorf("quantize: search: FP32 reference: %w", err)
+		}
+		memory = append(memory, fmt.Sprintf("FP32 (%d MiB of weights) ran in %d pieces of at most %d MiB; speeds are sums of each piece's fastest of %d runs, not paired", fp32Plan.weight>>20, len(fp32Plan.parts), budget>>20, pieceTimingRuns))
+	} else {
+		if fp32Plan.note != "" {
+			memory = append(memory, fp32Plan.note)
+		}
+		if err := runSamples(ctx, in, set, o.Bench, keepRef); err != nil {
+			return nil, fmt.Errorf("quantize: search: FP32 reference: %w", err)
+		}
+	}
+	fp32Plan = nil
 	fp32Bytes, err := modelBytes(in)
 	if err != nil {
 		return nil, err
@@ -142,7 +172,7 @@ func Search(ctx context.Context, in, out string, o Options) (*Result, error) {
 		return nil, err
 	}
 	res := &SearchResult{Target: t, Prefer: o.Prefer, FP32Bytes: fp32Bytes}
-	ev := &evaluator{ctx: ctx, in: in, tmp: tmp, refDir: refDir, set: set, o: o, t: t}
+	defer func() { res.Memory = strings.Join(append(memory, ev.notes...), "; ") }()
 	var static *quantize.Options
 	for _, c := range candidates(o.Options) {
 		if err := ctx.Err(); err != nil {
@@ -151,7 +181,7 @@ func Search(ctx context.Context, in, out string, o Options) (*Result, error) {
 		switch c.Name {
 		case "int8-static":
 			if static == nil {
-				qo, _, err := calibrated(ctx, in, Options{Options: c.opts, Samples: o.Samples, Calibration: CalibrationOptions{Options: o.Bench}})
+				qo, _, _, err := calibrated(ctx, in, Options{Options: c.opts, Samples: o.Samples, Calibration: CalibrationOptions{Options: o.Bench, PieceBudget: o.PieceBudget}})
 				if err != nil {
 					return nil, err
 				}
@@ -395,7 +425,18 @@ type evaluator struct {
 	set     *sampleSet
 	o       Options
 	t       Target
+	budget  int64
+	// pieces: FP32 is too large for one session, so candidates run in
+	// pieces too and are timed by the sum of their pieces (fp32Time is
+	// FP32's); lastTime is the candidate quality last ran.
+	pieces             bool
+	fp32Time, lastTime time.Duration
+	notes              []string
 }
+
+// pieceTimingRuns are the timed runs of each piece, of which the fastest
+// counts.
+const pieceTimingRuns = 10
 
 // quality quantizes in with opts into path and judges it on every sample;
 // changed is false (and the files are gone) when the plan quantizes
@@ -413,7 +454,7 @@ func (e *evaluator) quality(path string, opts quantize.Options) (q bench.Quality
 		return q, 0, false, err
 	}
 	acc := map[int]*agreement{}
-	err = runSamples(e.ctx, path, e.set, e.o.Bench, func(i int, outs []bench.Tensor) error {
+	compare := func(i int, outs []bench.Tensor) error {
 		for j, got := range outs {
 			ref, err := bench.ReadNPY(filepath.Join(e.refDir, fmt.Sprintf("%d_%d.npy", i, j)), got.Name)
 			if err != nil {
@@ -433,7 +474,8 @@ func (e *evaluator) quality(path string, opts quantize.Options) (q bench.Quality
 			acc[j].add(a, b)
 		}
 		return nil
-	})
+	}
+	err = e.run(path, compare)
 	if err != nil {
 		removeModel(path)
 		return q, 0, false, err
@@ -447,8 +489,68 @@ func (e *evaluator) quality(path string, opts quantize.Options) (q bench.Quality
 	return q, bytes, true, nil
 }
 
-// speedup times the model at path against FP32 in one process.
+// run runs a candidate on every sample, whole or (when FP32 had to) in
+// pieces, and when in pieces records its time.
+func (e *evaluator) run(path string, compare func(int, []bench.Tensor) error) error {
+	if !e.pieces {
+		return runSamples(e.ctx, path, e.set, e.o.Bench, compare)
+	}
+	plan, err := planPieces(path, e.budget, nil)
+	if err != nil {
+		return err
+	}
+	if plan.parts != nil {
+		e.lastTime, err = runPieces(e.ctx, plan, e.set, e.o.Bench, e.tmp, pieceRun{outputs: compare, timeRuns: pieceTimingRuns})
+		return err
+	}
+	if plan.note != "" {
+		e.notes = append(e.notes, plan.note)
+	}
+	if err := runSamples(e.ctx, path, e.set, e.o.Bench, compare); err != nil {
+		return err
+	}
+	e.lastTime, err = timeWhole(e.ctx, path, e.set, e.o.Bench)
+	return err
+}
+
+// timeWhole is the fastest of pieceTimingRuns runs of the whole model on
+// the first sample, the measure pieces are timed by.
+func timeWhole(ctx context.Context, path string, set *sampleSet, opts bench.Options) (time.Duration, error) {
+	in, err := set.sample(0)
+	if err != nil {
+		return 0, err
+	}
+	sess, err := bench.Load(ctx, path, opts)
+	if err != nil {
+		return 0, err
+	}
+	defer sess.Close()
+	if err := sess.SetInputs(in); err != nil {
+		return 0, err
+	}
+	best := time.Duration(-1)
+	for j := 0; j < timingWarmup+pieceTimingRuns; j++ {
+		d, err := sess.RunOnce(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if j >= timingWarmup && (best < 0 || d < best) {
+			best = d
+		}
+	}
+	return best, nil
+}
+
+// speedup times the model at path against FP32: paired in one process
+// when both fit in a session, otherwise from the piece times that quality
+// measured.
 func (e *evaluator) speedup(path string, inputs []bench.Tensor) (float64, error) {
+	if e.pieces {
+		if e.lastTime <= 0 {
+			return 0, fmt.Errorf("no time measured for %s", path)
+		}
+		return float64(e.fp32Time) / float64(e.lastTime), nil
+	}
 	_, pr, err := bench.Paired(e.ctx, bench.PairedConfig{Baseline: e.in, Models: []string{path}, Inputs: inputs, Warmup: 3, Runs: 20, Options: e.o.Bench})
 	if err != nil {
 		return 0, err

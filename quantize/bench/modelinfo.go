@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -83,6 +84,18 @@ func ReadModelInfo(path string) (*ModelInfo, error) {
 			return nil, fmt.Errorf("read model %s: not an ONNX model: no graph", path)
 		}
 		return nil, fmt.Errorf("read model %s: not a valid ONNX model: %w", path, err)
+	}
+	return modelInfo(m)
+}
+
+// ReadModelInfoBytes is ReadModelInfo for a model held in memory; name
+// labels it in errors.
+func ReadModelInfoBytes(name string, model []byte) (*ModelInfo, error) {
+	opts := onnx.DefaultOptions
+	opts.MaxValueInfo = maxValueInfoBytes
+	m, err := onnx.Parse(bytes.NewReader(model), int64(len(model)), name, opts)
+	if err != nil {
+		return nil, fmt.Errorf("read model %s: not a valid ONNX model: %w", name, err)
 	}
 	return modelInfo(m)
 }

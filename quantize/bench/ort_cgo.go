@@ -139,13 +139,53 @@ func Load(ctx context.Context, modelPath string, opts Options) (*Session, error)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	return loadWith(ctx, modelPath, info, opts, want, func(in, out []string, so *ort.SessionOptions) (*ort.DynamicAdvancedSession, error) {
+		return ort.NewDynamicAdvancedSession(modelPath, in, out, so)
+	})
+}
+
+// LoadBytes creates a session for a model held in memory whose external
+// data locations are relative to dataDir, as Load does for a file. It is
+// how a piece of a large model runs (quantize/auto): the piece's graph is
+// small and built in memory, its initializers are references into the
+// original model's files, which onnxruntime then reads in place; no copy of
+// the weights is written. name labels the model in errors.
+func LoadBytes(ctx context.Context, name string, model []byte, dataDir string, opts Options) (*Session, error) {
+	want, err := opts.provider()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := initRuntime(opts.LibraryPath); err != nil {
+		return nil, err
+	}
+	info, err := ReadModelInfoBytes(name, model)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return loadWith(ctx, name, info, opts, want, func(in, out []string, so *ort.SessionOptions) (*ort.DynamicAdvancedSession, error) {
+		// Locations in the graph are relative to this folder, and
+		// onnxruntime checks that they stay inside it.
+		if err := so.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", dataDir); err != nil {
+			return nil, fmt.Errorf("external data folder %s: %w", dataDir, err)
+		}
+		return ort.NewDynamicAdvancedSessionWithONNXData(model, in, out, so)
+	})
+}
+
+// sessionMaker creates onnxruntime's session from a file or from bytes.
+type sessionMaker func(in, out []string, so *ort.SessionOptions) (*ort.DynamicAdvancedSession, error)
+
+func loadWith(ctx context.Context, modelPath string, info *ModelInfo, opts Options, want string, create sessionMaker) (*Session, error) {
 	candidates := []string{want}
 	if want == "auto" {
 		candidates = append(slices.Clone(autoOrder), "cpu")
 	}
 	var tried []string
 	for _, p := range candidates {
-		s, err := newSession(modelPath, info, p, opts.Threads)
+		s, err := newSession(modelPath, info, p, opts.Threads, create)
 		if err == nil {
 			if want == "auto" && p == "cpu" {
 				opts.warnf("--provider auto: no accelerated provider initialized (%s); running on cpu", strings.Join(tried, "; "))
@@ -160,7 +200,7 @@ func Load(ctx context.Context, modelPath string, opts Options) (*Session, error)
 	return nil, fmt.Errorf("load %s: no provider to try", modelPath)
 }
 
-func newSession(modelPath string, info *ModelInfo, provider string, threads int) (*Session, error) {
+func newSession(modelPath string, info *ModelInfo, provider string, threads int, create sessionMaker) (*Session, error) {
 	so, err := ort.NewSessionOptions()
 	if err != nil {
 		return nil, fmt.Errorf("session options: %w", err)
@@ -194,7 +234,7 @@ func newSession(modelPath string, info *ModelInfo, provider string, threads int)
 		// onnxruntime_go indexes the first input unconditionally.
 		return nil, fmt.Errorf("the model declares no inputs, which onnxruntime_go cannot run")
 	}
-	sess, err := ort.NewDynamicAdvancedSession(modelPath, in, out, so)
+	sess, err := create(in, out, so)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,11 @@ func Runtime(string) (*RuntimeInfo, error) { return nil, ErrNoCgo }
 // Load needs cgo.
 func Load(context.Context, string, Options) (*Session, error) { return nil, ErrNoCgo }
 
+// LoadBytes needs cgo.
+func LoadBytes(context.Context, string, []byte, string, Options) (*Session, error) {
+	return nil, ErrNoCgo
+}
+
 // Run needs cgo.
 func Run(context.Context, string, []Tensor, Options) ([]Tensor, error) { return nil, ErrNoCgo }
 
