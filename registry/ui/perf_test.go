@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -78,23 +79,38 @@ func timeGet(t testing.TB, c *http.Client, url string) time.Duration {
 	return d
 }
 
+// medianGet times n GETs of url and returns the median, min and max.
+func medianGet(t testing.TB, c *http.Client, url string, n int) (median, lo, hi time.Duration) {
+	t.Helper()
+	var ds []time.Duration
+	for i := 0; i < n; i++ {
+		ds = append(ds, timeGet(t, c, url))
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[len(ds)/2], ds[0], ds[len(ds)-1]
+}
+
 // measureRepositoryPage renders the page of a filled repository once
-// cold and nine times warm, and returns the report line and the median.
+// cold and nine times warm, then the repository list and the artifact
+// page of one version nine times each, and returns the report line and
+// the repository page's median.
 func measureRepositoryPage(t testing.TB, ts *testServer, storageName string) (string, time.Duration) {
 	t.Helper()
 	url := ts.URL + "/ui/r/bench/model"
 	c := ts.Client()
 	cold := timeGet(t, c, url)
-	var warm []time.Duration
-	for i := 0; i < 9; i++ {
-		warm = append(warm, timeGet(t, c, url))
+	median, lo, hi := medianGet(t, c, url, 9)
+	home, homeLo, homeHi := medianGet(t, c, ts.URL+"/ui/", 9)
+	d, err := ts.Store.ResolveTag(context.Background(), "bench/model", fmt.Sprintf("v%04d", perfTags/2))
+	if err != nil {
+		t.Fatal(err)
 	}
-	sort.Slice(warm, func(i, j int) bool { return warm[i] < warm[j] })
-	median := warm[len(warm)/2]
-	home := timeGet(t, c, ts.URL+"/ui/")
-	return fmt.Sprintf("repository page, %d tags, %s: first render %s, then median %s (min %s, max %s); repository list %s",
-		perfTags, storageName, cold.Round(time.Millisecond), median.Round(100*time.Microsecond), warm[0].Round(100*time.Microsecond),
-		warm[len(warm)-1].Round(100*time.Microsecond), home.Round(100*time.Microsecond)), median
+	artifactURL := ts.UI.artifactURL("bench/model", d)
+	timeGet(t, c, ts.URL+artifactURL) // its summary is cached already; its history is not
+	art, artLo, artHi := medianGet(t, c, ts.URL+artifactURL, 9)
+	r := func(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }
+	return fmt.Sprintf("repository page, %d tags, %s: first render %s, then median %s (min %s, max %s); repository list median %s (min %s, max %s); artifact page median %s (min %s, max %s)",
+		perfTags, storageName, cold.Round(time.Millisecond), r(median), r(lo), r(hi), r(home), r(homeLo), r(homeHi), r(art), r(artLo), r(artHi)), median
 }
 
 // TestRepositoryPageRenderTime measures the page of a repository with
