@@ -151,9 +151,15 @@ func printSearch(w io.Writer, res *auto.Result) {
 	if res.Calibrated > 0 {
 		fmt.Fprintf(w, "calibrated %d activations\n", res.Calibrated)
 	}
+	if res.Memory != "" {
+		fmt.Fprintf(w, "calibration: %s\n", res.Memory)
+	}
 	s := res.Search
 	if s == nil {
 		return
+	}
+	if s.Memory != "" {
+		fmt.Fprintf(w, "search: %s\n", s.Memory)
 	}
 	fmt.Fprintf(w, "searched for %s (prefer %s):\n", s.Target, s.Prefer)
 	for _, c := range s.Candidates {
