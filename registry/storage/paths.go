@@ -16,6 +16,8 @@ import (
 //	repositories/<name>/_manifests/revisions/<alg>/<hex>/link          manifest is in <name> (JSON: digest, mediaType, size)
 //	repositories/<name>/_manifests/tags/<tag>/current/link             the digest the tag points to
 //	repositories/<name>/_manifests/tags/<tag>/history/<nanos>-<rand>   one JSON record per tag move
+//	repositories/<name>/_manifests/tagindex                            every tag's digest in one JSON object, for views (tagindex.go)
+//	repositories/<name>/_manifests/tagmoves/<nanos>-<rand>-<tag>       a tag move whose index update has not committed
 //	repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>             a referrer of subject <alg>:<hex> (JSON descriptor)
 //	repositories/<name>/_uploads/<id>/data, state                      an upload session
 //

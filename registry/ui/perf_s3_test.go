@@ -13,10 +13,10 @@ import (
 
 // (s3test starts versitygw, which the tests run on Linux only.)
 
-// BenchmarkRepositoryPage1000TagsS3 measures the same page over S3
-// (versitygw): every tag is a few requests to the object store, so this is
-// slower than the filesystem and is reported, not held to the goal. It runs
-// the page once per iteration after one cold render (make bench-ui).
+// BenchmarkRepositoryPage1000TagsS3 measures the same pages over S3
+// (versitygw), where a listing of the tags would cost a request per few
+// objects and the tag index makes a view three requests. It runs the page
+// once per iteration after one cold render (make bench-ui).
 func BenchmarkRepositoryPage1000TagsS3(b *testing.B) {
 	srv := s3test.Start(b)
 	drv, err := s3.New(context.Background(), s3.Config{Bucket: srv.Bucket, Prefix: "ui", Endpoint: srv.Endpoint, Region: srv.Region,

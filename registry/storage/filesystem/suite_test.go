@@ -49,3 +49,12 @@ func TestUploadMemory(t *testing.T) {
 		return d
 	})
 }
+
+// A tag move in a repository of 1,000 tags (docs/registry.md quotes it).
+func BenchmarkMoveTag1000Tags(b *testing.B) {
+	d, err := filesystem.New(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	storagetest.BenchMoveTag(b, d, 1000)
+}

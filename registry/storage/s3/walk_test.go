@@ -12,6 +12,7 @@ import (
 	"github.com/modelctl/modelctl/registry/storage"
 	"github.com/modelctl/modelctl/registry/storage/s3"
 	"github.com/modelctl/modelctl/registry/storage/s3/s3test"
+	"github.com/modelctl/modelctl/registry/storage/storagetest"
 )
 
 // countingDriver counts the object reads under a driver that walks.
@@ -71,4 +72,16 @@ func TestTagDigestsReadsOnlyChangedLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(map[string]digest.Digest{"v1": a, "v2": b}, 1)
+}
+
+// A tag move in a repository of 1,000 tags on versitygw (docs/registry.md
+// quotes it).
+func BenchmarkMoveTag1000Tags(b *testing.B) {
+	srv := s3test.Start(b)
+	d, err := s3.New(context.Background(), s3.Config{Bucket: srv.Bucket, Prefix: "movetag", Endpoint: srv.Endpoint, Region: srv.Region,
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+	if err != nil {
+		b.Fatal(err)
+	}
+	storagetest.BenchMoveTag(b, d, 1000)
 }

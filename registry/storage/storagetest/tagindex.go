@@ -1,6 +1,7 @@
 package storagetest
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -309,4 +310,28 @@ func testIndexDeadWriter(t *testing.T, cfg Config) {
 		t.Fatal(err)
 	}
 	wantTags(t, "after a later move", got, want)
+}
+
+// BenchMoveTag times MoveTag of one tag back and forth in a repository of
+// tags tags on d, which keeps the tag index: the cost of a tag push beyond
+// its manifest.
+func BenchMoveTag(b *testing.B, d storage.Driver, tags int) {
+	ctx := context.Background()
+	s := storage.NewStore(d)
+	for i := 0; i < tags; i++ {
+		if _, err := s.MoveTag(ctx, indexRepo, fmt.Sprintf("v%04d", i), digest.FromString(fmt.Sprint(i)), "", "u"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	a, c := digest.FromString("a"), digest.FromString("c")
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		to := a
+		if i%2 == 1 {
+			to = c
+		}
+		if _, err := s.MoveTag(ctx, indexRepo, "v0000", to, "", "u"); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
