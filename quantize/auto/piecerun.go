@@ -73,7 +73,7 @@ func runPieces(ctx context.Context, plan *piecePlan, set *sampleSet, opts bench.
 		}
 		stored := map[string]bool{}
 		for _, o := range pc.outputs {
-			if !extra[o] || plan.isOutput(o) || plan.readLater(o, k) {
+			if plan.isOutput(o) || plan.readLater(o, k) {
 				stored[plan.crossName(o)] = true
 			}
 		}

@@ -22,10 +22,12 @@ const DefaultPieceBudget = 128 << 20
 // cut crosses more is run whole.
 const maxCutLive = 32
 
-// f32Suffix names the float32 copy of a float16 tensor that crosses a cut:
-// onnxruntime_go cannot hand back a float16 output of unknown shape, so the
-// piece that computes it casts it to float32 (exact) and the next casts back.
-const f32Suffix = "::modelctl-f32"
+// crossSuffix names what crosses a cut in place of a value (see build);
+// f32Suffix its float32 copy when it is float16.
+const (
+	crossSuffix = "::modelctl-cross"
+	f32Suffix   = "::modelctl-f32"
+)
 
 // piecePlan is a model cut into pieces that run one after another, each a
 // sub-model of consecutive nodes whose initializers are references into the
@@ -37,6 +39,7 @@ type piecePlan struct {
 	note   string
 	types  map[string]int32 // element type of every value crossing a cut
 	read   map[string]int   // the last node reading each value
+	extra  map[string]bool  // values handed out as they are computed
 	weight int64            // the model's weight, as the budget counts it
 }
 
@@ -158,6 +161,19 @@ func planPieces(path string, budget int64, extra []string) (*piecePlan, error) {
 		_, ok := consts[nd.GetOutput()[0]]
 		return ok
 	}
+	// A node with subgraphs (If, Loop) holds their weights: silero's are
+	// all there.
+	subWeight := make([]int64, n)
+	for i, nd := range nodes {
+		for _, a := range nd.GetAttribute() {
+			for _, sg := range append([]*onnxpb.GraphProto{a.GetG()}, a.GetGraphs()...) {
+				if sg != nil {
+					subWeight[i] += graphWeight(sg)
+				}
+			}
+		}
+		p.weight += subWeight[i]
+	}
 	if budget <= 0 || p.weight <= budget {
 		return p, nil // fits: runs whole
 	}
@@ -263,7 +279,7 @@ func planPieces(path string, budget int64, extra []string) (*piecePlan, error) {
 		var w int64
 		to := from
 		for ; to < n; to++ {
-			var add int64
+			add := subWeight[to]
 			nodeNeeds(nodes[to], func(name string) {
 				if c, isFree := free(name); isFree && !seen[name] {
 					add += c
@@ -301,6 +317,10 @@ func planPieces(path string, budget int64, extra []string) (*piecePlan, error) {
 		return whole("no cut point")
 	}
 	p.types, p.read = types, read
+	p.extra = map[string]bool{}
+	for _, v := range extra {
+		p.extra[v] = true
+	}
 	bounds := append(append([]int{0}, cuts...), n)
 	for k := 0; k+1 < len(bounds); k++ {
 		pc := piece{from: bounds[k], to: bounds[k+1]}
@@ -311,6 +331,7 @@ func planPieces(path string, budget int64, extra []string) (*piecePlan, error) {
 				continue // taken where it is read
 			}
 			pc.nodes = append(pc.nodes, i)
+			pc.weight += subWeight[i]
 			nodeNeeds(nodes[i], func(name string) {
 				if c, isFree := free(name); isFree {
 					if !seenFree[name] {
@@ -345,6 +366,29 @@ func planPieces(path string, budget int64, extra []string) (*piecePlan, error) {
 		p.parts = append(p.parts, pc)
 	}
 	return p, nil
+}
+
+// graphWeight is the weight a subgraph holds: its initializers and
+// Constants, and its own subgraphs'.
+func graphWeight(g *onnxpb.GraphProto) int64 {
+	var w int64
+	for _, t := range g.GetInitializer() {
+		w += weightCost(t)
+	}
+	for _, nd := range g.GetNode() {
+		for _, a := range nd.GetAttribute() {
+			if a.GetT() != nil {
+				w += weightCost(a.GetT())
+			}
+			if a.GetG() != nil {
+				w += graphWeight(a.GetG())
+			}
+			for _, sg := range a.GetGraphs() {
+				w += graphWeight(sg)
+			}
+		}
+	}
+	return w
 }
 
 // cuttable: a value of this element type may cross a cut (0: unknown).
@@ -436,6 +480,15 @@ func valueTypes(g *onnxpb.GraphProto, inits map[string]*onnxpb.TensorProto) map[
 					set(n, 0, a.GetT().GetDataType())
 				}
 			}
+		case op == "If":
+			// Each output has the type the branches declare.
+			for _, a := range n.GetAttribute() {
+				if a.GetName() == "then_branch" {
+					for i, o := range a.GetG().GetOutput() {
+						set(n, i, o.GetType().GetTensorType().GetElemType())
+					}
+				}
+			}
 		case op == "Where":
 			set(n, 0, in(n, 1))
 		case op == "Shape" || op == "Size" || op == "ArgMax" || op == "ArgMin" || op == "NonZero":
@@ -468,7 +521,11 @@ func valueTypes(g *onnxpb.GraphProto, inits map[string]*onnxpb.TensorProto) map[
 // build returns piece k as a model in memory: its nodes, its initializers
 // as references into the original files (locations relative to the
 // model's directory, which the session is given), and its inputs and
-// outputs typed. A float16 value crossing a cut travels as float32.
+// outputs typed. A value crossing a cut travels as crossName(value):
+// unsqueezed to rank+1, because onnxruntime_go cannot hand back a scalar
+// it allocated, and a float16 one as float32, because it cannot allocate a
+// float16 output of unknown shape; both are undone, exactly, on the other
+// side.
 func (p *piecePlan) build(k int) ([]byte, error) {
 	pc := p.parts[k]
 	g := p.m.Graph()
@@ -481,31 +538,54 @@ func (p *piecePlan) build(k int) ([]byte, error) {
 		isOutput[v.GetName()] = v
 	}
 	ng := &onnxpb.GraphProto{Name: proto.String(fmt.Sprintf("%s piece %d of %d", g.GetName(), k+1, len(p.parts)))}
-	f16 := int32(onnxpb.TensorProto_FLOAT16)
+	f16, f32 := int32(onnxpb.TensorProto_FLOAT16), int32(onnxpb.TensorProto_FLOAT)
 	typed := func(name string, t int32) *onnxpb.ValueInfoProto {
 		return &onnxpb.ValueInfoProto{Name: proto.String(name), Type: &onnxpb.TypeProto{
 			Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(t)}}}}
 	}
+	node := func(op, from, to string, attrs ...*onnxpb.AttributeProto) *onnxpb.NodeProto {
+		return &onnxpb.NodeProto{Name: proto.String(to + "_" + op), OpType: proto.String(op), Input: []string{from}, Output: []string{to}, Attribute: attrs}
+	}
 	cast := func(from, to string, t int32) *onnxpb.NodeProto {
-		return &onnxpb.NodeProto{Name: proto.String(to + "_cast"), OpType: proto.String("Cast"), Input: []string{from}, Output: []string{to},
-			Attribute: []*onnxpb.AttributeProto{{Name: proto.String("to"), Type: onnxpb.AttributeProto_INT.Enum(), I: proto.Int64(int64(t))}}}
+		return node("Cast", from, to, &onnxpb.AttributeProto{Name: proto.String("to"), Type: onnxpb.AttributeProto_INT.Enum(), I: proto.Int64(int64(t))})
+	}
+	// Unsqueeze and Squeeze on axis 0: an attribute before opset 13, an
+	// input (a Constant here) from 13.
+	axes := crossSuffix + "axis0"
+	axisNodeAdded := false
+	reshape := func(op, from, to string) []*onnxpb.NodeProto {
+		if p.opset() < 13 {
+			return []*onnxpb.NodeProto{node(op, from, to, &onnxpb.AttributeProto{Name: proto.String("axes"), Type: onnxpb.AttributeProto_INTS.Enum(), Ints: []int64{0}})}
+		}
+		var out []*onnxpb.NodeProto
+		if !axisNodeAdded {
+			axisNodeAdded = true
+			out = append(out, &onnxpb.NodeProto{Name: proto.String(axes), OpType: proto.String("Constant"), Output: []string{axes},
+				Attribute: []*onnxpb.AttributeProto{{Name: proto.String("value"), Type: onnxpb.AttributeProto_TENSOR.Enum(), T: &onnxpb.TensorProto{
+					Name: proto.String(axes), Dims: []int64{1}, DataType: proto.Int32(int32(onnxpb.TensorProto_INT64)), Int64Data: []int64{0}}}}})
+		}
+		n := node(op, from, to)
+		n.Input = append(n.Input, axes)
+		return append(out, n)
 	}
 	for _, name := range pc.inputs {
 		if v := declared[name]; v != nil {
 			ng.Input = append(ng.Input, v)
 			continue
 		}
-		t := p.types[name]
-		if v := isOutput[name]; v != nil && v.GetType().GetTensorType() != nil {
+		if v := isOutput[name]; v != nil {
 			ng.Input = append(ng.Input, typed(name, v.GetType().GetTensorType().GetElemType()))
 			continue
 		}
+		t := p.types[name]
 		if t == f16 {
-			ng.Input = append(ng.Input, typed(name+f32Suffix, int32(onnxpb.TensorProto_FLOAT)))
+			ng.Input = append(ng.Input, typed(p.crossName(name), f32))
+			ng.Node = append(ng.Node, reshape("Squeeze", p.crossName(name), name+f32Suffix)...)
 			ng.Node = append(ng.Node, cast(name+f32Suffix, name, f16))
 			continue
 		}
-		ng.Input = append(ng.Input, typed(name, t))
+		ng.Input = append(ng.Input, typed(p.crossName(name), t))
+		ng.Node = append(ng.Node, reshape("Squeeze", p.crossName(name), name)...)
 	}
 	for _, i := range pc.nodes {
 		ng.Node = append(ng.Node, g.GetNode()[i])
@@ -515,17 +595,19 @@ func (p *piecePlan) build(k int) ([]byte, error) {
 			ng.Output = append(ng.Output, v)
 			continue
 		}
-		t := p.types[name]
-		switch {
-		case t == f16:
-			ng.Node = append(ng.Node, cast(name, name+f32Suffix, int32(onnxpb.TensorProto_FLOAT)))
-			ng.Output = append(ng.Output, typed(name+f32Suffix, int32(onnxpb.TensorProto_FLOAT)))
-		case t == 0:
-			// An extra value (calibration's) of a type the table does not
-			// know: activations are float.
-			ng.Output = append(ng.Output, typed(name, int32(onnxpb.TensorProto_FLOAT)))
-		default:
-			ng.Output = append(ng.Output, typed(name, t))
+		if p.readLater(name, k) {
+			from := name
+			t := p.types[name]
+			if t == f16 {
+				ng.Node = append(ng.Node, cast(name, name+f32Suffix, f32))
+				from, t = name+f32Suffix, f32
+			}
+			ng.Node = append(ng.Node, reshape("Unsqueeze", from, p.crossName(name))...)
+			ng.Output = append(ng.Output, typed(p.crossName(name), t))
+		}
+		if p.extra[name] {
+			// Calibration's activations: float, never scalars.
+			ng.Output = append(ng.Output, typed(name, f32))
 		}
 	}
 	for _, t := range pc.inits {
@@ -546,6 +628,16 @@ func (p *piecePlan) build(k int) ([]byte, error) {
 		return nil, fmt.Errorf("piece %d of %s: %w", k+1, p.m.Path, err)
 	}
 	return b, nil
+}
+
+// opset is the model's version of the default ONNX domain.
+func (p *piecePlan) opset() int64 {
+	for _, o := range p.m.Proto.GetOpsetImport() {
+		if o.GetDomain() == "" || o.GetDomain() == "ai.onnx" {
+			return o.GetVersion()
+		}
+	}
+	return 0
 }
 
 // reference is an initializer as the piece holds it: external data stays
@@ -575,12 +667,12 @@ func (p *piecePlan) reference(t *onnxpb.TensorProto) (*onnxpb.TensorProto, error
 }
 
 // crossName is the name a value crossing a cut has in the pieces' inputs
-// and outputs (its float32 copy for a float16 value).
+// and outputs (graph outputs keep theirs).
 func (p *piecePlan) crossName(name string) string {
-	if p.types[name] == int32(onnxpb.TensorProto_FLOAT16) && !p.isOutput(name) {
-		return name + f32Suffix
+	if p.isOutput(name) {
+		return name
 	}
-	return name
+	return name + crossSuffix
 }
 
 // readLater: a node after piece k reads the value.

@@ -52,9 +52,12 @@ func TestPiecesMatchWhole(t *testing.T) {
 	}
 	variants["ppocr"] = onnxtest.Model(t, onnxtest.PPOCRv4)
 	variants["deepa"] = onnxtest.Model(t, onnxtest.HelloDeepa)
+	// Its weights are all inside If subgraphs: the If is cut from the
+	// nodes before it and keeps what its branches read.
+	variants["silero"] = onnxtest.Model(t, onnxtest.SileroVAD)
 	shapes := map[string]map[string][]int64{
 		"synthetic": {"input": {1, 8, 64}}, "synthetic-fp16": {"input": {1, 8, 64}}, "synthetic-int8": {"input": {1, 8, 64}},
-		"ppocr": {"x": {1, 3, 48, 320}}, "deepa": nil,
+		"ppocr": {"x": {1, 3, 48, 320}}, "deepa": nil, "silero": {"input": {1, 512}, "state": {2, 1, 128}},
 	}
 	for name, path := range variants {
 		t.Run(name, func(t *testing.T) {
