@@ -270,3 +270,52 @@ func TestPiecesFallBack(t *testing.T) {
 		t.Errorf("within the budget: %v, %+v", err, plan)
 	}
 }
+
+// TestSearchInPieces: with FP32 over the piece budget, the search runs
+// every candidate in pieces and judges each as it does whole (the same
+// quality figures), times them by their pieces, and says so.
+func TestSearchInPieces(t *testing.T) {
+	ortLib(t)
+	ctx := context.Background()
+	in, err := synth.Generate(t.TempDir(), synth.Config{Layers: 3, Hidden: 64, Seed: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wp, err := planPieces(in, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	samples := Samples{Shapes: map[string][]int64{"input": {1, 8, 64}}, Count: 2}
+	search := func(budget int64) *SearchResult {
+		out := filepath.Join(t.TempDir(), "auto.onnx")
+		res, err := Quantize(ctx, in, out, Options{Options: quantize.Options{CostModel: quantize.CostModelOff}, Target: &Target{MinCosine: 0.99},
+			Samples: samples, Bench: bench.Options{Threads: 1}, PieceBudget: budget})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Search
+	}
+	whole, pieces := search(-1), search(wp.weight/4)
+	if whole.Memory != "" || !strings.Contains(pieces.Memory, "pieces") {
+		t.Errorf("memory notes: whole %q, in pieces %q", whole.Memory, pieces.Memory)
+	}
+	if len(whole.Candidates) != len(pieces.Candidates) {
+		t.Fatalf("%d candidates whole, %d in pieces", len(whole.Candidates), len(pieces.Candidates))
+	}
+	for i, w := range whole.Candidates {
+		p := pieces.Candidates[i]
+		tol := 1e-5
+		if w.Name == "fp16" {
+			tol = 1e-3 // one float16 rounding more at each cut (see TestPiecesMatchWhole)
+		}
+		if p.Name != w.Name || math.Abs(p.Quality.Cosine-w.Quality.Cosine) > tol || p.Meets != w.Meets || p.Bytes != w.Bytes {
+			t.Errorf("%s: in pieces %+v, whole %+v", w.Name, p, w)
+		}
+		if p.Meets && !(p.Speedup > 0) {
+			t.Errorf("%s: speedup %g in pieces", p.Name, p.Speedup)
+		}
+	}
+	if c := pieces.Candidates[choose(pieces.Candidates, PreferSpeed)]; c.Name != pieces.Chosen || !c.Meets {
+		t.Errorf("in pieces chose %s: %+v", pieces.Chosen, c)
+	}
+}
