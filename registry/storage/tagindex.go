@@ -80,8 +80,13 @@ type tagIndex struct {
 	// Overflow says the tag table outgrew tagIndexLimit: readers list the
 	// links. It is never turned back, since a conversion from a listing
 	// could be older than a move whose writer saw the overflow index.
-	Overflow bool                     `json:"overflow,omitempty"`
-	Tags     map[string]digest.Digest `json:"tags"`
+	Overflow bool `json:"overflow,omitempty"`
+	// Serial counts the writes, so that no two writes store the same bytes:
+	// on S3 the version is an ETag, the MD5 of the content, and an index
+	// written back to earlier bytes would let a compare-and-swap based on
+	// those earlier bytes succeed.
+	Serial uint64                   `json:"serial"`
+	Tags   map[string]digest.Digest `json:"tags"`
 }
 
 // errTagIndexInvalid marks an index to rebuild: missing, corrupt or of
@@ -133,13 +138,18 @@ func (s *Store) readTagIndex(ctx context.Context, name string) (tagIndex, string
 
 // putTagIndex writes tags as the index of name if its version is still
 // ifVersion ("" : if there is none), as an overflow index when too large.
-func (s *Store) putTagIndex(ctx context.Context, name string, tags map[string]digest.Digest, ifVersion string) error {
-	b, err := json.Marshal(tagIndex{Format: tagIndexFormat, Tags: tags})
+// serial is the Serial of the index being replaced (0 when there is none or
+// it is unreadable: a random start then keeps the bytes new).
+func (s *Store) putTagIndex(ctx context.Context, name string, tags map[string]digest.Digest, serial uint64, ifVersion string) error {
+	if serial == 0 {
+		serial = rand.Uint64() >> 1
+	}
+	b, err := json.Marshal(tagIndex{Format: tagIndexFormat, Serial: serial + 1, Tags: tags})
 	if err != nil {
 		return err
 	}
 	if int64(len(b)) > tagIndexLimit {
-		b, _ = json.Marshal(tagIndex{Format: tagIndexFormat, Overflow: true})
+		b, _ = json.Marshal(tagIndex{Format: tagIndexFormat, Serial: serial + 1, Overflow: true})
 	}
 	return s.d.PutContentIf(ctx, tagIndexPath(name), b, ifVersion)
 }
@@ -221,7 +231,7 @@ func (s *Store) updateTagIndex(ctx context.Context, name string, tags []string) 
 			if err != nil {
 				return fmt.Errorf("rebuild tag index of %s: %w", name, err)
 			}
-			lastErr = s.putTagIndex(ctx, name, listed, version)
+			lastErr = s.putTagIndex(ctx, name, listed, 0, version)
 			if errors.Is(lastErr, ErrPreconditionFailed) {
 				continue // someone else wrote it first: update theirs
 			}
@@ -252,7 +262,7 @@ func (s *Store) updateTagIndex(ctx context.Context, name string, tags []string) 
 		if !changed {
 			return nil
 		}
-		lastErr = s.putTagIndex(ctx, name, idx.Tags, version)
+		lastErr = s.putTagIndex(ctx, name, idx.Tags, idx.Serial, version)
 		if !errors.Is(lastErr, ErrPreconditionFailed) {
 			return lastErr
 		}
@@ -316,7 +326,7 @@ func (s *Store) TagDigests(ctx context.Context, name string, parallel int) (map[
 			return nil, err
 		}
 		// Best effort: a failure here only means the next view lists again.
-		_ = s.putTagIndex(ctx, name, listed, version)
+		_ = s.putTagIndex(ctx, name, listed, 0, version)
 		return listed, nil
 	}
 	if err != nil {
@@ -403,7 +413,7 @@ func (s *Store) reconcileTagIndex(ctx context.Context, name string, parallel int
 	if !valid || (!idx.Overflow && !sameTags(idx.Tags, listed)) {
 		// Best effort: a move meanwhile makes it fail, and that move
 		// brings the index up to date itself.
-		_ = s.putTagIndex(ctx, name, listed, version)
+		_ = s.putTagIndex(ctx, name, listed, idx.Serial, version)
 	}
 	if moves, err := s.listTagMoves(ctx, name); err == nil {
 		var stale []tagMove
