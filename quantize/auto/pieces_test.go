@@ -80,7 +80,7 @@ func TestPiecesMatchWhole(t *testing.T) {
 			// Every node is in exactly one piece, in order, and every
 			// value a piece reads is an input, an initializer or computed
 			// in the piece before it is read.
-			next := 0
+			next, refs := 0, 0
 			for k, pc := range plan.parts {
 				if pc.from != next || pc.to <= pc.from {
 					t.Fatalf("piece %d is nodes [%d, %d), want to start at %d", k, pc.from, pc.to, next)
@@ -93,6 +93,16 @@ func TestPiecesMatchWhole(t *testing.T) {
 				m := &onnxpb.ModelProto{}
 				if err := proto.Unmarshal(b, m); err != nil {
 					t.Fatal(err)
+				}
+				// Weights are references into the original files, never
+				// copies: a large one is external data in the piece too.
+				for _, in := range m.GetGraph().GetInitializer() {
+					if n, _ := onnx.ByteSize(in); n >= 64<<10 && !onnx.IsExternal(in) {
+						t.Errorf("piece %d: initializer %s (%d bytes) is inline", k, in.GetName(), n)
+					}
+					if onnx.IsExternal(in) {
+						refs++
+					}
 				}
 				have := map[string]bool{}
 				for _, v := range m.GetGraph().GetInput() {
@@ -111,6 +121,11 @@ func TestPiecesMatchWhole(t *testing.T) {
 						have[o] = true
 					}
 				}
+			}
+			if want := len(plan.m.Embedded); name == "deepa" && (want != 1 || refs < want) {
+				// Its 2400x32 weight is raw_data inside the .onnx: the
+				// piece refers to those bytes there.
+				t.Errorf("deepa: %d external references in the pieces, %d embedded weights", refs, want)
 			}
 			if next != len(plan.m.Graph().GetNode()) {
 				t.Fatalf("pieces end at node %d of %d", next, len(plan.m.Graph().GetNode()))
