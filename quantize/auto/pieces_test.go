@@ -333,4 +333,19 @@ func TestSearchInPieces(t *testing.T) {
 	if c := pieces.Candidates[choose(pieces.Candidates, PreferSpeed)]; c.Name != pieces.Chosen || !c.Meets {
 		t.Errorf("in pieces chose %s: %+v", pieces.Chosen, c)
 	}
+	// Above int8: the per-node damage runs untimed, the plan that keeps
+	// nodes in float is timed by its pieces.
+	res, err := Quantize(ctx, in, filepath.Join(t.TempDir(), "kept.onnx"), Options{Options: quantize.Options{CostModel: quantize.CostModelOff}, Target: &Target{MinCosine: 0.999995},
+		Samples: samples, Bench: bench.Options{Threads: 1}, PieceBudget: wp.weight / 4})
+	if err != nil && !strings.Contains(err.Error(), "no plan meets") {
+		t.Fatal(err)
+	}
+	if err == nil {
+		for _, c := range res.Search.Candidates {
+			if c.Meets && !(c.Speedup > 0) {
+				t.Errorf("%s meets the target with speedup %g", c.Name, c.Speedup)
+			}
+		}
+		t.Logf("chose %s: %s", res.Search.Chosen, res.Search.Why)
+	}
 }

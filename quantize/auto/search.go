@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -172,7 +173,15 @@ func Search(ctx context.Context, in, out string, o Options) (*Result, error) {
 		return nil, err
 	}
 	res := &SearchResult{Target: t, Prefer: o.Prefer, FP32Bytes: fp32Bytes}
-	defer func() { res.Memory = strings.Join(append(memory, ev.notes...), "; ") }()
+	defer func() {
+		var notes []string
+		for _, n := range append(memory, ev.notes...) {
+			if !slices.Contains(notes, n) {
+				notes = append(notes, n)
+			}
+		}
+		res.Memory = strings.Join(notes, "; ")
+	}()
 	var static *quantize.Options
 	for _, c := range candidates(o.Options) {
 		if err := ctx.Err(); err != nil {
@@ -432,6 +441,8 @@ type evaluator struct {
 	pieces             bool
 	fp32Time, lastTime time.Duration
 	notes              []string
+	// untimed: the runs judge quality alone (floatKept's per-node damage).
+	untimed bool
 }
 
 // pieceTimingRuns are the timed runs of each piece, of which the fastest
@@ -499,8 +510,13 @@ func (e *evaluator) run(path string, compare func(int, []bench.Tensor) error) er
 	if err != nil {
 		return err
 	}
+	e.lastTime = 0
+	runs := pieceTimingRuns
+	if e.untimed {
+		runs = 0
+	}
 	if plan.parts != nil {
-		e.lastTime, err = runPieces(e.ctx, plan, e.set, e.o.Bench, e.tmp, pieceRun{outputs: compare, timeRuns: pieceTimingRuns})
+		e.lastTime, err = runPieces(e.ctx, plan, e.set, e.o.Bench, e.tmp, pieceRun{outputs: compare, timeRuns: runs})
 		return err
 	}
 	if plan.note != "" {
@@ -509,7 +525,9 @@ func (e *evaluator) run(path string, compare func(int, []bench.Tensor) error) er
 	if err := runSamples(e.ctx, path, e.set, e.o.Bench, compare); err != nil {
 		return err
 	}
-	e.lastTime, err = timeWhole(e.ctx, path, e.set, e.o.Bench)
+	if runs > 0 {
+		e.lastTime, err = timeWhole(e.ctx, path, e.set, e.o.Bench)
+	}
 	return err
 }
 
@@ -586,6 +604,8 @@ func (e *evaluator) floatKept(res *SearchResult, first []bench.Tensor) (*Candida
 		loss float64
 	}
 	var ds []damage
+	e.untimed = true
+	defer func() { e.untimed = false }()
 	for _, p := range plan {
 		one := base
 		one.Nodes = []string{p.Node}
@@ -599,6 +619,7 @@ func (e *evaluator) floatKept(res *SearchResult, first []bench.Tensor) (*Candida
 			ds = append(ds, damage{p.Node, 1 - q.Cosine + q.MSE})
 		}
 	}
+	e.untimed = false
 	sort.SliceStable(ds, func(i, j int) bool { return ds[i].loss > ds[j].loss })
 	for k := 1; k < len(ds); k *= 2 {
 		c := Candidate{Name: fmt.Sprintf("int8-pc-float%d", k), opts: base}
