@@ -43,6 +43,15 @@ import (
 // writer finds it so in step 3 after its link write, so its rebuild reads
 // its own link; a reader's rebuild can be older than a move in flight, but
 // that move's own step 3 then updates the rebuilt index.
+//
+// Two cases these reads cannot see, both bounded by the reconcile of
+// TagDigests (a listing of the links on a Store's first view of a
+// repository and then every TagIndexReconcile, 5 minutes): a well-formed
+// index left wrong by a writer that does not keep it (a registry or client
+// from before the index, or a hand edit), and a writer stalled for more
+// than staleTagMove between its marker and its link write, whose marker a
+// reader folded in before the link changed and which then dies before its
+// own step 3.
 
 // tagIndexFormat is the index's format; an index of another one is rebuilt.
 const tagIndexFormat = 1
