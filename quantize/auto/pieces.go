@@ -239,11 +239,9 @@ func planPieces(path string, budget int64, extra []string) (*piecePlan, error) {
 	// before c, read by a node at or after c); ok[c]: each has a known
 	// element type. Graph outputs and extra values are stored once by the
 	// piece that computes them and do not count.
-	live := make([]int, n+1)
-	ok := make([]bool, n+1)
-	for c := range ok {
-		ok[c] = true
-	}
+	// Counted by differences, then summed: linear in the graph's size.
+	live := make([]int, n+2)
+	untyped := make([]int, n+2)
 	for name, d := range def {
 		if d < 0 {
 			continue // graph inputs come from the samples, typed
@@ -255,13 +253,20 @@ func planPieces(path string, budget int64, extra []string) (*piecePlan, error) {
 		if !isRead {
 			continue
 		}
-		typed := cuttable(types[name])
-		for c := d + 1; c <= l && c <= n; c++ {
-			live[c]++
-			if !typed {
-				ok[c] = false
-			}
+		live[d+1]++
+		live[l+1]--
+		if !cuttable(types[name]) {
+			untyped[d+1]++
+			untyped[l+1]--
 		}
+	}
+	ok := make([]bool, n+1)
+	for c := 1; c <= n; c++ {
+		live[c] += live[c-1]
+		untyped[c] += untyped[c-1]
+	}
+	for c := range ok {
+		ok[c] = untyped[c] == 0
 	}
 	// nonConst[c]: the nodes before c that are not Constants.
 	nonConst := make([]int, n+1)
