@@ -2,7 +2,10 @@ package auto
 
 import (
 	"context"
+	"fmt"
 	"math"
+	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -347,5 +350,132 @@ func TestSearchInPieces(t *testing.T) {
 			}
 		}
 		t.Logf("chose %s: %s", res.Search.Chosen, res.Search.Why)
+	}
+}
+
+// TestPlanPiecesRandomGraphs: on random graphs (random readers, Constants
+// anywhere, some nodes with subgraphs reading outer values), every plan
+// runs every node once, in order, and no piece reads a value it lacks.
+func TestPlanPiecesRandomGraphs(t *testing.T) {
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(1, 2))
+	f32 := int32(onnxpb.TensorProto_FLOAT)
+	vi := func(name string) *onnxpb.ValueInfoProto {
+		return &onnxpb.ValueInfoProto{Name: proto.String(name), Type: &onnxpb.TypeProto{
+			Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(f32)}}}}
+	}
+	cut := 0
+	defer func() {
+		if cut < 50 {
+			t.Errorf("only %d of 200 graphs were cut", cut)
+		}
+	}()
+	for iter := 0; iter < 200; iter++ {
+		g := &onnxpb.GraphProto{Name: proto.String("g"), Input: []*onnxpb.ValueInfoProto{vi("x")}}
+		values := []string{"x"}
+		n := 2 + rng.IntN(40)
+		for i := 0; i < n; i++ {
+			out := fmt.Sprintf("v%d", i)
+			switch rng.IntN(5) {
+			case 0: // a Constant weight
+				g.Node = append(g.Node, &onnxpb.NodeProto{OpType: proto.String("Constant"), Output: []string{out},
+					Attribute: []*onnxpb.AttributeProto{{Name: proto.String("value"), Type: onnxpb.AttributeProto_TENSOR.Enum(),
+						T: &onnxpb.TensorProto{Dims: []int64{int64(1 + rng.IntN(1000))}, DataType: proto.Int32(f32), RawData: make([]byte, 0)}}}})
+			case 1: // an initializer read by an Add
+				w := fmt.Sprintf("w%d", i)
+				g.Initializer = append(g.Initializer, &onnxpb.TensorProto{Name: proto.String(w), Dims: []int64{int64(1 + rng.IntN(1000))}, DataType: proto.Int32(f32)})
+				g.Node = append(g.Node, &onnxpb.NodeProto{OpType: proto.String("Add"), Input: []string{values[rng.IntN(len(values))], w}, Output: []string{out}})
+			case 2: // an If whose branch reads an outer value
+				outer := values[rng.IntN(len(values))]
+				branch := &onnxpb.GraphProto{Name: proto.String("b"), Output: []*onnxpb.ValueInfoProto{vi("r")},
+					Node: []*onnxpb.NodeProto{{OpType: proto.String("Identity"), Input: []string{outer}, Output: []string{"r"}}}}
+				g.Node = append(g.Node, &onnxpb.NodeProto{OpType: proto.String("If"), Input: []string{values[rng.IntN(len(values))]}, Output: []string{out},
+					Attribute: []*onnxpb.AttributeProto{{Name: proto.String("then_branch"), Type: onnxpb.AttributeProto_GRAPH.Enum(), G: branch},
+						{Name: proto.String("else_branch"), Type: onnxpb.AttributeProto_GRAPH.Enum(), G: branch}}})
+			default:
+				g.Node = append(g.Node, &onnxpb.NodeProto{OpType: proto.String("Mul"), Input: []string{values[rng.IntN(len(values))], values[rng.IntN(len(values))]}, Output: []string{out}})
+			}
+			values = append(values, out)
+		}
+		// The last value computed by a node that is not a Constant is
+		// the output.
+		for i := len(g.Node) - 1; i >= 0; i-- {
+			if g.Node[i].GetOpType() != "Constant" {
+				g.Output = []*onnxpb.ValueInfoProto{vi(g.Node[i].GetOutput()[0])}
+				break
+			}
+		}
+		if g.Output == nil {
+			continue
+		}
+		for _, c := range g.Node {
+			if c.GetOpType() == "Constant" {
+				at := c.GetAttribute()[0].GetT()
+				at.RawData = make([]byte, 4*at.GetDims()[0])
+			}
+		}
+		for _, w := range g.Initializer {
+			w.RawData = make([]byte, 4*w.GetDims()[0])
+		}
+		b, err := proto.Marshal(&onnxpb.ModelProto{IrVersion: proto.Int64(8), Graph: g,
+			OpsetImport: []*onnxpb.OperatorSetIdProto{{Version: proto.Int64(17)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, fmt.Sprintf("m%d.onnx", iter))
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		plan, err := planPieces(path, int64(1+rng.IntN(4000)), nil)
+		if err != nil {
+			t.Fatalf("graph %d: %v", iter, err)
+		}
+		if plan.parts == nil {
+			continue
+		}
+		cut++
+		ran := map[int]int{}
+		for k, pc := range plan.parts {
+			b, err := plan.build(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := &onnxpb.ModelProto{}
+			if err := proto.Unmarshal(b, m); err != nil {
+				t.Fatal(err)
+			}
+			have := map[string]bool{}
+			for _, v := range m.GetGraph().GetInput() {
+				have[v.GetName()] = true
+			}
+			for _, in := range m.GetGraph().GetInitializer() {
+				have[in.GetName()] = true
+			}
+			for _, nd := range m.GetGraph().GetNode() {
+				nodeNeeds(nd, func(v string) {
+					if !have[v] {
+						t.Errorf("graph %d piece %d: node reads %s, which the piece does not have", iter, k, v)
+					}
+				})
+				for _, o := range nd.GetOutput() {
+					have[o] = true
+				}
+			}
+			for _, o := range m.GetGraph().GetOutput() {
+				if !have[o.GetName()] {
+					t.Errorf("graph %d piece %d: output %s is not computed", iter, k, o.GetName())
+				}
+			}
+			for _, i := range pc.nodes {
+				if g.Node[i].GetOpType() != "Constant" {
+					ran[i]++
+				}
+			}
+		}
+		for i, nd := range g.Node {
+			if nd.GetOpType() != "Constant" && ran[i] != 1 {
+				t.Errorf("graph %d: node %d runs %d times", iter, i, ran[i])
+			}
+		}
 	}
 }
