@@ -130,6 +130,14 @@ type Janitor interface {
 	Expire(ctx context.Context, olderThan time.Duration) (string, error)
 }
 
+// ConditionalWriter is implemented by drivers whose PutContentIf can be
+// racy: an S3 store that ignores conditional headers, where it compares
+// and then writes. The Store then keeps no tag index (tagindex.go), whose
+// updates by writers of different tags would race; views list the links.
+type ConditionalWriter interface {
+	ConditionalWrites() bool
+}
+
 // FileInfo describes an object or a directory prefix.
 type FileInfo struct {
 	Path    string

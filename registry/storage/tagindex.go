@@ -79,6 +79,13 @@ const finishTimeout = 30 * time.Second
 // tagIndexParallel is how many links a rebuild or a reader reads at once.
 const tagIndexParallel = 16
 
+// tagIndexed reports whether the Store keeps the tag index on its driver:
+// not where compare-and-swap is emulated (see ConditionalWriter).
+func (s *Store) tagIndexed() bool {
+	cw, ok := s.d.(ConditionalWriter)
+	return !ok || cw.ConditionalWrites()
+}
+
 func tagIndexPath(name string) string { return repoPath(name) + "/_manifests/tagindex" }
 
 func tagMovesPath(name string) string { return repoPath(name) + "/_manifests/tagmoves" }
@@ -186,8 +193,12 @@ func parseTagMove(entry string) (tagMove, bool) {
 	return tagMove{entry: entry, tag: tag, at: time.Unix(0, nanos)}, true
 }
 
-// startTagMove writes the marker of a move of tag (step 1).
+// startTagMove writes the marker of a move of tag (step 1); none where the
+// Store keeps no index (an empty tagMove, which finishTagMoves skips).
 func (s *Store) startTagMove(ctx context.Context, name, tag string) (tagMove, error) {
+	if !s.tagIndexed() {
+		return tagMove{}, nil
+	}
 	now := time.Now()
 	mv := tagMove{entry: fmt.Sprintf("%020d-%s-%s", now.UnixNano(), newUploadID()[:8], tag), tag: tag, at: now}
 	if err := s.d.PutContent(ctx, tagMovesPath(name)+"/"+mv.entry, []byte(tag)); err != nil {
@@ -205,13 +216,21 @@ func (s *Store) finishTagMoves(ctx context.Context, name string, moves ...tagMov
 	defer cancel()
 	tags := make([]string, 0, len(moves))
 	for _, mv := range moves {
-		tags = append(tags, mv.tag)
+		if mv.entry != "" {
+			tags = append(tags, mv.tag)
+		}
+	}
+	if len(tags) == 0 {
+		return nil
 	}
 	if err := s.updateTagIndex(ctx, name, tags); err != nil {
 		return err
 	}
 	var errs []error
 	for _, mv := range moves {
+		if mv.entry == "" {
+			continue
+		}
 		if err := ignoreNotFound(s.d.Delete(ctx, tagMovesPath(name)+"/"+mv.entry)); err != nil {
 			errs = append(errs, fmt.Errorf("delete tag move marker %s of %s: %w", mv.entry, name, err))
 		}
@@ -321,6 +340,9 @@ func (s *Store) listTagMoves(ctx context.Context, name string) ([]tagMove, error
 // writer that does not keep it (an older registry or client sharing the
 // bucket) or by hand. parallel bounds the links read at once.
 func (s *Store) TagDigests(ctx context.Context, name string, parallel int) (map[string]digest.Digest, error) {
+	if !s.tagIndexed() {
+		return s.ListTagDigests(ctx, name, parallel)
+	}
 	if s.reconcileDue(name) {
 		return s.reconcileTagIndex(ctx, name, parallel)
 	}

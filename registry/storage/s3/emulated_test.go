@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/modelctl/modelctl/registry/storage"
 	"github.com/modelctl/modelctl/registry/storage/s3/s3test"
 )
@@ -53,5 +55,45 @@ func TestConditionalWritesProbeAndFallback(t *testing.T) {
 	got, err := d.GetContent(ctx, p, 10)
 	if err != nil || string(got) != "v2" {
 		t.Fatalf("content %q, %v; want v2", got, err)
+	}
+}
+
+// On a store that ignores conditional PUTs the Store keeps no tag index:
+// two writers of different tags could both "win" its compare-and-swap and
+// one tag would be lost from it. Views list the links instead, and see
+// every move.
+func TestNoTagIndexWithoutConditionalWrites(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d, err := New(ctx, Config{Bucket: srv.Bucket, Prefix: "noidx", Endpoint: srv.Endpoint, Region: srv.Region,
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.conditional = false
+	st := storage.NewStore(d)
+	a, b := digest.FromString("a"), digest.FromString("b")
+	for _, tag := range []string{"v1", "v2"} {
+		if _, err := st.MoveTag(ctx, "team/m", tag, a, "", "u"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 2; i++ { // the first view and a later one
+		if _, err := st.MoveTag(ctx, "team/m", "v2", b, "", "u"); err != nil {
+			t.Fatal(err)
+		}
+		got, err := st.TagDigests(ctx, "team/m", 4)
+		if err != nil || len(got) != 2 || got["v1"] != a || got["v2"] != b {
+			t.Fatalf("view %d: %v, %v", i, got, err)
+		}
+		if err := st.DeleteTag(ctx, "team/m", "v2", "u"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{"repositories/team/m/_manifests/tagindex", "repositories/team/m/_manifests/tagmoves"} {
+		if _, err := d.Stat(ctx, p); !storage.IsNotFound(err) {
+			t.Fatalf("%s: %v, want none", p, err)
+		}
 	}
 }
