@@ -457,12 +457,24 @@ func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions, che
 	// A digest this host installed before (its manifest is in the pin
 	// records) whose blobs are all in the cache is installed from there:
 	// a rollback or a re-sync works with the registry down.
-	if inst, err := findInstall(local, s.ModelPath, want); err == nil && art == nil && !check &&
+	if inst, err := findInstall(local, s.ModelPath, want); err == nil && art == nil &&
 		cached(p.Cache(), inst.Manifest.Files) && (!s.RequireSignature || installedSigned(inst.Root, want, s)) {
-		if err := checkCPU(&client.Artifact{Digest: want, Manifest: inst.Manifest}, opts.CPU); err != nil {
+		cart := &client.Artifact{Reference: pinned, Digest: want, Raw: inst.Raw, Manifest: inst.Manifest}
+		if err := checkCPU(cart, opts.CPU); err != nil {
 			return nil, err
 		}
-		pr, err := p.InstallCached(ctx, pinned, inst.Raw, inst.Root)
+		// The model runs here from the cache too, before the switch (err
+		// is nil here).
+		if check {
+			err = stageAndCheck(ctx, p, cart, opts.Check, func(dir string) (*client.PullResult, error) {
+				return p.InstallCached(ctx, pinned, inst.Raw, dir)
+			})
+			res.Checked = err == nil
+		}
+		var pr *client.PullResult
+		if err == nil {
+			pr, err = p.InstallCached(ctx, pinned, inst.Raw, inst.Root)
+		}
 		if err == nil {
 			recordDigests(p.Cache(), pr.Dir, pr.Files)
 			res.Status, res.Root, res.FromCache = "installed", pr.Dir, true
@@ -472,6 +484,7 @@ func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions, che
 		if !errors.Is(err, client.ErrNotCached) && !errors.Is(err, client.ErrDigestMismatch) {
 			return nil, err
 		}
+		res.Checked = false
 		// A blob went missing or bad in the cache: fetch it.
 	}
 	if art == nil || art.Digest != want {
@@ -502,7 +515,14 @@ func syncSection(ctx context.Context, p Puller, s Section, opts SyncOptions, che
 	}
 	var staged int64
 	if check {
-		if staged, err = stageAndCheck(ctx, p, pinned, art, opts.Check); err != nil {
+		err := stageAndCheck(ctx, p, art, opts.Check, func(dir string) (*client.PullResult, error) {
+			pr, err := p.Pull(ctx, pinned, dir)
+			if pr != nil {
+				staged = pr.Transferred
+			}
+			return pr, err
+		})
+		if err != nil {
 			return nil, err
 		}
 		res.Checked = true

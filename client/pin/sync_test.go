@@ -343,3 +343,79 @@ func TestSyncRemovesStaleFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A section with check: true is checked also when its model comes from the
+// cache with the registry down (a rollback during an incident): the model
+// runs from a staging directory before the switch, and a failing check
+// leaves the installed model and the pin as they were.
+func TestCheckFromTheCacheWithRegistryDown(t *testing.T) {
+	ctx := context.Background()
+	srv, c := startRegistry(t)
+	p := &countingPuller{Client: c}
+	repo := srv.Addr + "/app/m"
+	d1, f1 := pushModel(t, c, repo+":v1", map[string]int64{"m.onnx": 1000, "m.onnx.data": 1 << 20})
+	work := t.TempDir()
+	t.Chdir(work)
+	cfg := writeConfig(t, filepath.Join(work, "app.yaml"), "m:\n  model_path: models/m.onnx\n  artifact: "+repo+":v1\n  check: true\n")
+
+	var checked []string // the staged files each check saw, and where
+	fail := false
+	check := func(ctx context.Context, dir string, art *client.Artifact) error {
+		b, err := os.ReadFile(filepath.Join(dir, "m.onnx.data"))
+		if err != nil {
+			return err
+		}
+		if filepath.Dir(dir) == filepath.Join(work, "models") || strings.HasPrefix(dir, filepath.Join(work, "models")) {
+			return errors.New("checked in the application's directory")
+		}
+		checked = append(checked, art.Digest.String()+" "+digest.FromBytes(b).String())
+		if fail {
+			return errors.New("gates failed")
+		}
+		return nil
+	}
+	opts := SyncOptions{Update: true, Check: check}
+	if _, err := Sync(ctx, cfg, p, opts); err != nil {
+		t.Fatal(err)
+	}
+	d2, _ := pushModel(t, c, repo+":v1", map[string]int64{"m.onnx": 1000, "m.onnx.data": 1 << 20})
+	if _, err := Sync(ctx, cfg, p, opts); err != nil {
+		t.Fatal(err)
+	}
+	if len(checked) != 2 {
+		t.Fatalf("checks: %v", checked)
+	}
+	srv.Kill()
+
+	// The check fails: nothing moves.
+	fail = true
+	if _, err := Rollback(ctx, cfg, p, RollbackOptions{Sync: SyncOptions{Check: check}}); err == nil || !strings.Contains(err.Error(), "check on this machine failed") {
+		t.Fatalf("rollback whose check fails: %v", err)
+	}
+	if s, _ := mustLoad(t, cfg.Path).Section("m"); s.Digest != d2 {
+		t.Fatalf("a failed check moved the pin to %s", s.Digest)
+	}
+	fail = false
+	res, err := Rollback(ctx, cfg, p, RollbackOptions{Sync: SyncOptions{Check: check}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || !res[0].Checked || !res[0].FromCache || res[0].Digest != d1 {
+		t.Fatalf("rollback with check from the cache: %+v", res)
+	}
+	if len(checked) != 4 || !strings.HasPrefix(checked[3], d1.String()+" "+digest.FromBytes(f1["m.onnx.data"]).String()) {
+		t.Fatalf("checks: %v", checked)
+	}
+	if got, _ := os.ReadFile(filepath.Join(work, "models", "m.onnx.data")); string(got) != string(f1["m.onnx.data"]) {
+		t.Fatal("v1 not installed by the rollback")
+	}
+}
+
+func mustLoad(t *testing.T, path string) *Config {
+	t.Helper()
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
