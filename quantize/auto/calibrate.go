@@ -289,6 +289,9 @@ func calibrate(ctx context.Context, model string, values []string, samples Sampl
 		// Each piece makes both passes while it is loaded: the ranges of
 		// the values it computes are complete after its first.
 		note = fmt.Sprintf("ran in %d pieces of at most %d MiB of weights", len(plan.parts), budget>>20)
+		if plan.note != "" {
+			note += "; " + plan.note
+		}
 		if _, err := runPieces(ctx, plan, set, o.Options, tmp, pieceRun{extra: values, passes: passes, value: func(pass, i int, t bench.Tensor) error {
 			if err := fold(pass, t); err != nil {
 				return fmt.Errorf("sample %d: %w", i, err)

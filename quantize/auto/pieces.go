@@ -32,7 +32,8 @@ const (
 // piecePlan is a model cut into pieces that run one after another, each a
 // sub-model of consecutive nodes whose initializers are references into the
 // model's own files (nothing is copied). A nil parts means the model runs
-// whole: it fits the budget, or it cannot be cut (note says why).
+// whole: it fits the budget, or it cannot be cut (note says why); with
+// parts, a note says that a piece is over the budget.
 type piecePlan struct {
 	m      *onnx.Model
 	parts  []piece
@@ -308,6 +309,9 @@ func planPieces(path string, budget int64, extra []string) (*piecePlan, error) {
 			if nonConst[c] == nonConst[from] {
 				break // nothing but Constants before c: no piece
 			}
+			if nonConst[c] == nonConst[n] {
+				continue // nothing but Constants after c
+			}
 			if ok[c] && live[c] <= maxCutLive && (best < 0 || live[c] < live[best]) {
 				best = c
 			}
@@ -368,7 +372,22 @@ func planPieces(path string, budget int64, extra []string) (*piecePlan, error) {
 				}
 			}
 		}
+		if len(pc.outputs) == 0 {
+			// Nothing it computes is read (dead nodes, which onnxruntime
+			// would prune): no piece.
+			continue
+		}
 		p.parts = append(p.parts, pc)
+		if pc.weight > budget && p.note == "" {
+			// Only a piece's first node may take it over the budget (the
+			// greedy fill stops before any other would): a node that
+			// reads more than the budget alone cannot be cut smaller.
+			first := pc.from
+			for first+1 < pc.to && isConst(first) {
+				first++
+			}
+			p.note = fmt.Sprintf("piece %d holds %d MiB of weights, over the %d MiB budget: node %q reads that much alone", k+1, pc.weight>>20, budget>>20, nodes[first].GetName())
+		}
 	}
 	return p, nil
 }

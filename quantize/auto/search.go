@@ -155,6 +155,9 @@ func Search(ctx context.Context, in, out string, o Options) (*Result, error) {
 			return nil, fmt.Errorf("quantize: search: FP32 reference: %w", err)
 		}
 		memory = append(memory, fmt.Sprintf("FP32 (%d MiB of weights) ran in %d pieces of at most %d MiB; speeds are sums of each piece's fastest of %d runs, not paired", fp32Plan.weight>>20, len(fp32Plan.parts), budget>>20, pieceTimingRuns))
+		if fp32Plan.note != "" {
+			memory = append(memory, fp32Plan.note)
+		}
 	} else {
 		if fp32Plan.note != "" {
 			memory = append(memory, fp32Plan.note)
@@ -516,6 +519,9 @@ func (e *evaluator) run(path string, compare func(int, []bench.Tensor) error) er
 		runs = 0
 	}
 	if plan.parts != nil {
+		if plan.note != "" {
+			e.notes = append(e.notes, plan.note)
+		}
 		e.lastTime, err = runPieces(e.ctx, plan, e.set, e.o.Bench, e.tmp, pieceRun{outputs: compare, timeRuns: runs})
 		return err
 	}
