@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // An unknown user must take as long to refuse as some real user does. With
@@ -39,29 +41,44 @@ func TestUnknownUsersTimeLikeKnownOnes(t *testing.T) {
 		}
 		return time.Since(t0)
 	}
-	dear := check("dear")
-	cheap := check("cheap0")
-	slow := (dear + cheap) / 2
-	if cheap >= slow {
-		t.Fatalf("cost 4 took %v, cost 10 %v: cannot tell them apart here", cheap, dear)
-	}
-	// 90% of the real users answer fast; unknown names must too, in about
-	// the same share (each name always the same way).
-	fast := 0
-	const n = 40
+	// Which cost an unknown name is refused at is decided by its dummy
+	// hash: 90% of the real users have cost 4, so about 90% of unknown
+	// names must get a cost-4 dummy, each name always the same one.
+	var fastNames, slowNames []string
+	const n = 400
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("nobody%d", i)
-		d := check(name)
-		if d < slow {
-			fast++
+		c, err := bcrypt.Cost(h.dummyFor(name))
+		if err != nil {
+			t.Fatal(err)
 		}
-		if again := check(name); (again < slow) != (d < slow) {
-			t.Fatalf("%s took %v, then %v: an unknown name must cost the same each time", name, d, again)
+		if again, _ := bcrypt.Cost(h.dummyFor(name)); again != c {
+			t.Fatalf("%s: dummy of cost %d, then %d: an unknown name must cost the same each time", name, c, again)
+		}
+		switch c {
+		case 4:
+			fastNames = append(fastNames, name)
+		case 10:
+			slowNames = append(slowNames, name)
+		default:
+			t.Fatalf("%s: dummy of cost %d, which no user has", name, c)
 		}
 	}
-	t.Logf("cost 4: %v, cost 10: %v; unknown names answered as fast as a cost-4 user: %d of %d", cheap, dear, fast, n)
-	if fast < n/2 {
-		t.Fatalf("%d of %d unknown names answered fast, while 9 of 10 real users do: timing tells who exists", fast, n)
+	t.Logf("unknown names refused at cost 4: %d of %d", len(fastNames), n)
+	if len(fastNames) < n*75/100 || len(slowNames) == 0 {
+		t.Fatalf("%d of %d unknown names get a cost-4 dummy, while 9 of 10 real users have cost 4: timing tells who exists", len(fastNames), n)
+	}
+	// And the refusal really runs that check: the least time of a few
+	// refusals of a cost-10 unknown name is near a cost-10 user's (load
+	// only ever adds time, so minima are what can be compared here).
+	dear, unknown := time.Duration(1<<62), time.Duration(1<<62)
+	for i := 0; i < 3; i++ { // interleaved, so that a burst of load hits both
+		dear = min(dear, check("dear"))
+		unknown = min(unknown, check(slowNames[0]))
+	}
+	t.Logf("least of 3: cost-10 user %v, unknown name with a cost-10 dummy %v", dear, unknown)
+	if unknown < dear/3 {
+		t.Fatalf("an unknown name with a cost-10 dummy was refused in %v, a cost-10 user in %v: the dummy is not checked", unknown, dear)
 	}
 }
 
