@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -162,7 +164,8 @@ func TestS3ChunkedUploadSurvivesKill9(t *testing.T) {
 // straight to its content address on S3; a wrong digest leaves nothing.
 func TestS3MonolithicPushVerifies(t *testing.T) {
 	gw := s3test.Start(t)
-	srv := s3Serve(t, gw, "")
+	// Its parts are spooled in a directory of the test's own.
+	srv := s3Serve(t, gw, "", "--s3-spool-dir", t.TempDir())
 	base := "http://" + srv.Addr
 	u := &upload{t: t, base: base}
 	data := make([]byte, 20<<20)
@@ -197,5 +200,18 @@ func TestS3MonolithicPushVerifies(t *testing.T) {
 	resp.Body.Close()
 	if !bytes.Equal(got, data) {
 		t.Fatalf("GET after POST+PUT: %d bytes", len(got))
+	}
+}
+
+// A spool directory the server cannot write to is refused at start, with
+// the flag named, not at the first upload.
+func TestS3SpoolDirRefusedAtStart(t *testing.T) {
+	gw := s3test.Start(t)
+	cmd := exec.Command(testenv.Modelctl(t), "serve", "--addr", testenv.FreeAddr(t), "--storage", "s3://"+gw.Bucket+"/registry",
+		"--s3-endpoint", gw.Endpoint, "--s3-spool-dir", filepath.Join(t.TempDir(), "missing"))
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+gw.AccessKey, "AWS_SECRET_ACCESS_KEY="+gw.SecretKey, "AWS_REGION="+gw.Region)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--s3-spool-dir") {
+		t.Fatalf("serve with a missing spool directory: %v\n%s", err, out)
 	}
 }

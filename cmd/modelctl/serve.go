@@ -27,6 +27,7 @@ type serveOptions struct {
 	s3Endpoint   string
 	s3Region     string
 	s3Redirect   bool
+	s3SpoolDir   string
 	tlsCert      string
 	tlsKey       string
 	logFormat    string
@@ -58,6 +59,7 @@ or S3-compatible object storage (--storage s3://BUCKET/PREFIX --s3-endpoint URL)
 	f.StringVar(&o.s3Endpoint, "s3-endpoint", "", "S3 endpoint URL (e.g. http://127.0.0.1:9000)")
 	f.StringVar(&o.s3Region, "s3-region", "", "S3 region (default: $AWS_REGION or $AWS_DEFAULT_REGION, else asked from the bucket)")
 	f.BoolVar(&o.s3Redirect, "s3-redirect", false, "answer blob downloads with presigned S3 URLs instead of streaming")
+	f.StringVar(&o.s3SpoolDir, "s3-spool-dir", "", "S3 storage: local directory the parts of uploads are assembled in before they go to the bucket (default: $TMPDIR or /tmp); needs room for a few parts per upload in flight")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM)")
 	f.StringVar(&o.tlsKey, "tls-key", "", "TLS key file (PEM)")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")

@@ -44,7 +44,21 @@ func openS3(ctx context.Context, o *serveOptions) (storage.Driver, error) {
 	}
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	d, err := s3.NewFromURL(sctx, o.storageURL, o.s3Endpoint, o.s3Region, creds)
+	if o.s3SpoolDir != "" {
+		// Refused now, not at the first upload.
+		f, err := os.CreateTemp(o.s3SpoolDir, ".modelctl-spool-check-")
+		if err != nil {
+			return nil, fmt.Errorf("--s3-spool-dir: %w", err)
+		}
+		f.Close()
+		os.Remove(f.Name())
+	}
+	bucket, prefix, err := s3.ParseURL(o.storageURL)
+	if err != nil {
+		return nil, err
+	}
+	d, err := s3.New(sctx, s3.Config{Bucket: bucket, Prefix: prefix, Endpoint: o.s3Endpoint, Region: o.s3Region,
+		AccessKey: creds.AccessKey, SecretKey: creds.SecretKey, SessionToken: creds.SessionToken, SpoolDir: o.s3SpoolDir})
 	if err != nil {
 		return nil, err
 	}
