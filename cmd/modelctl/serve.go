@@ -139,10 +139,14 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 	}
 	if o.ui {
 		var uiAuth ui.Authorizer
+		var sessionKey []byte
 		if authn != nil {
 			uiAuth = authn
+			if sessionKey, err = authn.SessionKey(); err != nil {
+				return err
+			}
 		}
-		if cfg.UI, err = ui.New(ui.Config{Store: cfg.Store, Logger: log, Auth: uiAuth}); err != nil {
+		if cfg.UI, err = ui.New(ui.Config{Store: cfg.Store, Logger: log, Auth: uiAuth, SessionKey: sessionKey}); err != nil {
 			return err
 		}
 	}

@@ -4,7 +4,10 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -120,6 +123,21 @@ func New(cfg Config) (*Authenticator, error) {
 		ip:     newLimiter(cfg.MaxFailures, cfg.FailureWindow),
 		user:   newLimiter(cfg.MaxFailures, cfg.FailureWindow),
 	}, nil
+}
+
+// SessionKey is a key for signing the web UI's session cookies, derived
+// from the token key: replicas given one --token-key accept each other's
+// logins, and a restart keeps them; without one (a fresh token key per
+// process) it is fresh per process too. Knowing it gives nothing about the
+// token key.
+func (a *Authenticator) SessionKey() ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(a.cfg.Key)
+	if err != nil {
+		return nil, fmt.Errorf("auth: session key from the token key: %w", err)
+	}
+	m := hmac.New(sha256.New, der)
+	m.Write([]byte("modelctl web UI session key, v1"))
+	return m.Sum(nil), nil
 }
 
 // LoadKey reads a PEM private key for signing tokens: PKCS#8 ("PRIVATE

@@ -2,6 +2,10 @@ package auth
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -464,4 +468,34 @@ func BenchmarkAuthenticate(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestSessionKey: the UI's session key follows the token key, so replicas
+// given one key share logins; another key gives another session key, and
+// a fresh token key (none given) a fresh one.
+func TestSessionKey(t *testing.T) {
+	users, err := ParseHtpasswd(strings.NewReader("a:$2y$04$" + strings.Repeat("x", 53)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key := func(k crypto.Signer) []byte {
+		a, err := New(Config{Users: users, Key: k})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := a.SessionKey()
+		if err != nil || len(s) != 32 {
+			t.Fatalf("session key: %x, %v", s, err)
+		}
+		return s
+	}
+	a, b, c := key(k1), key(k1), key(k2)
+	if !bytes.Equal(a, b) {
+		t.Fatal("one token key gave two session keys: replicas would not share logins")
+	}
+	if bytes.Equal(a, c) || bytes.Equal(key(nil), key(nil)) {
+		t.Fatal("different token keys gave one session key")
+	}
 }

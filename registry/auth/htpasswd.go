@@ -185,6 +185,12 @@ func (h *Htpasswd) Authenticate(user, password string) bool {
 	return true
 }
 
+// Has reports whether user is in the file.
+func (h *Htpasswd) Has(user string) bool {
+	_, ok := h.users[user]
+	return ok
+}
+
 // Users returns the user names, for policy checks at start-up.
 func (h *Htpasswd) Users() []string {
 	out := make([]string, 0, len(h.users))

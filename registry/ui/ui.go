@@ -207,6 +207,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// userKnower is what an Authorizer that can say whether a user still
+// exists implements (auth.Authenticator does).
+type userKnower interface {
+	KnowsUser(user string) bool
+}
+
+// user is the request's logged-in user: a valid session of a user the
+// server still knows.
+func (h *Handler) user(r *http.Request) (string, bool) {
+	user, ok := h.sessions.user(r)
+	if ok {
+		if k, isK := h.auth.(userKnower); isK && !k.KnowsUser(user) {
+			return "", false
+		}
+	}
+	return user, ok
+}
+
 // mayPull answers whether the request's user may see repository name; when
 // not, it has answered: anonymous users are sent to the login page, others
 // get the same 404 as for a repository that does not exist.
@@ -214,7 +232,7 @@ func (h *Handler) mayPull(w http.ResponseWriter, r *http.Request, name string) b
 	if h.permit == nil {
 		return true
 	}
-	user, loggedIn := h.sessions.user(r)
+	user, loggedIn := h.user(r)
 	if h.permit.Permits(user, name, "pull") {
 		return true
 	}
@@ -231,7 +249,7 @@ func (h *Handler) visible(r *http.Request, name string) bool {
 	if h.permit == nil {
 		return true
 	}
-	user, _ := h.sessions.user(r)
+	user, _ := h.user(r)
 	return h.permit.Permits(user, name, "pull")
 }
 
@@ -253,7 +271,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, nam
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	user, loggedIn := h.sessions.user(r)
+	user, loggedIn := h.user(r)
 	p := page{Title: title, Prefix: h.cfg.Prefix, User: user, LoggedIn: loggedIn, Auth: h.auth != nil, Data: data}
 	if loggedIn {
 		p.CSRF = h.sessions.csrf(r)

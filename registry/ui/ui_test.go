@@ -2,6 +2,10 @@ package ui
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -411,5 +415,53 @@ func TestCookiesSecureUnderTLS(t *testing.T) {
 	cs := resp.Cookies()
 	if len(cs) != 1 || cs[0].Name != loginCSRFCookie || !cs[0].Secure || !cs[0].HttpOnly || cs[0].SameSite != http.SameSiteStrictMode {
 		t.Fatalf("cookies under TLS: %+v", cs)
+	}
+}
+
+// TestSessionKeySharedByReplicas: servers whose session key derives from
+// one token key (`serve --token-key`) accept each other's sessions, also
+// after a restart; a session of a user the server does not know (removed
+// from its htpasswd file) is no login; another key's sessions are refused.
+func TestSessionKeySharedByReplicas(t *testing.T) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	handler := func(key crypto.Signer, pairs ...string) *Handler {
+		a, err := auth.New(auth.Config{Users: users(t, pairs...), Key: key, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sk, err := a.SessionKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		drv, err := filesystem.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := New(Config{Store: storage.NewStore(drv), Auth: a, SessionKey: sk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	first := handler(k, "alice:pw", "bob:pw")
+	second := handler(k, "alice:pw") // bob was removed before it started
+	other := handler(nil, "alice:pw", "bob:pw")
+	req := func(h *Handler, user string) *http.Request {
+		v, _ := h.sessions.issue(user)
+		r, _ := http.NewRequest(http.MethodGet, "/ui/", nil)
+		r.AddCookie(&http.Cookie{Name: sessionCookie, Value: v})
+		return r
+	}
+	if u, ok := second.user(req(first, "alice")); !ok || u != "alice" {
+		t.Fatalf("a session of the first server on the second: %q %v", u, ok)
+	}
+	if u, ok := second.user(req(first, "bob")); ok {
+		t.Fatalf("a session of a user the second server does not know was accepted: %q", u)
+	}
+	if u, ok := first.user(req(first, "bob")); !ok || u != "bob" {
+		t.Fatalf("bob's session on the server that knows him: %q %v", u, ok)
+	}
+	if u, ok := other.user(req(first, "alice")); ok {
+		t.Fatalf("a session signed with another key was accepted: %q", u)
 	}
 }
