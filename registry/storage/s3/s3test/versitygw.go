@@ -14,7 +14,6 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
-	"golang.org/x/sys/unix"
 
 	"github.com/modelctl/modelctl/internal/testenv"
 )
@@ -131,19 +130,6 @@ func (s *Server) MakeBucket(t testing.TB) string {
 		t.Fatalf("versitygw: create bucket %s: %v", name, err)
 	}
 	return name
-}
-
-// userXattrs reports whether dir's filesystem stores user.* extended
-// attributes.
-func userXattrs(dir string) bool {
-	f, err := os.CreateTemp(dir, ".xattr-probe-")
-	if err != nil {
-		return false
-	}
-	name := f.Name()
-	f.Close()
-	defer os.Remove(name)
-	return unix.Setxattr(name, "user.modelctl-probe", []byte("1"), 0) == nil
 }
 
 func randomHex(n int) string {
