@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/modelctl/modelctl/quantize/bench"
@@ -66,6 +67,11 @@ func runPieces(ctx context.Context, plan *piecePlan, set *sampleSet, opts bench.
 		if err != nil {
 			return 0, err
 		}
+		// What Go freed (the quantizer's chunks, the last piece's
+		// tensors) goes back to the system before onnxruntime reads the
+		// next piece: the peak is one piece plus what is live, not plus
+		// what the collector has not returned yet.
+		debug.FreeOSMemory()
 		sess, err := bench.LoadBytes(ctx, label, model, plan.m.Dir, opts)
 		model = nil
 		if err != nil {
