@@ -386,7 +386,7 @@ func planPieces(path string, budget int64, extra []string) (*piecePlan, error) {
 			for first+1 < pc.to && isConst(first) {
 				first++
 			}
-			p.note = fmt.Sprintf("piece %d holds %d MiB of weights, over the %d MiB budget: node %q reads that much alone", k+1, pc.weight>>20, budget>>20, nodes[first].GetName())
+			p.note = fmt.Sprintf("piece %d holds %d MiB of weights, over the %d MiB budget: node %q reads that much alone", len(p.parts), pc.weight>>20, budget>>20, nodes[first].GetName())
 		}
 	}
 	return p, nil
