@@ -73,7 +73,6 @@ func runPieces(ctx context.Context, plan *piecePlan, set *sampleSet, opts bench.
 		// what the collector has not returned yet.
 		debug.FreeOSMemory()
 		sess, err := bench.LoadBytes(ctx, label, model, plan.m.Dir, opts)
-		model = nil
 		if err != nil {
 			return 0, err
 		}
