@@ -146,9 +146,21 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 				return err
 			}
 		}
-		if cfg.UI, err = ui.New(ui.Config{Store: cfg.Store, Logger: log, Auth: uiAuth, SessionKey: sessionKey}); err != nil {
+		h, err := ui.New(ui.Config{Store: cfg.Store, Logger: log, Auth: uiAuth, SessionKey: sessionKey})
+		if err != nil {
 			return err
 		}
+		cfg.UI = h
+		// The first visitor of a large repository should not wait for
+		// every manifest to be read: the caches fill in the background.
+		go func(h *ui.Handler) {
+			repos, versions, took, err := h.Warm(ctx)
+			if err != nil && ctx.Err() == nil {
+				log.Warn("ui: warming the page caches", "err", err)
+				return
+			}
+			log.Debug("ui: page caches warm", "repositories", repos, "versions", versions, "took", took)
+		}(h)
 	}
 	srv, err := registry.New(cfg)
 	if err != nil {

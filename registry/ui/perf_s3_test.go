@@ -29,6 +29,7 @@ func BenchmarkRepositoryPage1000TagsS3(b *testing.B) {
 	fillRepository(b, ts, "bench/model", perfTags)
 	b.Logf("stored %d versions on S3 in %s", perfTags, time.Since(start).Round(time.Millisecond))
 	line, _ := measureRepositoryPage(b, ts, "S3 (versitygw)")
+	line += "; " + measureWarmStart(b, ts)
 	b.Log(line)
 	url := ts.URL + "/ui/r/bench/model"
 	c := ts.Client()

@@ -116,6 +116,21 @@ func measureRepositoryPage(t testing.TB, ts *testServer, storageName string) (st
 		perfTags, storageName, cold.Round(time.Millisecond), r(median), r(lo), r(hi), r(home), r(homeLo), r(homeHi), r(art), r(artLo), r(artHi), len(left)), median
 }
 
+// measureWarmStart starts a second server on ts's storage, as a restart
+// would, runs Warm as serve does at start, and times its first render of
+// the repository page.
+func measureWarmStart(t testing.TB, ts *testServer) string {
+	t.Helper()
+	ts2 := newTestServerOn(t, ts.Store.Driver(), nil, nil)
+	repos, versions, took, err := ts2.UI.Warm(context.Background())
+	if err != nil || repos != 1 || versions != perfTags {
+		t.Fatalf("Warm: %d repositories, %d versions, %v", repos, versions, err)
+	}
+	first := timeGet(t, ts2.Client(), ts2.URL+"/ui/r/bench/model")
+	return fmt.Sprintf("after a restart, Warm took %s (%d versions), then the first render %s",
+		took.Round(time.Millisecond), versions, first.Round(100*time.Microsecond))
+}
+
 // TestRepositoryPageRenderTime measures the page of a repository with
 // 1,000 tags over filesystem storage: the first render after a start (every
 // manifest and config read) and the following ones (manifests cached by
@@ -128,6 +143,7 @@ func TestRepositoryPageRenderTime(t *testing.T) {
 	fillRepository(t, ts, "bench/model", perfTags)
 	t.Logf("stored %d versions in %s", perfTags, time.Since(start).Round(time.Millisecond))
 	line, median := measureRepositoryPage(t, ts, "filesystem")
+	line += "; " + measureWarmStart(t, ts)
 	t.Log(line)
 	if f := os.Getenv("MODELCTL_UI_PERF_OUT"); f != "" {
 		_ = os.WriteFile(f, []byte(line+"\n"), 0o644)
