@@ -337,13 +337,7 @@ func calibrateWhole(ctx context.Context, model string, values []string, set *sam
 			if err != nil {
 				return err
 			}
-			if err := sess.SetInputs(in); err != nil {
-				return fmt.Errorf("calibrate: sample %d: %w", i, err)
-			}
-			if _, err := sess.RunOnce(ctx); err != nil {
-				return fmt.Errorf("calibrate: sample %d: %w", i, err)
-			}
-			outs, err := sess.Outputs()
+			outs, err := sess.Infer(ctx, in)
 			if err != nil {
 				return fmt.Errorf("calibrate: sample %d: %w", i, err)
 			}

@@ -141,13 +141,7 @@ func runPieces(ctx context.Context, plan *piecePlan, set *sampleSet, opts bench.
 					if err != nil {
 						return err
 					}
-					if err := sess.SetInputs(in); err != nil {
-						return err
-					}
-					if _, err := sess.RunOnce(ctx); err != nil {
-						return err
-					}
-					outs, err := sess.Outputs()
+					outs, err := sess.Infer(ctx, in)
 					if err != nil {
 						return err
 					}

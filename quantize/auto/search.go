@@ -359,13 +359,7 @@ func runSamples(ctx context.Context, model string, set *sampleSet, opts bench.Op
 		if err != nil {
 			return err
 		}
-		if err := sess.SetInputs(in); err != nil {
-			return err
-		}
-		if _, err := sess.RunOnce(ctx); err != nil {
-			return err
-		}
-		outs, err := sess.Outputs()
+		outs, err := sess.Infer(ctx, in)
 		if err != nil {
 			return err
 		}

@@ -478,6 +478,12 @@ func Run(ctx context.Context, modelPath string, inputs []Tensor, opts Options) (
 		return nil, err
 	}
 	defer s.Close()
+	return s.Infer(ctx, inputs)
+}
+
+// Infer sets the inputs, runs the model once and returns its outputs in
+// declared order.
+func (s *Session) Infer(ctx context.Context, inputs []Tensor) ([]Tensor, error) {
 	if err := s.SetInputs(inputs); err != nil {
 		return nil, err
 	}

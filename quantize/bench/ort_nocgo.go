@@ -24,12 +24,13 @@ func LoadBytes(context.Context, string, []byte, string, Options) (*Session, erro
 // Run needs cgo.
 func Run(context.Context, string, []Tensor, Options) ([]Tensor, error) { return nil, ErrNoCgo }
 
-func (*Session) Provider() string                               { return "" }
-func (*Session) Info() *ModelInfo                               { return nil }
-func (*Session) SetInputs([]Tensor) error                       { return ErrNoCgo }
-func (*Session) RunOnce(context.Context) (time.Duration, error) { return 0, ErrNoCgo }
-func (*Session) Outputs() ([]Tensor, error)                     { return nil, ErrNoCgo }
-func (*Session) Close() error                                   { return nil }
+func (*Session) Provider() string                                  { return "" }
+func (*Session) Info() *ModelInfo                                  { return nil }
+func (*Session) SetInputs([]Tensor) error                          { return ErrNoCgo }
+func (*Session) RunOnce(context.Context) (time.Duration, error)    { return 0, ErrNoCgo }
+func (*Session) Outputs() ([]Tensor, error)                        { return nil, ErrNoCgo }
+func (*Session) Infer(context.Context, []Tensor) ([]Tensor, error) { return nil, ErrNoCgo }
+func (*Session) Close() error                                      { return nil }
 
 func runtimeVersion() string { return "" }
 
