@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,35 +98,10 @@ func TestInstallArchiveIsAllOrNothing(t *testing.T) {
 		return c.installFiles(context.Background(), ref, ref.Digest, files, dir, nil, &archiveSet{stage: stage, files: u})
 	}
 
-	steps := 0
-	installFault = func(step, path string) error { steps++; return nil }
-	if _, err := install(t, setup(t)); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { installFault = nil }()
-	for n := 1; n <= steps; n++ {
-		t.Run(fmt.Sprint("fault at step ", n), func(t *testing.T) {
-			dir := setup(t)
-			before := snapshot(t, filepath.Dir(dir))
-			i := 0
-			var failed string
-			installFault = func(step, path string) error {
-				i++
-				if i == n {
-					failed = step + " " + path
-					return errors.New("injected")
-				}
-				return nil
-			}
-			if _, err := install(t, dir); err == nil || !strings.Contains(err.Error(), "injected") {
-				t.Fatalf("fault at %s: err %v", failed, err)
-			}
-			if after := snapshot(t, filepath.Dir(dir)); fmt.Sprint(after) != fmt.Sprint(before) {
-				t.Fatalf("fault at %s changed the target:\nbefore %v\nafter  %v", failed, before, after)
-			}
-		})
-	}
-	installFault = nil
+	failEachStep(t, 8, setup, func(t *testing.T, dir string) error {
+		_, err := install(t, dir)
+		return err
+	})
 
 	dir := setup(t)
 	res, err := install(t, dir)

@@ -69,6 +69,46 @@ func snapshot(t *testing.T, dir string) map[string]string {
 	return out
 }
 
+// failEachStep counts the fault points of a successful install (at least
+// min), then fails each in turn on a fresh target from setup: the install
+// must report the injected error and leave the target's parent byte for
+// byte as it was.
+func failEachStep(t *testing.T, min int, setup func(*testing.T) string, install func(*testing.T, string) error) {
+	t.Helper()
+	defer func() { installFault = nil }()
+	steps := 0
+	installFault = func(step, path string) error { steps++; return nil }
+	if err := install(t, setup(t)); err != nil {
+		t.Fatal(err)
+	}
+	if steps < min {
+		t.Fatalf("only %d steps counted", steps)
+	}
+	for n := 1; n <= steps; n++ {
+		t.Run(fmt.Sprint("fault at step ", n), func(t *testing.T) {
+			dir := setup(t)
+			before := snapshot(t, filepath.Dir(dir))
+			i := 0
+			var failed string
+			installFault = func(step, path string) error {
+				i++
+				if i == n {
+					failed = step + " " + path
+					return errors.New("injected")
+				}
+				return nil
+			}
+			if err := install(t, dir); err == nil || !strings.Contains(err.Error(), "injected") {
+				t.Fatalf("fault at %s: err %v", failed, err)
+			}
+			if after := snapshot(t, filepath.Dir(dir)); fmt.Sprint(after) != fmt.Sprint(before) {
+				t.Fatalf("fault at %s changed the target:\nbefore %v\nafter  %v", failed, before, after)
+			}
+		})
+	}
+	installFault = nil
+}
+
 func newCacheClient(t *testing.T) *Client {
 	t.Helper()
 	c, err := New(Options{CacheDir: t.TempDir(), Credentials: nil})
@@ -107,39 +147,10 @@ func TestInstallIsAllOrNothing(t *testing.T) {
 		return dir
 	}
 
-	// Count the steps of a successful install, then fail each in turn.
-	steps := 0
-	installFault = func(step, path string) error { steps++; return nil }
-	if _, err := c.InstallCached(context.Background(), ref, raw, setup(t)); err != nil {
-		t.Fatal(err)
-	}
-	if steps < 8 {
-		t.Fatalf("only %d steps counted", steps)
-	}
-	for n := 1; n <= steps; n++ {
-		t.Run(fmt.Sprint("fault at step ", n), func(t *testing.T) {
-			dir := setup(t)
-			before := snapshot(t, filepath.Dir(dir))
-			i := 0
-			var failed string
-			installFault = func(step, path string) error {
-				i++
-				if i == n {
-					failed = step + " " + path
-					return errors.New("injected")
-				}
-				return nil
-			}
-			_, err := c.InstallCached(context.Background(), ref, raw, dir)
-			if err == nil || !strings.Contains(err.Error(), "injected") {
-				t.Fatalf("fault at %s: err %v", failed, err)
-			}
-			if after := snapshot(t, filepath.Dir(dir)); fmt.Sprint(after) != fmt.Sprint(before) {
-				t.Fatalf("fault at %s changed the target:\nbefore %v\nafter  %v", failed, before, after)
-			}
-		})
-	}
-	installFault = nil
+	failEachStep(t, 8, setup, func(t *testing.T, dir string) error {
+		_, err := c.InstallCached(context.Background(), ref, raw, dir)
+		return err
+	})
 
 	dir := setup(t)
 	res, err := c.InstallCached(context.Background(), ref, raw, dir)

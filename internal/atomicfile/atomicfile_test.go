@@ -88,9 +88,8 @@ func TestSyncDir(t *testing.T) {
 	}
 }
 
-// TestLockExcludes: two descriptors of one lock file, as two processes
-// would hold them, take turns.
-func TestLockExcludes(t *testing.T) {
+// twoDescriptors opens one lock file twice, as two processes would.
+func twoDescriptors(t *testing.T) (*os.File, *os.File) {
 	p := filepath.Join(tempDir(t), "x.lock")
 	open := func() *os.File {
 		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
@@ -99,7 +98,13 @@ func TestLockExcludes(t *testing.T) {
 		}
 		return f
 	}
-	a, b := open(), open()
+	return open(), open()
+}
+
+// TestLockExcludes: two descriptors of one lock file, as two processes
+// would hold them, take turns.
+func TestLockExcludes(t *testing.T) {
+	a, b := twoDescriptors(t)
 	defer a.Close()
 	defer b.Close()
 	if err := Lock(a); err != nil {
@@ -131,15 +136,7 @@ func TestLockExcludes(t *testing.T) {
 // TestTryLock: TryLock takes a free lock, and reports a held one as held
 // without waiting; closing the holder frees it.
 func TestTryLock(t *testing.T) {
-	p := filepath.Join(tempDir(t), "x.lock")
-	open := func() *os.File {
-		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
-	a, b := open(), open()
+	a, b := twoDescriptors(t)
 	defer b.Close()
 	if ok, err := TryLock(a); !ok || err != nil {
 		t.Fatalf("TryLock of a free lock: %v, %v", ok, err)
