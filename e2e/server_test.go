@@ -121,6 +121,16 @@ func makeSrvModels(t *testing.T, repo string) *srvModels {
 	return m
 }
 
+// newSrvScene starts a registry holding the three models, with int8
+// pointing at v1, and a server host to sync them on.
+func newSrvScene(t *testing.T) (*testenv.Process, string, *srvModels, *srvHost) {
+	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
+	repo := srv.Addr + "/sarai/audio"
+	m := makeSrvModels(t, repo)
+	m.retag(repo, "v1", "int8")
+	return srv, repo, m, newSrvHost(t)
+}
+
 // retag points tag at what from names (a push of the same model).
 func (m *srvModels) retag(repo, from, tag string) {
 	m.ws.run("tag", repo+":"+from, tag)
@@ -130,11 +140,7 @@ func (m *srvModels) retag(repo, from, tag string) {
 // previous model from the local cache and the pin history, every byte
 // verified, and says the registry was not consulted; verify agrees.
 func TestServerRollbackWithRegistryDown(t *testing.T) {
-	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
-	repo := srv.Addr + "/sarai/audio"
-	m := makeSrvModels(t, repo)
-	m.retag(repo, "v1", "int8")
-	h := newSrvHost(t)
+	srv, repo, m, h := newSrvScene(t)
 	cfg := h.writeConfig(repo+":int8", "")
 	h.mustIn("app", "sync", "config/app.yaml", "--update")
 	m.retag(repo, "v2", "int8")
@@ -181,11 +187,7 @@ func TestServerRollbackWithRegistryDown(t *testing.T) {
 
 // Problem 2: paths follow the application, not the shell.
 func TestServerPathsFollowTheApplication(t *testing.T) {
-	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
-	repo := srv.Addr + "/sarai/audio"
-	m := makeSrvModels(t, repo)
-	m.retag(repo, "v1", "int8")
-	h := newSrvHost(t)
+	_, repo, m, h := newSrvScene(t)
 	cfg := h.writeConfig(repo+":int8", "")
 	h.mustIn("app", "pin", "config/app.yaml", "--key", "audio", repo+":int8")
 	h.mustIn("app", "sync", "config/app.yaml")
@@ -221,11 +223,7 @@ func TestServerPathsFollowTheApplication(t *testing.T) {
 // Problem 3: bytes already in place are adopted (not downloaded), other
 // bytes are moved aside and reported, never lost.
 func TestServerAdoptsOrKeepsFilesInPlace(t *testing.T) {
-	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
-	repo := srv.Addr + "/sarai/audio"
-	m := makeSrvModels(t, repo)
-	m.retag(repo, "v1", "int8")
-	h := newSrvHost(t)
+	_, repo, m, h := newSrvScene(t)
 	h.writeConfig(repo+":int8", "")
 	models := filepath.Join(h.app, "models")
 	if err := os.MkdirAll(models, 0o755); err != nil {
@@ -580,11 +578,7 @@ func TestServerNetworkDropLeavesTheTarget(t *testing.T) {
 // works on the config as the other left it; one that waits past
 // --lock-wait fails without touching the config or the models.
 func TestServerSyncsTakeTurns(t *testing.T) {
-	srv := testenv.StartServe(t, nil, "--root", t.TempDir())
-	repo := srv.Addr + "/sarai/audio"
-	m := makeSrvModels(t, repo)
-	m.retag(repo, "v1", "int8")
-	h := newSrvHost(t)
+	_, repo, m, h := newSrvScene(t)
 	cfg := h.writeConfig(repo+":int8", "")
 	h.mustIn("app", "sync", "config/app.yaml", "--update")
 	m.retag(repo, "v2", "int8")
