@@ -108,23 +108,7 @@ func TestPiecesMatchWhole(t *testing.T) {
 						refs++
 					}
 				}
-				have := map[string]bool{}
-				for _, v := range m.GetGraph().GetInput() {
-					have[v.GetName()] = true
-				}
-				for _, in := range m.GetGraph().GetInitializer() {
-					have[in.GetName()] = true
-				}
-				for _, n := range m.GetGraph().GetNode() {
-					nodeNeeds(n, func(v string) {
-						if !have[v] {
-							t.Errorf("piece %d: node %s reads %s, which the piece does not have", k, n.GetName(), v)
-						}
-					})
-					for _, o := range n.GetOutput() {
-						have[o] = true
-					}
-				}
+				checkPieceComputes(t, fmt.Sprintf("piece %d", k), m)
 			}
 			if want := len(plan.m.Embedded); name == "deepa" && (want != 1 || refs < want) {
 				// Its 2400x32 weight is raw_data inside the .onnx: the
@@ -450,28 +434,7 @@ func TestPlanPiecesRandomGraphs(t *testing.T) {
 			if err := proto.Unmarshal(b, m); err != nil {
 				t.Fatal(err)
 			}
-			have := map[string]bool{}
-			for _, v := range m.GetGraph().GetInput() {
-				have[v.GetName()] = true
-			}
-			for _, in := range m.GetGraph().GetInitializer() {
-				have[in.GetName()] = true
-			}
-			for _, nd := range m.GetGraph().GetNode() {
-				nodeNeeds(nd, func(v string) {
-					if !have[v] {
-						t.Errorf("graph %d piece %d: node reads %s, which the piece does not have", iter, k, v)
-					}
-				})
-				for _, o := range nd.GetOutput() {
-					have[o] = true
-				}
-			}
-			for _, o := range m.GetGraph().GetOutput() {
-				if !have[o.GetName()] {
-					t.Errorf("graph %d piece %d: output %s is not computed", iter, k, o.GetName())
-				}
-			}
+			checkPieceComputes(t, fmt.Sprintf("graph %d piece %d", iter, k), m)
 			if len(m.GetGraph().GetOutput()) == 0 {
 				t.Errorf("graph %d piece %d: no outputs", iter, k)
 			}
@@ -490,6 +453,35 @@ func TestPlanPiecesRandomGraphs(t *testing.T) {
 		}
 		if last := plan.parts[len(plan.parts)-1]; !slices.Contains(last.outputs, g.Output[0].GetName()) {
 			t.Errorf("graph %d: the last piece computes %v, not the output %s", iter, last.outputs, g.Output[0].GetName())
+		}
+	}
+}
+
+// checkPieceComputes fails t when a node of the piece m reads a value the
+// piece neither takes, holds nor computes before it, or when an output of
+// m is not computed.
+func checkPieceComputes(t *testing.T, what string, m *onnxpb.ModelProto) {
+	t.Helper()
+	have := map[string]bool{}
+	for _, v := range m.GetGraph().GetInput() {
+		have[v.GetName()] = true
+	}
+	for _, in := range m.GetGraph().GetInitializer() {
+		have[in.GetName()] = true
+	}
+	for _, n := range m.GetGraph().GetNode() {
+		nodeNeeds(n, func(v string) {
+			if !have[v] {
+				t.Errorf("%s: node %s reads %s, which the piece does not have", what, n.GetName(), v)
+			}
+		})
+		for _, o := range n.GetOutput() {
+			have[o] = true
+		}
+	}
+	for _, o := range m.GetGraph().GetOutput() {
+		if !have[o.GetName()] {
+			t.Errorf("%s: output %s is not computed", what, o.GetName())
 		}
 	}
 }
