@@ -44,21 +44,7 @@ func newSrvHost(t *testing.T) *srvHost {
 // in runs modelctl in dir (relative to the host's home).
 func (h *srvHost) in(dir string, args ...string) (string, string, int) {
 	h.t.Helper()
-	cmd := exec.Command(testenv.Modelctl(h.t), args...)
-	cmd.Dir = filepath.Join(h.dir, filepath.FromSlash(dir))
-	cmd.Env = append(os.Environ(), h.env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return stdout.String(), stderr.String(), 0
-	case errors.As(err, &ee):
-		return stdout.String(), stderr.String(), ee.ExitCode()
-	}
-	h.t.Fatalf("modelctl %s: %v", strings.Join(args, " "), err)
-	return "", "", -1
+	return h.tryIn(filepath.Join(h.dir, filepath.FromSlash(dir)), nil, args...)
 }
 
 func (h *srvHost) mustIn(dir string, args ...string) string {

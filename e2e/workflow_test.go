@@ -49,9 +49,16 @@ func (h *wfHost) try(args ...string) (string, string, int) {
 // tryVia runs modelctl through a launcher (qemu, say) when via is set.
 func (h *wfHost) tryVia(via []string, args ...string) (string, string, int) {
 	h.t.Helper()
+	return h.tryIn(h.dir, via, args...)
+}
+
+// tryIn runs modelctl in dir, through via when set, and returns its
+// output and exit code.
+func (h *wfHost) tryIn(dir string, via []string, args ...string) (string, string, int) {
+	h.t.Helper()
 	argv := append(append(append([]string(nil), via...), testenv.Modelctl(h.t)), args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir = h.dir
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), h.env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -167,7 +167,7 @@ func Search(ctx context.Context, in, out string, o Options) (*Result, error) {
 		}
 	}
 	fp32Plan = nil
-	fp32Bytes, err := modelBytes(in)
+	fp32Bytes, err := bench.ModelBytes(in)
 	if err != nil {
 		return nil, err
 	}
@@ -370,23 +370,6 @@ func runSamples(ctx context.Context, model string, set *sampleSet, opts bench.Op
 	return nil
 }
 
-// modelBytes is the model file plus its external data.
-func modelBytes(path string) (int64, error) {
-	info, err := bench.ReadModelInfo(path)
-	if err != nil {
-		return 0, err
-	}
-	files, err := bench.ModelFiles(path, info)
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, f := range files {
-		n += f.Bytes
-	}
-	return n, nil
-}
-
 // agreement accumulates, sample by sample, how one output agrees with
 // FP32's over all samples together: a one-value output (a probability)
 // has a meaningful cosine only across samples, and nothing but these sums
@@ -458,7 +441,7 @@ func (e *evaluator) quality(path string, opts quantize.Options) (q bench.Quality
 		removeModel(path)
 		return q, 0, false, nil
 	}
-	if bytes, err = modelBytes(path); err != nil {
+	if bytes, err = bench.ModelBytes(path); err != nil {
 		return q, 0, false, err
 	}
 	acc := map[int]*agreement{}

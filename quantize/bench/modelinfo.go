@@ -176,6 +176,23 @@ func toValueInfo(v *onnxpb.ValueInfoProto) ValueInfo {
 	return vi
 }
 
+// ModelBytes is the size of the model file plus its external data files.
+func ModelBytes(modelPath string) (int64, error) {
+	info, err := ReadModelInfo(modelPath)
+	if err != nil {
+		return 0, err
+	}
+	files, err := ModelFiles(modelPath, info)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, f := range files {
+		n += f.Bytes
+	}
+	return n, nil
+}
+
 // ModelFiles returns the model file and its external data files with their
 // sizes, refusing a location that leaves the model's directory.
 func ModelFiles(modelPath string, info *ModelInfo) ([]FileSize, error) {

@@ -78,7 +78,7 @@ func run() error {
 		}
 		sizes = append(sizes, m)
 	}
-	fp32Size, err := dataSize(*model)
+	fp32Size, err := bench.ModelBytes(*model)
 	if err != nil {
 		return err
 	}
@@ -104,7 +104,7 @@ func run() error {
 		if res.Search != nil {
 			fmt.Fprintf(os.Stderr, "%s %s: chose %s: %s\n", *name, v, res.Search.Chosen, res.Search.Why)
 		}
-		sz, err := dataSize(out)
+		sz, err := bench.ModelBytes(out)
 		if err != nil {
 			return err
 		}
@@ -144,23 +144,6 @@ func run() error {
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20)) }
-
-// dataSize is the model file plus its external data file, if any.
-func dataSize(path string) (int64, error) {
-	info, err := bench.ReadModelInfo(path)
-	if err != nil {
-		return 0, err
-	}
-	files, err := bench.ModelFiles(path, info)
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, f := range files {
-		n += f.Bytes
-	}
-	return n, nil
-}
 
 // parseVariant turns a variant name into options.
 func parseVariant(v string) (auto.Options, error) {
