@@ -353,7 +353,7 @@ func TestWindowsAtomicFile(t *testing.T) {
 	if err != nil || !bytes.Contains(stdout, []byte("\nPASS")) {
 		t.Fatalf("internal/atomicfile tests on Windows: %v\n%s\n%s", err, stdout, stderr)
 	}
-	for _, name := range []string{"TestWriteFile", "TestRenameReplacesReadOnly", "TestSyncDir", "TestLockExcludes"} {
+	for _, name := range []string{"TestWriteFile", "TestRenameReplacesReadOnly", "TestSyncDir", "TestLockExcludes", "TestTryLock"} {
 		if !bytes.Contains(stdout, []byte("--- PASS: "+name)) {
 			t.Fatalf("%s did not pass on Windows:\n%s", name, stdout)
 		}
