@@ -52,6 +52,11 @@ func (s *Store) MoveTag(ctx context.Context, name, tag string, to, from digest.D
 	if err := ValidateTag(tag); err != nil {
 		return "", err
 	}
+	// A tag already at to (a push of the same manifest again) is no move:
+	// neither the link nor the index is written, as before the index.
+	if cur, _, err := s.tagCurrent(ctx, name, tag); err == nil && cur == to && (from == "" || from == cur) {
+		return cur, nil
+	}
 	mv, err := s.startTagMove(ctx, name, tag)
 	if err != nil {
 		return "", err

@@ -127,7 +127,19 @@ func testIndexMoves(t *testing.T, cfg Config) {
 			}
 			return nil
 		}, map[string]digest.Digest{"a": d1, "b": d1}},
-		{"moved to the same", func() error { _, err := w.MoveTag(ctx, indexRepo, "b", d1, "", "u"); return err }, map[string]digest.Digest{"a": d1, "b": d1}},
+		{"moved to the same", func() error {
+			before, err := d.Stat(ctx, indexPath)
+			if err != nil {
+				return err
+			}
+			if _, err := w.MoveTag(ctx, indexRepo, "b", d1, "", "u"); err != nil {
+				return err
+			}
+			if after, err := d.Stat(ctx, indexPath); err != nil || after.Version != before.Version {
+				return fmt.Errorf("a move to the digest the tag holds wrote the index (version %q, then %q, %v)", before.Version, after.Version, err)
+			}
+			return nil
+		}, map[string]digest.Digest{"a": d1, "b": d1}},
 		{"deleted", func() error { return w.DeleteTag(ctx, indexRepo, "b", "u") }, map[string]digest.Digest{"a": d1}},
 		{"recreated", func() error { _, err := w.MoveTag(ctx, indexRepo, "b", d2, "", "u"); return err }, map[string]digest.Digest{"a": d1, "b": d2}},
 	}
