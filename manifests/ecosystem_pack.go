@@ -13,11 +13,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
-	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -207,61 +205,17 @@ func PackArchives(layers []ocispec.Descriptor, diffIDs []digest.Digest, opts Pac
 	if len(diffIDs) != len(layers) {
 		return nil, fmt.Errorf("pack: %d diffIDs for %d layers", len(diffIDs), len(layers))
 	}
-	created := opts.CreatedAt
-	if created.IsZero() {
-		created = time.Now()
-	}
-	created = created.UTC().Truncate(time.Second)
-	model := &Model{
-		Descriptor: ModelDescriptor{CreatedAt: &created, Name: opts.Name, Version: opts.Version},
-		ModelFS:    ModelFS{Type: "layers", DiffIDs: diffIDs},
-		Config:     ModelConfig{Format: FormatONNX, Precision: opts.Precision},
-	}
-	if q := opts.Quantization; q != nil && q.Method != "" {
-		model.Config.Quantization = q.Method
-		model.Config.QuantizationParameters = q.Parameters
-	}
-	configBytes, err := MarshalConfig(model)
+	a, err := packLayers(layers, diffIDs, opts)
 	if err != nil {
 		return nil, err
 	}
-	configDesc := ocispec.Descriptor{MediaType: MediaTypeConfig, Digest: digest.FromBytes(configBytes), Size: int64(len(configBytes))}
-	annotations := CreatedAnnotations(created)
-	for k, v := range opts.Annotations {
-		if !strings.HasPrefix(k, AnnotationPrefix) && !strings.HasPrefix(k, "org.opencontainers.") {
-			return nil, fmt.Errorf("pack: annotation %q is outside %q", k, AnnotationPrefix)
-		}
-		if len(v) > MaxAnnotationValue {
-			return nil, fmt.Errorf("pack: annotation %q is over %d bytes", k, MaxAnnotationValue)
-		}
-		annotations[k] = v
-	}
-	m := ocispec.Manifest{
-		Versioned:    specs.Versioned{SchemaVersion: 2},
-		MediaType:    MediaTypeImageManifest,
-		ArtifactType: ArtifactTypeModel,
-		Config:       configDesc,
-		Layers:       layers,
-		Annotations:  annotations,
-	}
-	manifestBytes, err := json.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("encode manifest: %w", err)
-	}
 	// What we push must be what we would accept on pull.
-	c, err := Classify(manifestBytes, MediaTypeImageManifest, ClassifyOptions{})
+	c, err := Classify(a.Manifest, MediaTypeImageManifest, ClassifyOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("pack: built a manifest pull would refuse: %w", err)
 	}
-	if err := c.ApplyConfig(configBytes); err != nil {
+	if err := c.ApplyConfig(a.Config); err != nil {
 		return nil, fmt.Errorf("pack: built a config pull would refuse: %w", err)
 	}
-	return &Artifact{
-		Config:     configBytes,
-		ConfigDesc: configDesc,
-		Manifest:   manifestBytes,
-		ManifestDesc: ocispec.Descriptor{MediaType: MediaTypeImageManifest, ArtifactType: ArtifactTypeModel,
-			Digest: digest.FromBytes(manifestBytes), Size: int64(len(manifestBytes))},
-		ParsedManifest: m,
-	}, nil
+	return a, nil
 }

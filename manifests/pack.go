@@ -85,11 +85,6 @@ func Pack(files []File, opts PackOptions) (*Artifact, error) {
 	if len(files) == 0 {
 		return nil, fmt.Errorf("pack: no files")
 	}
-	created := opts.CreatedAt
-	if created.IsZero() {
-		created = time.Now()
-	}
-	created = created.UTC().Truncate(time.Second)
 
 	layers := make([]ocispec.Descriptor, 0, len(files))
 	diffIDs := make([]digest.Digest, 0, len(files))
@@ -105,6 +100,30 @@ func Pack(files []File, opts PackOptions) (*Artifact, error) {
 		diffIDs = append(diffIDs, f.Digest)
 	}
 
+	a, err := packLayers(layers, diffIDs, opts)
+	if err != nil {
+		return nil, err
+	}
+	// What we push must be what we would accept on pull.
+	if _, err := ParseManifest(a.Manifest); err != nil {
+		return nil, fmt.Errorf("pack: built an invalid manifest: %w", err)
+	}
+	if _, err := ParseConfig(a.Config, &a.ParsedManifest); err != nil {
+		return nil, fmt.Errorf("pack: built an invalid config: %w", err)
+	}
+	return a, nil
+}
+
+// packLayers builds the ModelPack config (diffIDs, format, precision,
+// quantization) and the manifest of layers with opts' annotations, checked
+// to be under AnnotationPrefix or org.opencontainers and bounded: what Pack
+// and PackArchives share.
+func packLayers(layers []ocispec.Descriptor, diffIDs []digest.Digest, opts PackOptions) (*Artifact, error) {
+	created := opts.CreatedAt
+	if created.IsZero() {
+		created = time.Now()
+	}
+	created = created.UTC().Truncate(time.Second)
 	cfg := ModelConfig{Format: FormatONNX, Precision: opts.Precision, Architecture: opts.Architecture, ParamSize: opts.ParamSize}
 	if opts.Format != "" {
 		cfg.Format = opts.Format
@@ -169,13 +188,6 @@ func Pack(files []File, opts PackOptions) (*Artifact, error) {
 			Size:         int64(len(manifestBytes)),
 		},
 		ParsedManifest: m,
-	}
-	// What we push must be what we would accept on pull.
-	if _, err := ParseManifest(manifestBytes); err != nil {
-		return nil, fmt.Errorf("pack: built an invalid manifest: %w", err)
-	}
-	if _, err := ParseConfig(configBytes, &m); err != nil {
-		return nil, fmt.Errorf("pack: built an invalid config: %w", err)
 	}
 	return a, nil
 }
