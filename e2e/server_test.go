@@ -427,11 +427,20 @@ echo "started $!"
 // of every large blob it sends back: a registry (or a network) that
 // delivers the wrong bytes.
 func startCorruptingProxy(t *testing.T, target string) string {
+	return startBlobProxy(t, target, func(body io.ReadCloser, size int64) io.ReadCloser {
+		return &flipper{r: body, at: size / 2}
+	})
+}
+
+// startBlobProxy forwards to target, passing the body of every blob
+// response over 1 MiB through wrap.
+func startBlobProxy(t *testing.T, target string, wrap func(body io.ReadCloser, size int64) io.ReadCloser) string {
 	t.Helper()
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target})
+	rp.ErrorLog = log.New(io.Discard, "", 0)
 	rp.ModifyResponse = func(resp *http.Response) error {
 		if strings.Contains(resp.Request.URL.Path, "/blobs/") && resp.ContentLength > 1<<20 {
-			resp.Body = &flipper{r: resp.Body, at: resp.ContentLength / 2}
+			resp.Body = wrap(resp.Body, resp.ContentLength)
 		}
 		return nil
 	}
@@ -439,7 +448,7 @@ func startCorruptingProxy(t *testing.T, target string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: rp}
+	srv := &http.Server{Handler: rp, ErrorLog: log.New(io.Discard, "", 0)}
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { srv.Close() })
 	return l.Addr().String()
@@ -492,23 +501,9 @@ func TestServerDigestMismatchLeavesTheTarget(t *testing.T) {
 // response after 64 KiB and drops the connection: a network that fails in
 // the middle of every transfer.
 func startDroppingProxy(t *testing.T, target string) string {
-	t.Helper()
-	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target})
-	rp.ErrorLog = log.New(io.Discard, "", 0)
-	rp.ModifyResponse = func(resp *http.Response) error {
-		if strings.Contains(resp.Request.URL.Path, "/blobs/") && resp.ContentLength > 1<<20 {
-			resp.Body = &cutter{r: resp.Body, left: 64 << 10}
-		}
-		return nil
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: rp, ErrorLog: log.New(io.Discard, "", 0)}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { srv.Close() })
-	return l.Addr().String()
+	return startBlobProxy(t, target, func(body io.ReadCloser, _ int64) io.ReadCloser {
+		return &cutter{r: body, left: 64 << 10}
+	})
 }
 
 type cutter struct {
